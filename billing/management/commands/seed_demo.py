@@ -1,0 +1,131 @@
+"""Demo data for the reference documents' three use cases. Safe to run again: it only fills
+in what is missing (fixed ids, fixed request ids, so replayed charges change nothing)."""
+
+import sys
+from decimal import Decimal
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from tqdm import tqdm
+
+from billing.management.commands._common import run_service
+from billing.models import OrganizationSubscription, OrgBillingHistory, UserCreditAllocation
+from billing.money import credits_to_millicredits
+from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
+from billing.services.subscriptions import start_local_subscription
+from organizations.models import Organization, OrganizationMember, User
+from organizations.services import add_member, create_organization, ensure_user
+
+LABEL = "command:seed_demo"
+DEMO_MODELS = [("gpt-4o-mini", 0.35), ("claude-3-5-sonnet", 1.2), ("llama-3.1-70b", 0.5)]
+
+
+class Command(BaseCommand):
+    help = "Load the demo: a 5-member startup, a consultant in 3 client orgs, a 100-member enterprise."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.startup_team()
+        self.consultant()
+        self.enterprise()
+        self.stdout.write(self.style.SUCCESS("Demo data ready: startup-team, client-a/b/c, enterprise-corp."))
+
+    # -- building blocks --------------------------------------------------------------------
+
+    def org(self, org_id: str, name: str, admin: User, plan_code: str, credits: int, paid: str) -> None:
+        if not Organization.objects.filter(pk=org_id).exists():
+            run_service(
+                lambda: create_organization(
+                    org_id=org_id,
+                    org_name=name,
+                    created_by=admin,
+                    billing_email=admin.email,
+                    actor_label=LABEL,
+                )
+            )
+        if not OrganizationSubscription.objects.filter(org_id=org_id).exists():
+            run_service(lambda: start_local_subscription(org_id=org_id, plan_code=plan_code, actor_label=LABEL))
+        external_id = f"seed-demo-{org_id}-initial-credits"
+        if not OrgBillingHistory.objects.filter(external_id=external_id).exists():
+            run_service(
+                lambda: add_credits_to_pool(
+                    org_id=org_id,
+                    amount=credits_to_millicredits(credits),
+                    purchase_amount=Decimal(paid),
+                    external_id=external_id,
+                    actor_label=LABEL,
+                    description="Initial credit purchase",
+                )
+            )
+
+    def member(self, org_id: str, user: User, role: str = "member", is_default: bool = False) -> None:
+        if not OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
+            run_service(
+                lambda: add_member(org_id=org_id, user=user, role=role, is_default=is_default, actor_label=LABEL)
+            )
+
+    def allocation(self, org_id: str, user: User, credits: int) -> None:
+        if not UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).exists():
+            run_service(
+                lambda: allocate_credits_to_user(
+                    org_id=org_id, user=user, amount=credits_to_millicredits(credits), actor_label=LABEL
+                )
+            )
+
+    def usage(self, org_id: str, user: User, calls: int) -> None:
+        for n in range(calls):
+            model, credits = DEMO_MODELS[n % len(DEMO_MODELS)]
+            run_service(
+                lambda: deduct_credits(
+                    user=user,
+                    org_id=org_id,
+                    amount=credits_to_millicredits(str(credits)),
+                    request_id=f"seed-{org_id}-{user.username}-{n}",
+                    service_name=model,
+                    input_tokens=1200 + 37 * n,
+                    output_tokens=300 + 11 * n,
+                    metadata={"seed": True},
+                )
+            )
+
+    # -- the three use cases ----------------------------------------------------------------
+
+    def startup_team(self) -> None:
+        """Use case 1: starter plan, 5,000 credits, 1,000 to each of 5 members."""
+        people = [
+            ("startup-alice", "Alice", "Admin", "admin"),
+            ("startup-bob", "Bob", "Developer", "member"),
+            ("startup-chen", "Chen", "Developer", "member"),
+            ("startup-dana", "Dana", "Designer", "member"),
+            ("startup-eli", "Eli", "PM", "member"),
+        ]
+        users = [ensure_user(username=u, email=f"{u}@startup.example", first_name=f, last_name=l) for u, f, l, _ in people]
+        self.org("startup-team", "Startup Team", users[0], "starter", 5000, "50.00")
+        for user, (_, _, _, role) in zip(users, people, strict=True):
+            self.member("startup-team", user, role=role)
+            self.allocation("startup-team", user, 1000)
+            self.usage("startup-team", user, 6)
+
+    def consultant(self) -> None:
+        """Use case 2: one consultant in three client orgs, a different allocation in each."""
+        carol = ensure_user(username="consultant-carol", email="carol@consulting.example", first_name="Carol")
+        for index, (org_id, name, allocated) in enumerate(
+            [("client-a", "Client A", 500), ("client-b", "Client B", 1500), ("client-c", "Client C", 3000)]
+        ):
+            admin = ensure_user(username=f"{org_id}-admin", email=f"admin@{org_id}.example")
+            self.org(org_id, name, admin, "professional", 10000, "100.00")
+            self.member(org_id, carol, is_default=index == 0)
+            self.allocation(org_id, carol, allocated)
+            self.usage(org_id, carol, 3 + index)
+
+    def enterprise(self) -> None:
+        """Use case 3: enterprise plan, 100,000 credits, 100 members in 4 departments."""
+        departments = [("eng", 1500), ("marketing", 800), ("sales", 600), ("support", 500)]
+        admin = ensure_user(username="enterprise-admin", email="admin@enterprise.example", first_name="Erin")
+        self.org("enterprise-corp", "Enterprise Corp", admin, "enterprise", 100_000, "1000.00")
+        seats = [(dept, credits, n) for dept, credits in departments for n in range(1, 26)]
+        for dept, credits, n in tqdm(seats, desc="enterprise-corp members", unit="member", file=sys.stderr, disable=None):
+            user = ensure_user(username=f"ent-{dept}-{n:02d}", email=f"{dept}{n:02d}@enterprise.example")
+            self.member("enterprise-corp", user)
+            self.allocation("enterprise-corp", user, credits)
+            if n <= 5:
+                self.usage("enterprise-corp", user, 2)

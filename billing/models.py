@@ -1,0 +1,461 @@
+"""Billing data: plans, subscriptions, the credit pool, allocations and the ledger tables.
+
+All credit columns are integer millicredits (``billing.money``). Single-row invariants are
+database CHECK constraints; cross-row invariants (pool totals equal the sums of their rows) are
+checked by ``billing.selectors.reconciliation`` and the ``reconcile_credits`` command.
+Balances are written only by ``billing.services``.
+"""
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from organizations.models import Organization
+
+
+class Plan(models.Model):
+    """A subscription plan (mirrored to Lago by ``plan_code``)."""
+
+    plan_code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100)
+    monthly_price = models.DecimalField(max_digits=10, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    rate_limit_tier = models.CharField(max_length=32, default="standard")
+    monthly_api_calls = models.PositiveIntegerField(help_text="API calls per month; 0 = unlimited")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        db_table = "billing_plans"
+        ordering = ["monthly_price"]
+        constraints: ClassVar = [
+            models.CheckConstraint(condition=Q(monthly_price__gte=0), name="plans_price_nonnegative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (${self.monthly_price}/mo)"
+
+
+class OrganizationSubscription(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACTIVE = "active", "Active"
+        CANCELED = "canceled", "Canceled"
+        TERMINATED = "terminated", "Terminated"
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="subscriptions")
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    lago_subscription_id = models.CharField(max_length=128, blank=True)
+    lago_external_id = models.CharField(max_length=128, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    current_period_end = models.DateTimeField(null=True, blank=True)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "organization_subscriptions"
+        ordering = ["-created_at"]
+        constraints: ClassVar = [
+            # An organization has at most one live (pending or active) subscription.
+            models.UniqueConstraint(
+                fields=["org"],
+                condition=Q(status__in=["pending", "active"]),
+                name="org_subscriptions_one_live_per_org",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "active", "canceled", "terminated"]),
+                name="org_subscriptions_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_id}: {self.plan.plan_code} ({self.status})"
+
+
+class OrganizationCreditPool(models.Model):
+    """An organization's shared credits.
+
+    ``total_credits`` is everything ever put in; ``allocated_credits`` is what is committed to
+    allocations (the sum of all allocations' ``allocated_credits``; a revoked allocation keeps
+    only what it used); ``used_credits`` is what was consumed. Available = total − allocated.
+    """
+
+    org = models.OneToOneField(
+        Organization, primary_key=True, on_delete=models.PROTECT, related_name="credit_pool"
+    )
+    total_credits = models.BigIntegerField(default=0)
+    allocated_credits = models.BigIntegerField(default=0)
+    used_credits = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "organization_credit_pools"
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(allocated_credits__gte=0)
+                & Q(allocated_credits__lte=F("total_credits")),
+                name="credit_pools_allocated_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(used_credits__gte=0) & Q(used_credits__lte=F("allocated_credits")),
+                name="credit_pools_used_within_allocated",
+            ),
+        ]
+
+    @property
+    def available_credits(self) -> int:
+        return self.total_credits - self.allocated_credits
+
+    def __str__(self) -> str:
+        return f"pool of {self.org_id}"
+
+
+class UserCreditAllocation(models.Model):
+    """A member's share of the pool. At most one active allocation per (org, user).
+
+    ``used + reserved ≤ allocated`` always; free = allocated − used − reserved.
+    """
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="allocations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_allocations"
+    )
+    allocated_credits = models.BigIntegerField(default=0)
+    used_credits = models.BigIntegerField(default=0)
+    reserved_credits = models.BigIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allocated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "user_credit_allocations"
+        ordering = ["org_id", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["org", "user"],
+                condition=Q(is_active=True),
+                name="allocations_one_active_per_org_user",
+            ),
+            models.CheckConstraint(
+                condition=Q(used_credits__gte=0) & Q(reserved_credits__gte=0),
+                name="allocations_counters_nonnegative",
+            ),
+            models.CheckConstraint(
+                condition=Q(allocated_credits__gte=F("used_credits") + F("reserved_credits")),
+                name="allocations_used_reserved_within_allocated",
+            ),
+            # A revoked allocation keeps exactly what it consumed and holds nothing.
+            models.CheckConstraint(
+                condition=Q(is_active=True)
+                | (Q(allocated_credits=F("used_credits")) & Q(reserved_credits=0)),
+                name="allocations_inactive_settled",
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["user", "is_active"], name="allocations_user_active")]
+
+    @property
+    def free_credits(self) -> int:
+        return self.allocated_credits - self.used_credits - self.reserved_credits
+
+    def __str__(self) -> str:
+        return f"allocation #{self.pk} {self.user_id}@{self.org_id}"
+
+
+class IndividualCreditBalance(models.Model):
+    """A user's own credits, used when they bill without an organization."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.PROTECT,
+        related_name="individual_credits",
+    )
+    total_credits = models.BigIntegerField(default=0)
+    used_credits = models.BigIntegerField(default=0)
+    reserved_credits = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "individual_credit_balances"
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(used_credits__gte=0) & Q(reserved_credits__gte=0),
+                name="individual_counters_nonnegative",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_credits__gte=F("used_credits") + F("reserved_credits")),
+                name="individual_used_reserved_within_total",
+            ),
+        ]
+
+    @property
+    def free_credits(self) -> int:
+        return self.total_credits - self.used_credits - self.reserved_credits
+
+    def __str__(self) -> str:
+        return f"individual credits of {self.user_id}"
+
+
+class ServiceType(models.TextChoices):
+    LLM = "llm", "LLM"
+    IMAGE = "image", "Image"
+    EMBEDDING = "embedding", "Embedding"
+    BYOK = "byok", "Bring your own key"
+    ADJUSTMENT = "adjustment", "Adjustment"
+    OTHER = "other", "Other"
+
+
+class CreditUsageAttribution(models.Model):
+    """The usage ledger: one row per charge, never updated, never deleted.
+
+    A row is appended in the same transaction that raises an allocation's (or an individual
+    balance's) ``used_credits``, so every balance can be recomputed from these rows. Corrections
+    are new rows, not edits. ``request_id`` is the idempotency key of a deduction: unique per
+    organization (per user for individual credits), so a replayed charge finds its first row.
+    """
+
+    org = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="usage"
+    )
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="usage")
+    allocation = models.ForeignKey(
+        UserCreditAllocation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="attributions",
+    )
+    service_type = models.CharField(max_length=32, choices=ServiceType.choices, default=ServiceType.LLM)
+    service_name = models.CharField(max_length=200, blank=True, help_text="model or service")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    credits_used = models.BigIntegerField()
+    balance_after = models.BigIntegerField(
+        help_text="free millicredits left on the allocation (or individual balance) after this charge"
+    )
+    request_id = models.CharField(max_length=128)
+    request_metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=False)
+
+    class Meta:
+        db_table = "credit_usage_attribution"
+        ordering = ["-created_at", "-id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["org", "request_id"],
+                condition=Q(org__isnull=False),
+                name="attribution_request_id_unique_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "request_id"],
+                condition=Q(org__isnull=True),
+                name="attribution_request_id_unique_per_individual",
+            ),
+            models.CheckConstraint(condition=Q(credits_used__gte=0), name="attribution_credits_nonnegative"),
+            # Organization charges come from an allocation; individual ones never do.
+            models.CheckConstraint(
+                condition=(Q(org__isnull=True) & Q(allocation__isnull=True))
+                | (Q(org__isnull=False) & Q(allocation__isnull=False)),
+                name="attribution_allocation_matches_org",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["org", "created_at"], name="attribution_org_created"),
+            models.Index(fields=["org", "user", "created_at"], name="attribution_org_user_created"),
+            models.Index(fields=["allocation"], name="attribution_allocation"),
+            models.Index(fields=["user", "created_at"], name="attribution_user_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.credits_used} mc"
+
+
+class CreditReservation(models.Model):
+    """A hold on credits taken before a metered call and settled or released after it.
+
+    While ``held`` its amount sits in the holder's ``reserved_credits``; settling turns (part
+    of) it into usage with an attribution row, releasing returns it. Rows change state once.
+    """
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released"
+        EXPIRED = "expired", "Expired"
+
+    org = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="reservations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_reservations"
+    )
+    allocation = models.ForeignKey(
+        UserCreditAllocation,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reservations",
+    )
+    request_id = models.CharField(max_length=128)
+    amount = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
+    credits_charged = models.BigIntegerField(default=0)
+    attribution = models.OneToOneField(
+        CreditUsageAttribution,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="reservation",
+    )
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "credit_reservations"
+        ordering = ["-created_at"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["org", "request_id"],
+                condition=Q(org__isnull=False),
+                name="reservation_request_id_unique_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "request_id"],
+                condition=Q(org__isnull=True),
+                name="reservation_request_id_unique_per_individual",
+            ),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="reservation_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(credits_charged__gte=0), name="reservation_charged_nonnegative"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["held", "settled", "released", "expired"]),
+                name="reservation_status_valid",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "expires_at"], name="reservation_status_expiry"),
+            models.Index(fields=["allocation", "status"], name="reservation_allocation_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"hold {self.request_id} ({self.status})"
+
+
+class OrgBillingHistory(models.Model):
+    """Invoices, payments, credit purchases and subscription changes of an organization.
+
+    ``external_id`` is unique so a sync or a replayed webhook never writes a row twice.
+    """
+
+    class EventType(models.TextChoices):
+        INVOICE = "invoice", "Invoice"
+        PAYMENT = "payment", "Payment"
+        CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
+        CREDIT_GRANT = "credit_grant", "Credit grant"
+        REFUND = "refund", "Refund"
+        SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="billing_history")
+    event_type = models.CharField(max_length=32, choices=EventType.choices)
+    external_id = models.CharField(max_length=200, unique=True)
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    credits = models.BigIntegerField(null=True, blank=True, help_text="millicredits, when relevant")
+    status = models.CharField(max_length=32, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "org_billing_history"
+        ordering = ["-occurred_at", "-id"]
+        indexes: ClassVar = [models.Index(fields=["org", "occurred_at"], name="billing_history_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.org_id} {self.event_type} {self.external_id}"
+
+
+class CreditPurchase(models.Model):
+    """Credits bought with money (Stripe). Fulfilled, i.e. added to the pool, exactly once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        FULFILLED = "fulfilled", "Fulfilled"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+        REFUNDED = "refunded", "Refunded"
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="credit_purchases")
+    purchased_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    credits = models.BigIntegerField(help_text="millicredits")
+    amount = models.DecimalField(max_digits=12, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    stripe_checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    stripe_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    fulfilled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "credit_purchases"
+        ordering = ["-created_at"]
+        constraints: ClassVar = [
+            models.CheckConstraint(condition=Q(credits__gt=0), name="purchase_credits_positive"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="purchase_amount_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(status="fulfilled", fulfilled_at__isnull=False) | ~Q(status="fulfilled"),
+                name="purchase_fulfilled_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"purchase #{self.pk} {self.org_id} ({self.status})"
+
+
+class AuditEvent(models.Model):
+    """Who did what to whom, when: appended by every administrative service, never edited."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, blank=True, help_text="'system', a command, …")
+    org = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    action = models.CharField(max_length=64)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=128, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "audit_events"
+        ordering = ["-created_at", "-id"]
+        indexes: ClassVar = [
+            models.Index(fields=["org", "created_at"], name="audit_org_created"),
+            models.Index(fields=["action", "created_at"], name="audit_action_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} by {self.actor_id or self.actor_label}"

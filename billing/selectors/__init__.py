@@ -1,0 +1,1 @@
+"""Reads and aggregates of the billing app (the references' SQL views become selectors)."""

@@ -1,0 +1,172 @@
+"""Cross-row invariants of the ledger (DESIGN.md §4), checked in SQL over batches of orgs.
+
+A drift is a bug to investigate, never something to "fix up": these functions only report.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from django.db import connection
+
+from billing.models import OrganizationCreditPool
+
+BATCH_SIZE = 500
+
+
+@dataclass(frozen=True)
+class Drift:
+    check: str
+    org_id: str | None
+    target: str
+    expected: int
+    actual: int
+
+    def __str__(self) -> str:
+        where = f"org {self.org_id} " if self.org_id else ""
+        return f"[{self.check}] {where}{self.target}: expected {self.expected}, found {self.actual}"
+
+
+# Each query takes the batch of org ids twice at most and returns
+# (org_id, target, expected, actual) rows for every violation.
+_ORG_CHECKS: dict[str, str] = {
+    "pool_allocated_equals_sum_of_allocations": """
+        SELECT p.org_id, 'pool', COALESCE(SUM(a.allocated_credits), 0), p.allocated_credits
+        FROM organization_credit_pools p
+        LEFT JOIN user_credit_allocations a ON a.org_id = p.org_id
+        WHERE p.org_id = ANY(%(orgs)s)
+        GROUP BY p.org_id, p.allocated_credits
+        HAVING p.allocated_credits <> COALESCE(SUM(a.allocated_credits), 0)
+    """,
+    "pool_used_equals_sum_of_allocations": """
+        SELECT p.org_id, 'pool', COALESCE(SUM(a.used_credits), 0), p.used_credits
+        FROM organization_credit_pools p
+        LEFT JOIN user_credit_allocations a ON a.org_id = p.org_id
+        WHERE p.org_id = ANY(%(orgs)s)
+        GROUP BY p.org_id, p.used_credits
+        HAVING p.used_credits <> COALESCE(SUM(a.used_credits), 0)
+    """,
+    "pool_within_bounds": """
+        SELECT org_id, 'pool', total_credits, allocated_credits
+        FROM organization_credit_pools
+        WHERE org_id = ANY(%(orgs)s)
+          AND NOT (0 <= used_credits AND used_credits <= allocated_credits
+                   AND allocated_credits <= total_credits)
+    """,
+    "allocation_used_equals_sum_of_attribution": """
+        SELECT a.org_id, 'allocation #' || a.id || ' (user ' || a.user_id || ')',
+               COALESCE(u.total, 0), a.used_credits
+        FROM user_credit_allocations a
+        LEFT JOIN (
+            SELECT allocation_id, SUM(credits_used) AS total
+            FROM credit_usage_attribution
+            WHERE org_id = ANY(%(orgs)s)
+            GROUP BY allocation_id
+        ) u ON u.allocation_id = a.id
+        WHERE a.org_id = ANY(%(orgs)s) AND a.used_credits <> COALESCE(u.total, 0)
+    """,
+    "allocation_reserved_equals_held_reservations": """
+        SELECT a.org_id, 'allocation #' || a.id || ' (user ' || a.user_id || ')',
+               COALESCE(r.total, 0), a.reserved_credits
+        FROM user_credit_allocations a
+        LEFT JOIN (
+            SELECT allocation_id, SUM(amount) AS total
+            FROM credit_reservations
+            WHERE org_id = ANY(%(orgs)s) AND status = 'held'
+            GROUP BY allocation_id
+        ) r ON r.allocation_id = a.id
+        WHERE a.org_id = ANY(%(orgs)s) AND a.reserved_credits <> COALESCE(r.total, 0)
+    """,
+    "allocation_within_bounds": """
+        SELECT org_id, 'allocation #' || id, allocated_credits, used_credits + reserved_credits
+        FROM user_credit_allocations
+        WHERE org_id = ANY(%(orgs)s)
+          AND NOT (used_credits >= 0 AND reserved_credits >= 0
+                   AND used_credits + reserved_credits <= allocated_credits)
+    """,
+    "attribution_matches_its_allocation": """
+        SELECT c.org_id, 'attribution #' || c.id || ' (allocation #' || a.id || ')', 0, 1
+        FROM credit_usage_attribution c
+        JOIN user_credit_allocations a ON a.id = c.allocation_id
+        WHERE c.org_id = ANY(%(orgs)s) AND (a.org_id <> c.org_id OR a.user_id <> c.user_id)
+    """,
+}
+
+_INDIVIDUAL_CHECKS: dict[str, str] = {
+    "individual_used_equals_sum_of_attribution": """
+        SELECT NULL, 'individual balance of user ' || b.user_id, COALESCE(u.total, 0), b.used_credits
+        FROM individual_credit_balances b
+        LEFT JOIN (
+            SELECT user_id, SUM(credits_used) AS total
+            FROM credit_usage_attribution WHERE org_id IS NULL GROUP BY user_id
+        ) u ON u.user_id = b.user_id
+        WHERE b.used_credits <> COALESCE(u.total, 0)
+    """,
+    "individual_reserved_equals_held_reservations": """
+        SELECT NULL, 'individual balance of user ' || b.user_id, COALESCE(r.total, 0), b.reserved_credits
+        FROM individual_credit_balances b
+        LEFT JOIN (
+            SELECT user_id, SUM(amount) AS total
+            FROM credit_reservations WHERE org_id IS NULL AND status = 'held' GROUP BY user_id
+        ) r ON r.user_id = b.user_id
+        WHERE b.reserved_credits <> COALESCE(r.total, 0)
+    """,
+    "individual_within_bounds": """
+        SELECT NULL, 'individual balance of user ' || user_id, total_credits, used_credits + reserved_credits
+        FROM individual_credit_balances
+        WHERE NOT (used_credits >= 0 AND reserved_credits >= 0
+                   AND used_credits + reserved_credits <= total_credits)
+    """,
+    "individual_usage_without_balance": """
+        SELECT NULL, 'user ' || c.user_id || ' has individual usage but no balance', 0, SUM(c.credits_used)
+        FROM credit_usage_attribution c
+        LEFT JOIN individual_credit_balances b ON b.user_id = c.user_id
+        WHERE c.org_id IS NULL AND b.user_id IS NULL
+        GROUP BY c.user_id
+    """,
+}
+
+
+def org_ids_to_check(org_id: str | None = None) -> list[str]:
+    pools = OrganizationCreditPool.objects.order_by("org_id")
+    if org_id is not None:
+        pools = pools.filter(org_id=org_id)
+    return list(pools.values_list("org_id", flat=True))
+
+
+def _run(check: str, sql: str, params: dict[str, object]) -> list[Drift]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [
+            Drift(check=check, org_id=org, target=target, expected=int(expected), actual=int(actual))
+            for org, target, expected, actual in cursor.fetchall()
+        ]
+
+
+def find_org_drifts(org_ids: Sequence[str]) -> list[Drift]:
+    """Every cross-row invariant violated by the given organizations."""
+    drifts: list[Drift] = []
+    for check, sql in _ORG_CHECKS.items():
+        drifts.extend(_run(check, sql, {"orgs": list(org_ids)}))
+    return drifts
+
+
+def find_individual_drifts() -> list[Drift]:
+    drifts: list[Drift] = []
+    for check, sql in _INDIVIDUAL_CHECKS.items():
+        drifts.extend(_run(check, sql, {}))
+    return drifts
+
+
+def batched(items: Sequence[str], size: int = BATCH_SIZE) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def find_all_drifts(org_id: str | None = None) -> list[Drift]:
+    """Every drift in one org, or everywhere (individual balances included)."""
+    drifts: list[Drift] = []
+    for batch in batched(org_ids_to_check(org_id)):
+        drifts.extend(find_org_drifts(batch))
+    if org_id is None:
+        drifts.extend(find_individual_drifts())
+    return drifts

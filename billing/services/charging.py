@@ -1,0 +1,433 @@
+"""Charging services: check, deduct, reserve → settle / release, for org and individual credits.
+
+The hot path. A charge raises the payer's ``used_credits`` (allocation and pool, or individual
+balance) and appends its ``CreditUsageAttribution`` row in one transaction; the row's
+``request_id`` makes the charge idempotent. Locks follow ``billing.services.locks``.
+Charges are audited by their ledger rows; ``AuditEvent`` rows mark only notable crossings
+(an allocation passing 90% used) to keep the hot path to one insert (docs/decisions.md).
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.errors import (
+    AllocationExpired,
+    InsufficientCredits,
+    RequestIdConflict,
+    ReservationNotFound,
+    ReservationNotHeld,
+)
+from billing.models import (
+    CreditReservation,
+    CreditUsageAttribution,
+    IndividualCreditBalance,
+    OrganizationCreditPool,
+    ServiceType,
+    UserCreditAllocation,
+)
+from billing.money import validate_millicredits
+from billing.services.audit import record_audit_event
+from billing.services.locks import (
+    lock_active_allocation,
+    lock_individual_balance,
+    lock_pool,
+    lock_reservation,
+)
+from organizations.models import OrganizationMember, User
+
+EXHAUSTION_THRESHOLD_PERCENT = 90
+
+
+@dataclass(frozen=True)
+class DeductionResult:
+    """Outcome of a charge. ``remaining_credits`` is what the payer had free right after it."""
+
+    success: bool
+    remaining_credits: int
+    credits_charged: int
+    attribution_id: int
+    replayed: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReservationResult:
+    reservation_id: int
+    amount: int
+    remaining_credits: int
+    replayed: bool = False
+
+
+@dataclass
+class _Payer:
+    """The locked rows a charge writes: pool + allocation, or an individual balance."""
+
+    pool: OrganizationCreditPool | None
+    account: UserCreditAllocation | IndividualCreditBalance
+
+    @property
+    def allocation(self) -> UserCreditAllocation | None:
+        return self.account if isinstance(self.account, UserCreditAllocation) else None
+
+    def save(self) -> None:
+        self.account.save(update_fields=["used_credits", "reserved_credits", "updated_at"])
+        if self.pool is not None:
+            self.pool.save(update_fields=["used_credits", "updated_at"])
+
+
+@dataclass(frozen=True)
+class _Charge:
+    service_type: str = ServiceType.LLM
+    service_name: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_usable(allocation: UserCreditAllocation) -> None:
+    if allocation.expires_at is not None and allocation.expires_at <= timezone.now():
+        raise AllocationExpired(
+            details={"org_id": allocation.org_id, "expires_at": allocation.expires_at.isoformat()}
+        )
+
+
+def _find_charge(org_id: str | None, user: User, request_id: str) -> CreditUsageAttribution | None:
+    rows = CreditUsageAttribution.objects.filter(request_id=request_id)
+    rows = rows.filter(org_id=org_id) if org_id else rows.filter(org__isnull=True, user=user)
+    return rows.first()
+
+
+def _replay(row: CreditUsageAttribution, *, user: User, amount: int | None) -> DeductionResult:
+    if row.user_id != user.pk or (amount is not None and row.credits_used != amount):
+        raise RequestIdConflict(
+            details={"request_id": row.request_id, "charged": row.credits_used, "requested": amount}
+        )
+    return DeductionResult(
+        success=True,
+        remaining_credits=row.balance_after,
+        credits_charged=row.credits_used,
+        attribution_id=row.pk,
+        replayed=True,
+    )
+
+
+def _record_charge(
+    payer: _Payer, *, org_id: str | None, user: User, amount: int, request_id: str, charge: _Charge
+) -> CreditUsageAttribution:
+    payer.account.used_credits += amount
+    if payer.pool is not None:
+        payer.pool.used_credits += amount
+    payer.save()
+    row = CreditUsageAttribution.objects.create(
+        org_id=org_id,
+        user=user,
+        allocation=payer.allocation,
+        service_type=charge.service_type,
+        service_name=charge.service_name,
+        input_tokens=charge.input_tokens,
+        output_tokens=charge.output_tokens,
+        credits_used=amount,
+        balance_after=payer.account.free_credits,
+        request_id=request_id,
+        request_metadata=charge.metadata,
+    )
+    allocation = payer.allocation
+    if allocation is not None and allocation.allocated_credits:
+        threshold = allocation.allocated_credits * EXHAUSTION_THRESHOLD_PERCENT
+        if (allocation.used_credits - amount) * 100 < threshold <= allocation.used_credits * 100:
+            record_audit_event(
+                action="allocation.exhausted",
+                org_id=org_id,
+                target_type="allocation",
+                target_id=allocation.pk,
+                metadata={
+                    "user_id": user.username,
+                    "percent_used": EXHAUSTION_THRESHOLD_PERCENT,
+                    "used": allocation.used_credits,
+                    "allocated": allocation.allocated_credits,
+                },
+            )
+    return row
+
+
+def _lock_payer(org_id: str | None, user: User) -> _Payer:
+    if org_id is None:
+        return _Payer(pool=None, account=lock_individual_balance(user.pk))
+    pool = lock_pool(org_id)
+    return _Payer(pool=pool, account=lock_active_allocation(org_id, user.pk))
+
+
+def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bool:
+    """Whether the payer has ``amount`` free millicredits now (no lock: a hint, not a hold)."""
+    amount = validate_millicredits(amount)
+    if org_id is None:
+        balance = IndividualCreditBalance.objects.filter(user=user).first()
+        return balance is not None and balance.free_credits >= amount
+    if not OrganizationMember.objects.filter(
+        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE
+    ).exists():
+        return False
+    allocation = UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).first()
+    if allocation is None:
+        return False
+    if allocation.expires_at is not None and allocation.expires_at <= timezone.now():
+        return False
+    return allocation.free_credits >= amount
+
+
+def deduct_credits(
+    *,
+    user: User,
+    org_id: str | None,
+    amount: int,
+    request_id: str,
+    service_type: str = ServiceType.LLM,
+    service_name: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> DeductionResult:
+    """Charge ``amount`` millicredits to the user's allocation in ``org_id`` (or their
+    individual credits when ``org_id`` is None) and append the attribution row.
+
+    Replaying a ``request_id`` returns the first result and charges nothing; reusing it for
+    another user or amount raises ``RequestIdConflict``. Refusals raise a typed error and
+    change nothing.
+    """
+    amount = validate_millicredits(amount)
+    if not request_id:
+        raise ValueError("request_id is required")
+    charge = _Charge(service_type, service_name, input_tokens, output_tokens, metadata or {})
+    try:
+        with transaction.atomic():
+            payer = _lock_payer(org_id, user)
+            previous = _find_charge(org_id, user, request_id)
+            if previous is not None:
+                return _replay(previous, user=user, amount=amount)
+            if payer.allocation is not None:
+                _check_usable(payer.allocation)
+            if amount > payer.account.free_credits:
+                raise InsufficientCredits(
+                    details={"required": amount, "available": payer.account.free_credits}
+                )
+            row = _record_charge(
+                payer, org_id=org_id, user=user, amount=amount, request_id=request_id, charge=charge
+            )
+    except IntegrityError:
+        # Defensive: the payer lock serializes every writer of this key, so a duplicate key can
+        # only come from a writer that bypassed it. Report the committed charge if there is one.
+        previous = _find_charge(org_id, user, request_id)
+        if previous is None:
+            raise
+        return _replay(previous, user=user, amount=amount)
+    return DeductionResult(
+        success=True,
+        remaining_credits=row.balance_after,
+        credits_charged=amount,
+        attribution_id=row.pk,
+    )
+
+
+def _find_reservation(org_id: str | None, user: User, request_id: str) -> CreditReservation | None:
+    rows = CreditReservation.objects.filter(request_id=request_id)
+    rows = rows.filter(org_id=org_id) if org_id else rows.filter(org__isnull=True, user=user)
+    return rows.first()
+
+
+def reserve_credits(
+    *,
+    user: User,
+    org_id: str | None,
+    amount: int,
+    request_id: str,
+    ttl_seconds: int | None = None,
+) -> ReservationResult:
+    """Hold ``amount`` millicredits for a call about to run. Idempotent on ``request_id``."""
+    amount = validate_millicredits(amount)
+    if not request_id:
+        raise ValueError("request_id is required")
+    ttl = ttl_seconds if ttl_seconds is not None else settings.CREDIT_RESERVATION_TTL_SECONDS
+    try:
+        with transaction.atomic():
+            # Holds change only the allocation (level 2), so the pool lock is not needed.
+            if org_id is None:
+                account: UserCreditAllocation | IndividualCreditBalance = lock_individual_balance(user.pk)
+            else:
+                account = lock_active_allocation(org_id, user.pk)
+                _check_usable(account)
+            previous = _find_reservation(org_id, user, request_id)
+            if previous is not None:
+                return _reservation_replay(previous, user=user, amount=amount, remaining=account.free_credits)
+            if amount > account.free_credits:
+                raise InsufficientCredits(details={"required": amount, "available": account.free_credits})
+            account.reserved_credits += amount
+            account.save(update_fields=["reserved_credits", "updated_at"])
+            reservation = CreditReservation.objects.create(
+                org_id=org_id,
+                user=user,
+                allocation=account if isinstance(account, UserCreditAllocation) else None,
+                request_id=request_id,
+                amount=amount,
+                expires_at=timezone.now() + timedelta(seconds=ttl),
+            )
+    except IntegrityError:
+        previous = _find_reservation(org_id, user, request_id)
+        if previous is None:
+            raise
+        holder = previous.allocation if previous.allocation_id else IndividualCreditBalance.objects.get(user=user)
+        return _reservation_replay(previous, user=user, amount=amount, remaining=holder.free_credits)
+    return ReservationResult(
+        reservation_id=reservation.pk, amount=amount, remaining_credits=account.free_credits
+    )
+
+
+def _reservation_replay(
+    row: CreditReservation, *, user: User, amount: int, remaining: int
+) -> ReservationResult:
+    if row.user_id != user.pk or row.amount != amount:
+        raise RequestIdConflict(details={"request_id": row.request_id, "held": row.amount, "requested": amount})
+    return ReservationResult(reservation_id=row.pk, amount=row.amount, remaining_credits=remaining, replayed=True)
+
+
+def _load_reservation(reservation_id: int) -> CreditReservation:
+    reservation = CreditReservation.objects.filter(pk=reservation_id).first()
+    if reservation is None:
+        raise ReservationNotFound(details={"reservation_id": reservation_id})
+    return reservation
+
+
+def _lock_reservation_payer(reservation: CreditReservation, *, with_pool: bool) -> _Payer:
+    if reservation.org_id is None:
+        return _Payer(pool=None, account=lock_individual_balance(reservation.user_id))
+    pool = lock_pool(reservation.org_id) if with_pool else None
+    allocation = UserCreditAllocation.objects.select_for_update(of=("self",)).get(pk=reservation.allocation_id)
+    return _Payer(pool=pool, account=allocation)
+
+
+def settle_reservation(
+    *,
+    reservation_id: int,
+    actual_amount: int,
+    service_type: str = ServiceType.LLM,
+    service_name: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> DeductionResult:
+    """Turn a hold into a charge of ``actual_amount`` millicredits (zero allowed) and free the
+    rest. A cost above the hold is charged as far as the payer's free credits reach; the part
+    that could not be charged is recorded in the row's metadata. Settling twice with the same
+    amount returns the first result."""
+    actual_amount = validate_millicredits(actual_amount, allow_zero=True)
+    reservation = _load_reservation(reservation_id)
+    user = reservation.user
+    with transaction.atomic():
+        payer = _lock_reservation_payer(reservation, with_pool=True)
+        reservation = lock_reservation(reservation_id)
+        if reservation.status == CreditReservation.Status.SETTLED and reservation.attribution is not None:
+            row = reservation.attribution
+            if row.request_metadata.get("requested_credits", row.credits_used) != actual_amount:
+                raise RequestIdConflict(details={"request_id": reservation.request_id})
+            return DeductionResult(
+                success=True,
+                remaining_credits=row.balance_after,
+                credits_charged=row.credits_used,
+                attribution_id=row.pk,
+                replayed=True,
+            )
+        if reservation.status != CreditReservation.Status.HELD:
+            raise ReservationNotHeld(details={"reservation_id": reservation_id, "status": reservation.status})
+        payer.account.reserved_credits -= reservation.amount
+        charged = min(actual_amount, reservation.amount + payer.account.free_credits)
+        charge_metadata = dict(metadata or {})
+        charge_metadata.update(reservation_id=reservation.pk, held_credits=reservation.amount)
+        if charged != actual_amount:
+            charge_metadata.update(requested_credits=actual_amount, uncharged_credits=actual_amount - charged)
+        row = _record_charge(
+            payer,
+            org_id=reservation.org_id,
+            user=user,
+            amount=charged,
+            request_id=reservation.request_id,
+            charge=_Charge(service_type, service_name, input_tokens, output_tokens, charge_metadata),
+        )
+        reservation.status = CreditReservation.Status.SETTLED
+        reservation.credits_charged = charged
+        reservation.attribution = row
+        reservation.finished_at = timezone.now()
+        reservation.save(update_fields=["status", "credits_charged", "attribution", "finished_at"])
+    return DeductionResult(
+        success=True, remaining_credits=row.balance_after, credits_charged=charged, attribution_id=row.pk
+    )
+
+
+def release_reservation(
+    *, reservation_id: int, status: str = CreditReservation.Status.RELEASED
+) -> CreditReservation:
+    """Return a hold's credits (the call failed or was never made). Releasing twice is a no-op;
+    releasing a settled hold raises ``ReservationNotHeld``."""
+    reservation = _load_reservation(reservation_id)
+    with transaction.atomic():
+        payer = _lock_reservation_payer(reservation, with_pool=False)
+        reservation = lock_reservation(reservation_id)
+        if reservation.status in (CreditReservation.Status.RELEASED, CreditReservation.Status.EXPIRED):
+            return reservation
+        if reservation.status != CreditReservation.Status.HELD:
+            raise ReservationNotHeld(details={"reservation_id": reservation_id, "status": reservation.status})
+        payer.account.reserved_credits -= reservation.amount
+        payer.account.save(update_fields=["reserved_credits", "updated_at"])
+        reservation.status = status
+        reservation.finished_at = timezone.now()
+        reservation.save(update_fields=["status", "finished_at"])
+    return reservation
+
+
+def expire_reservations(*, now: datetime | None = None, limit: int = 1000) -> int:
+    """Release holds past their ``expires_at`` (a crashed caller never settled them)."""
+    cutoff = now or timezone.now()
+    ids = list(
+        CreditReservation.objects.filter(status=CreditReservation.Status.HELD, expires_at__lt=cutoff)
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for reservation_id in ids:
+        release_reservation(reservation_id=reservation_id, status=CreditReservation.Status.EXPIRED)
+    return len(ids)
+
+
+def add_individual_credits(
+    *, user: User, amount: int, actor: User | None = None, actor_label: str = ""
+) -> IndividualCreditBalance:
+    """Add ``amount`` millicredits to a user's own balance (the no-organization fallback)."""
+    amount = validate_millicredits(amount)
+    with transaction.atomic():
+        balance = lock_individual_balance(user.pk)
+        balance.total_credits += amount
+        balance.save(update_fields=["total_credits", "updated_at"])
+        record_audit_event(
+            action="individual.credits_added",
+            actor=actor,
+            actor_label=actor_label,
+            target_type="individual_balance",
+            target_id=user.username,
+            metadata={"credits": amount, "total_after": balance.total_credits},
+        )
+    return balance
+
+
+__all__ = [
+    "DeductionResult",
+    "ReservationResult",
+    "add_individual_credits",
+    "deduct_credits",
+    "expire_reservations",
+    "has_sufficient_credits",
+    "release_reservation",
+    "reserve_credits",
+    "settle_reservation",
+]

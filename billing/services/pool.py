@@ -1,0 +1,342 @@
+"""Administrative ledger services: fund the pool and move credits between pool and members.
+
+Each function is one transaction that locks in the order of ``billing.services.locks`` and
+writes its audit event before it commits.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.errors import (
+    AllocationBelowCommitted,
+    AllocationExceedsPool,
+    AllocationHasHolds,
+    InsufficientCredits,
+    InvalidTransfer,
+    NoActiveAllocation,
+    NotAMember,
+    OrganizationInactive,
+    OrganizationNotFound,
+)
+from billing.models import OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
+from billing.money import parse_usd, validate_millicredits
+from billing.services.audit import record_audit_event
+from billing.services.locks import lock_allocations, lock_pool
+from organizations.models import Organization, OrganizationMember, User
+
+
+@dataclass(frozen=True)
+class PoolChange:
+    pool: OrganizationCreditPool
+    history: OrgBillingHistory | None = None
+
+
+@dataclass(frozen=True)
+class AllocationChange:
+    allocation: UserCreditAllocation
+    pool: OrganizationCreditPool
+    created: bool = False
+    returned_to_pool: int = 0
+
+
+def _active_org(org_id: str) -> Organization:
+    org = Organization.objects.filter(pk=org_id).first()
+    if org is None:
+        raise OrganizationNotFound(details={"org_id": org_id})
+    if not org.is_active:
+        raise OrganizationInactive(details={"org_id": org_id})
+    return org
+
+
+def _require_active_member(org_id: str, user: User) -> None:
+    if not OrganizationMember.objects.filter(
+        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE
+    ).exists():
+        raise NotAMember(details={"org_id": org_id, "user_id": user.username})
+
+
+def _active_allocation_id(org_id: str, user: User) -> int | None:
+    # Allocations are created and deactivated only under the pool lock, so once the caller
+    # holds it this id stays the member's active allocation until commit.
+    return (
+        UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True)
+        .values_list("pk", flat=True)
+        .first()
+    )
+
+
+def _lock_member_allocation(org_id: str, user: User) -> UserCreditAllocation:
+    """With the pool locked: lock the member's active allocation, or raise."""
+    allocation_id = _active_allocation_id(org_id, user)
+    allocation = lock_allocations([allocation_id]).get(allocation_id) if allocation_id else None
+    if allocation is None:
+        raise NoActiveAllocation(details={"org_id": org_id, "user_id": user.username})
+    return allocation
+
+
+def _save_pool(pool: OrganizationCreditPool) -> None:
+    pool.save(update_fields=["total_credits", "allocated_credits", "used_credits", "updated_at"])
+
+
+def _save_allocation(allocation: UserCreditAllocation, *extra: str) -> None:
+    allocation.save(
+        update_fields=["allocated_credits", "used_credits", "reserved_credits", "updated_at", *extra]
+    )
+
+
+def add_credits_to_pool(
+    *,
+    org_id: str,
+    amount: int,
+    purchase_amount: Decimal | None = None,
+    actor: User | None = None,
+    actor_label: str = "",
+    external_id: str | None = None,
+    description: str = "",
+) -> PoolChange:
+    """Add ``amount`` millicredits to the pool (a grant, or a purchase when ``purchase_amount``
+    is given); record a billing-history row keyed by ``external_id`` and an audit event."""
+    amount = validate_millicredits(amount)
+    paid = parse_usd(purchase_amount) if purchase_amount is not None else None
+    _active_org(org_id)
+    with transaction.atomic():
+        OrganizationCreditPool.objects.get_or_create(org_id=org_id)
+        pool = lock_pool(org_id)
+        pool.total_credits += amount
+        _save_pool(pool)
+        history = OrgBillingHistory.objects.create(
+            org_id=org_id,
+            event_type=(
+                OrgBillingHistory.EventType.CREDIT_PURCHASE
+                if paid is not None
+                else OrgBillingHistory.EventType.CREDIT_GRANT
+            ),
+            external_id=external_id or f"credits-{uuid.uuid4()}",
+            amount=paid,
+            credits=amount,
+            status="completed",
+            description=description or "Credits added to the pool",
+            occurred_at=timezone.now(),
+        )
+        record_audit_event(
+            action="pool.credits_added",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="credit_pool",
+            target_id=org_id,
+            metadata={
+                "credits": amount,
+                "purchase_amount": str(paid) if paid is not None else None,
+                "total_after": pool.total_credits,
+                "history_id": history.pk,
+            },
+        )
+    return PoolChange(pool=pool, history=history)
+
+
+def allocate_credits_to_user(
+    *,
+    org_id: str,
+    user: User,
+    amount: int,
+    actor: User | None = None,
+    actor_label: str = "",
+    expires_at: datetime | None = None,
+) -> AllocationChange:
+    """Give a member ``amount`` more millicredits from the pool's unallocated credits, creating
+    their allocation or raising the active one (and moving its expiry when given)."""
+    amount = validate_millicredits(amount)
+    _active_org(org_id)
+    _require_active_member(org_id, user)
+    with transaction.atomic():
+        pool = lock_pool(org_id)
+        if amount > pool.available_credits:
+            raise AllocationExceedsPool(
+                details={"requested": amount, "available": pool.available_credits, "org_id": org_id}
+            )
+        existing = (
+            UserCreditAllocation.objects.select_for_update(of=("self",))
+            .filter(org_id=org_id, user=user, is_active=True)
+            .first()
+        )
+        created = existing is None
+        if existing is None:
+            allocation = UserCreditAllocation.objects.create(
+                org_id=org_id,
+                user=user,
+                allocated_credits=amount,
+                allocated_by=actor,
+                expires_at=expires_at,
+            )
+        else:
+            allocation = existing
+            allocation.allocated_credits += amount
+            allocation.allocated_by = actor or allocation.allocated_by
+            if expires_at is not None:
+                allocation.expires_at = expires_at
+            _save_allocation(allocation, "allocated_by", "expires_at")
+        pool.allocated_credits += amount
+        _save_pool(pool)
+        record_audit_event(
+            action="allocation.created" if created else "allocation.increased",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="allocation",
+            target_id=allocation.pk,
+            metadata={
+                "user_id": user.username,
+                "credits": amount,
+                "allocated_after": allocation.allocated_credits,
+                "pool_available_after": pool.available_credits,
+            },
+        )
+    return AllocationChange(allocation=allocation, pool=pool, created=created)
+
+
+def adjust_allocation(
+    *,
+    org_id: str,
+    user: User,
+    allocated: int,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> AllocationChange:
+    """Set a member's allocation to ``allocated`` millicredits. Raising it draws on the pool;
+    lowering it returns the difference, but never below what is already used or held."""
+    allocated = validate_millicredits(allocated, allow_zero=True)
+    _active_org(org_id)
+    with transaction.atomic():
+        pool = lock_pool(org_id)
+        allocation = _lock_member_allocation(org_id, user)
+        committed = allocation.used_credits + allocation.reserved_credits
+        if allocated < committed:
+            raise AllocationBelowCommitted(
+                details={"requested": allocated, "used": allocation.used_credits, "reserved": allocation.reserved_credits}
+            )
+        delta = allocated - allocation.allocated_credits
+        if delta > pool.available_credits:
+            raise AllocationExceedsPool(
+                details={"requested_increase": delta, "available": pool.available_credits, "org_id": org_id}
+            )
+        before = allocation.allocated_credits
+        allocation.allocated_credits = allocated
+        _save_allocation(allocation)
+        pool.allocated_credits += delta
+        _save_pool(pool)
+        record_audit_event(
+            action="allocation.adjusted",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="allocation",
+            target_id=allocation.pk,
+            metadata={"user_id": user.username, "allocated_before": before, "allocated_after": allocated},
+        )
+    return AllocationChange(allocation=allocation, pool=pool)
+
+
+def revoke_allocation(
+    *,
+    org_id: str,
+    user: User,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> AllocationChange:
+    """Deactivate a member's allocation; its unused credits return to the pool. The revoked
+    row keeps what it consumed (``allocated = used``) so pool sums stay exact."""
+    _active_org(org_id)
+    with transaction.atomic():
+        pool = lock_pool(org_id)
+        allocation = _lock_member_allocation(org_id, user)
+        if allocation.reserved_credits:
+            raise AllocationHasHolds(details={"reserved": allocation.reserved_credits})
+        returned = allocation.allocated_credits - allocation.used_credits
+        allocation.allocated_credits = allocation.used_credits
+        allocation.is_active = False
+        allocation.revoked_at = timezone.now()
+        _save_allocation(allocation, "is_active", "revoked_at")
+        pool.allocated_credits -= returned
+        _save_pool(pool)
+        record_audit_event(
+            action="allocation.revoked",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="allocation",
+            target_id=allocation.pk,
+            metadata={"user_id": user.username, "returned_to_pool": returned, "used": allocation.used_credits},
+        )
+    return AllocationChange(allocation=allocation, pool=pool, returned_to_pool=returned)
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    source: UserCreditAllocation
+    target: UserCreditAllocation
+    amount: int
+
+
+def transfer_credits(
+    *,
+    org_id: str,
+    from_user: User,
+    to_user: User,
+    amount: int,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> TransferResult:
+    """Move ``amount`` free millicredits from one member's allocation to another's (created if
+    the target has none). The pool's totals do not change."""
+    amount = validate_millicredits(amount)
+    if from_user.pk == to_user.pk:
+        raise InvalidTransfer(details={"user_id": from_user.username})
+    _active_org(org_id)
+    _require_active_member(org_id, to_user)
+    with transaction.atomic():
+        pool = lock_pool(org_id)
+        source_id = _active_allocation_id(org_id, from_user)
+        if source_id is None:
+            raise NoActiveAllocation(details={"org_id": org_id, "user_id": from_user.username})
+        target_id = _active_allocation_id(org_id, to_user)
+        locked = lock_allocations([source_id] + ([target_id] if target_id else []))
+        source = locked[source_id]
+        if amount > source.free_credits:
+            raise InsufficientCredits(
+                "The source allocation does not have that many free credits.",
+                details={"requested": amount, "available": source.free_credits},
+            )
+        source.allocated_credits -= amount
+        _save_allocation(source)
+        target = locked.get(target_id) if target_id else None
+        if target is None:
+            # Creating under the pool lock: no one else can create this member's allocation now.
+            target = UserCreditAllocation.objects.create(
+                org_id=org_id, user=to_user, allocated_credits=amount, allocated_by=actor
+            )
+        else:
+            target.allocated_credits += amount
+            _save_allocation(target)
+        record_audit_event(
+            action="credits.transferred",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="allocation",
+            target_id=target.pk,
+            metadata={
+                "from_user_id": from_user.username,
+                "to_user_id": to_user.username,
+                "credits": amount,
+                "from_allocation": source.pk,
+                "to_allocation": target.pk,
+                "pool_allocated": pool.allocated_credits,
+            },
+        )
+    return TransferResult(source=source, target=target, amount=amount)

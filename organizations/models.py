@@ -1,0 +1,97 @@
+"""Users, organizations and memberships: who may bill against which organization."""
+
+from typing import ClassVar
+
+from django.contrib.auth.models import AbstractUser
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+ORG_ID_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+    "Organization ids are 1-64 letters, digits, '-' or '_', starting with a letter or digit.",
+)
+
+
+class User(AbstractUser):
+    """A person or service account. ``username`` holds the OIDC ``sub`` (the references'
+    ``user_id``); ``is_staff`` marks a system admin."""
+
+    class Meta:
+        db_table = "users"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class Organization(models.Model):
+    """A team that shares one credit pool. The string ``id`` is the references' ``org_id``."""
+
+    id = models.CharField(primary_key=True, max_length=64, validators=[ORG_ID_VALIDATOR])
+    org_name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    billing_email = models.EmailField(blank=True)
+    is_active = models.BooleanField(default=True)
+    lago_customer_id = models.CharField(max_length=128, blank=True)
+    stripe_customer_id = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "organizations"
+        ordering = ["id"]
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(id__regex=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"),
+                name="organizations_id_format",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.org_name} ({self.id})"
+
+
+class OrganizationMember(models.Model):
+    """A user's membership of an organization. Only ``active`` members may bill."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        INVITED = "invited", "Invited"
+        SUSPENDED = "suspended", "Suspended"
+
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    is_default = models.BooleanField(default=False)
+    joined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "organization_members"
+        ordering = ["org_id", "joined_at", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["org", "user"], name="organization_members_unique_org_user"),
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(is_default=True),
+                name="organization_members_one_default_per_user",
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=["admin", "member"]), name="organization_members_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "invited", "suspended"]),
+                name="organization_members_status_valid",
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["user", "status"], name="org_members_user_status")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} in {self.org_id} ({self.role})"

@@ -1,0 +1,10 @@
+"""Local development: DEBUG on, loopback hosts, a throwaway secret unless one is given."""
+
+from orgbilling.settings.env import env
+
+env.ENVIRON.setdefault("DJANGO_SECRET_KEY", "dev-insecure-only-for-local-use")
+env.ENVIRON.setdefault("DJANGO_DEBUG", "true")
+
+from orgbilling.settings.base import *  # noqa: E402,F403
+
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]

@@ -1,0 +1,13 @@
+"""Test settings: the real PostgreSQL given by DATABASE_URL, fast hashing, eager tasks."""
+
+from orgbilling.settings.env import env
+
+env.ENVIRON.setdefault("DJANGO_SECRET_KEY", "test-secret-not-for-production")
+
+from orgbilling.settings.base import *  # noqa: E402,F403
+
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+CELERY_TASK_ALWAYS_EAGER = True

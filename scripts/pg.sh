@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Project-local PostgreSQL clusters for `make run`, `make test` and `make bench`.
+#
+#   scripts/pg.sh start DATADIR PORT [server options...]   initdb if needed, start, create db
+#   scripts/pg.sh stop DATADIR                             stop (fast), keep the data
+#   scripts/pg.sh destroy DATADIR                          stop and delete the folder
+#
+# PostgreSQL refuses to run as root, so as root the server runs as the `postgres` OS user
+# (created with the Debian package); as anyone else it runs as that user. It listens on
+# 127.0.0.1 only, with trust authentication for the `orgbilling` role: loopback-only dev and
+# test clusters, never production (see docs/decisions.md).
+set -euo pipefail
+
+cmd=${1:?usage: pg.sh start|stop|destroy DATADIR [PORT]}
+datadir=${2:?DATADIR required}
+
+find_bindir() {
+  if [ -n "${PG_BINDIR:-}" ]; then echo "$PG_BINDIR"; return; fi
+  for v in 17 16 15 14; do
+    if [ -x "/usr/lib/postgresql/$v/bin/initdb" ]; then echo "/usr/lib/postgresql/$v/bin"; return; fi
+  done
+  if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then
+    pg_config --bindir; return
+  fi
+  return 1
+}
+
+bindir=$(find_bindir || true)
+if [ -z "$bindir" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "pg.sh: no PostgreSQL server binaries found; installing Debian's postgresql" >&2
+    apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    bindir=$(find_bindir)
+  else
+    echo "pg.sh: PostgreSQL server binaries not found (set PG_BINDIR)" >&2; exit 1
+  fi
+fi
+
+as_owner() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# The server user must be able to reach DATADIR: give every ancestor o+x when root.
+make_reachable() {
+  local dir
+  dir=$(dirname "$1")
+  while [ "$dir" != "/" ]; do
+    if ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then chmod o+x "$dir"; fi
+    dir=$(dirname "$dir")
+  done
+}
+
+case "$cmd" in
+  start)
+    port=${3:?PORT required}
+    shift 3
+    datadir=$(mkdir -p "$datadir" && cd "$datadir" && pwd)
+    if [ "$(id -u)" = 0 ]; then
+      chown postgres: "$datadir"
+      make_reachable "$datadir"
+    fi
+    chmod 700 "$datadir"
+    if [ ! -f "$datadir/pgdata/PG_VERSION" ]; then
+      as_owner "$bindir/initdb" -D "$datadir/pgdata" -U orgbilling -A trust -E UTF8 \
+        --locale=C.UTF-8 >"$datadir/initdb.log" 2>&1 || { cat "$datadir/initdb.log" >&2; exit 1; }
+    fi
+    if ! as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" status >/dev/null 2>&1; then
+      opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$datadir"
+      for o in "$@"; do opts="$opts $o"; done
+      as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" -l "$datadir/server.log" -o "$opts" -w -t 60 start >/dev/null \
+        || { tail -20 "$datadir/server.log" >&2; exit 1; }
+    fi
+    if ! "$bindir/psql" -h 127.0.0.1 -p "$port" -U orgbilling -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname='orgbilling'" | grep -q 1; then
+      "$bindir/createdb" -h 127.0.0.1 -p "$port" -U orgbilling orgbilling
+    fi
+    echo "postgres://orgbilling@127.0.0.1:$port/orgbilling"
+    ;;
+  stop)
+    if [ -f "$datadir/pgdata/PG_VERSION" ]; then
+      as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    ;;
+  destroy)
+    "$0" stop "$datadir"
+    rm -rf "$datadir"
+    ;;
+  *)
+    echo "usage: pg.sh start|stop|destroy DATADIR [PORT]" >&2; exit 2 ;;
+esac
