@@ -96,8 +96,7 @@ class OrganizationCreditPool(models.Model):
         db_table = "organization_credit_pools"
         constraints: ClassVar = [
             models.CheckConstraint(
-                condition=Q(allocated_credits__gte=0)
-                & Q(allocated_credits__lte=F("total_credits")),
+                condition=Q(allocated_credits__gte=0) & Q(allocated_credits__lte=F("total_credits")),
                 name="credit_pools_allocated_within_total",
             ),
             models.CheckConstraint(
@@ -106,12 +105,12 @@ class OrganizationCreditPool(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"pool of {self.org_id}"
+
     @property
     def available_credits(self) -> int:
         return self.total_credits - self.allocated_credits
-
-    def __str__(self) -> str:
-        return f"pool of {self.org_id}"
 
 
 class UserCreditAllocation(models.Model):
@@ -166,12 +165,12 @@ class UserCreditAllocation(models.Model):
         ]
         indexes: ClassVar = [models.Index(fields=["user", "is_active"], name="allocations_user_active")]
 
+    def __str__(self) -> str:
+        return f"allocation #{self.pk} {self.user_id}@{self.org_id}"
+
     @property
     def free_credits(self) -> int:
         return self.allocated_credits - self.used_credits - self.reserved_credits
-
-    def __str__(self) -> str:
-        return f"allocation #{self.pk} {self.user_id}@{self.org_id}"
 
 
 class IndividualCreditBalance(models.Model):
@@ -202,12 +201,12 @@ class IndividualCreditBalance(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"individual credits of {self.user_id}"
+
     @property
     def free_credits(self) -> int:
         return self.total_credits - self.used_credits - self.reserved_credits
-
-    def __str__(self) -> str:
-        return f"individual credits of {self.user_id}"
 
 
 class ServiceType(models.TextChoices):
@@ -340,6 +339,11 @@ class CreditReservation(models.Model):
                 name="reservation_request_id_unique_per_individual",
             ),
             models.CheckConstraint(condition=Q(amount__gt=0), name="reservation_amount_positive"),
+            models.CheckConstraint(
+                condition=(Q(org__isnull=True) & Q(allocation__isnull=True))
+                | (Q(org__isnull=False) & Q(allocation__isnull=False)),
+                name="reservation_allocation_matches_org",
+            ),
             models.CheckConstraint(
                 condition=Q(credits_charged__gte=0), name="reservation_charged_nonnegative"
             ),

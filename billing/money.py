@@ -26,8 +26,7 @@ def credits_to_millicredits(value: Decimal | int | str, *, allow_zero: bool = Fa
     """
     if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
         raise InvalidAmount(
-            "Credit amounts must be given as a decimal number, not "
-            f"{type(value).__name__}.",
+            f"Credit amounts must be given as a decimal number, not {type(value).__name__}.",
             details={"value": str(value)},
         )
     try:
@@ -53,7 +52,9 @@ def validate_millicredits(millicredits: int, *, allow_zero: bool = False) -> int
         raise InvalidAmount("Millicredit amounts are whole numbers.", details={"value": str(millicredits)})
     if millicredits < 0 or (millicredits == 0 and not allow_zero):
         raise InvalidAmount(
-            "The credit amount must be positive." if not allow_zero else "The credit amount must not be negative.",
+            "The credit amount must be positive."
+            if not allow_zero
+            else "The credit amount must not be negative.",
             details={"value": str(Decimal(millicredits) / MILLICREDITS_PER_CREDIT)},
         )
     if millicredits > MAX_MILLICREDITS:

@@ -30,9 +30,7 @@ class Organization(models.Model):
     id = models.CharField(primary_key=True, max_length=64, validators=[ORG_ID_VALIDATOR])
     org_name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
-    created_by = models.ForeignKey(
-        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     billing_email = models.EmailField(blank=True)
     is_active = models.BooleanField(default=True)
     lago_customer_id = models.CharField(max_length=128, blank=True)

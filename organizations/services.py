@@ -6,8 +6,8 @@ from django.utils.text import slugify
 from billing.errors import OrganizationNotFound
 from billing.models import OrganizationCreditPool
 from billing.services.audit import record_audit_event
-from orgbilling.errors import Conflict, ValidationFailed
 from organizations.models import ORG_ID_VALIDATOR, Organization, OrganizationMember, User
+from orgbilling.errors import Conflict, ValidationFailed
 
 
 def create_organization(
@@ -33,7 +33,11 @@ def create_organization(
         if Organization.objects.filter(pk=org_id).exists() or Organization.objects.filter(slug=slug).exists():
             raise Conflict("An organization with this id or slug exists.", details={"org_id": org_id})
         org = Organization.objects.create(
-            id=org_id, org_name=org_name.strip(), slug=slug, created_by=created_by, billing_email=billing_email
+            id=org_id,
+            org_name=org_name.strip(),
+            slug=slug,
+            created_by=created_by,
+            billing_email=billing_email,
         )
         OrganizationCreditPool.objects.create(org=org)
         if created_by is not None:
@@ -71,7 +75,9 @@ def add_member(
         if not Organization.objects.filter(pk=org_id).exists():
             raise OrganizationNotFound(details={"org_id": org_id})
         if OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
-            raise Conflict("The user is already a member.", details={"org_id": org_id, "user_id": user.username})
+            raise Conflict(
+                "The user is already a member.", details={"org_id": org_id, "user_id": user.username}
+            )
         if is_default:
             OrganizationMember.objects.filter(user=user, is_default=True).update(is_default=False)
         member = OrganizationMember.objects.create(org_id=org_id, user=user, role=role, is_default=is_default)
@@ -97,7 +103,9 @@ def set_default_organization(*, user: User, org_id: str) -> OrganizationMember:
         )
         if member is None:
             raise OrganizationNotFound(details={"org_id": org_id})
-        OrganizationMember.objects.filter(user=user, is_default=True).exclude(pk=member.pk).update(is_default=False)
+        OrganizationMember.objects.filter(user=user, is_default=True).exclude(pk=member.pk).update(
+            is_default=False
+        )
         member.is_default = True
         member.save(update_fields=["is_default"])
         record_audit_event(

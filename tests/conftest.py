@@ -46,14 +46,20 @@ def snapshot_balances() -> dict[str, object]:
     )
 
     return {
-        "pools": sorted(OrganizationCreditPool.objects.values_list("org_id", "total_credits", "allocated_credits", "used_credits")),
+        "pools": sorted(
+            OrganizationCreditPool.objects.values_list(
+                "org_id", "total_credits", "allocated_credits", "used_credits"
+            )
+        ),
         "allocations": sorted(
             UserCreditAllocation.objects.values_list(
                 "id", "allocated_credits", "used_credits", "reserved_credits", "is_active"
             )
         ),
         "individual": sorted(
-            IndividualCreditBalance.objects.values_list("user_id", "total_credits", "used_credits", "reserved_credits")
+            IndividualCreditBalance.objects.values_list(
+                "user_id", "total_credits", "used_credits", "reserved_credits"
+            )
         ),
         "attribution": CreditUsageAttribution.objects.count(),
         "reservations": sorted(CreditReservation.objects.values_list("id", "status")),

@@ -133,7 +133,7 @@ def org_ids_to_check(org_id: str | None = None) -> list[str]:
     return list(pools.values_list("org_id", flat=True))
 
 
-def _run(check: str, sql: str, params: dict[str, object]) -> list[Drift]:
+def _run(check: str, sql: str, params: dict[str, list[str]]) -> list[Drift]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [

@@ -279,7 +279,11 @@ def reserve_credits(
         previous = _find_reservation(org_id, user, request_id)
         if previous is None:
             raise
-        holder = previous.allocation if previous.allocation_id else IndividualCreditBalance.objects.get(user=user)
+        holder: UserCreditAllocation | IndividualCreditBalance = (
+            previous.allocation
+            if previous.allocation is not None
+            else IndividualCreditBalance.objects.get(user=user)
+        )
         return _reservation_replay(previous, user=user, amount=amount, remaining=holder.free_credits)
     return ReservationResult(
         reservation_id=reservation.pk, amount=amount, remaining_credits=account.free_credits
@@ -290,8 +294,12 @@ def _reservation_replay(
     row: CreditReservation, *, user: User, amount: int, remaining: int
 ) -> ReservationResult:
     if row.user_id != user.pk or row.amount != amount:
-        raise RequestIdConflict(details={"request_id": row.request_id, "held": row.amount, "requested": amount})
-    return ReservationResult(reservation_id=row.pk, amount=row.amount, remaining_credits=remaining, replayed=True)
+        raise RequestIdConflict(
+            details={"request_id": row.request_id, "held": row.amount, "requested": amount}
+        )
+    return ReservationResult(
+        reservation_id=row.pk, amount=row.amount, remaining_credits=remaining, replayed=True
+    )
 
 
 def _load_reservation(reservation_id: int) -> CreditReservation:
@@ -305,7 +313,10 @@ def _lock_reservation_payer(reservation: CreditReservation, *, with_pool: bool) 
     if reservation.org_id is None:
         return _Payer(pool=None, account=lock_individual_balance(reservation.user_id))
     pool = lock_pool(reservation.org_id) if with_pool else None
-    allocation = UserCreditAllocation.objects.select_for_update(of=("self",)).get(pk=reservation.allocation_id)
+    # An org reservation always names its allocation (CHECK reservation_allocation_matches_org).
+    allocation = UserCreditAllocation.objects.select_for_update(of=("self",)).get(
+        pk=reservation.allocation_id or 0
+    )
     return _Payer(pool=pool, account=allocation)
 
 
@@ -343,7 +354,8 @@ def settle_reservation(
         if reservation.status != CreditReservation.Status.HELD:
             raise ReservationNotHeld(details={"reservation_id": reservation_id, "status": reservation.status})
         payer.account.reserved_credits -= reservation.amount
-        charged = min(actual_amount, reservation.amount + payer.account.free_credits)
+        # With the hold returned, free credits include it: a cost above the hold draws on the rest.
+        charged = min(actual_amount, payer.account.free_credits)
         charge_metadata = dict(metadata or {})
         charge_metadata.update(reservation_id=reservation.pk, held_credits=reservation.amount)
         if charged != actual_amount:

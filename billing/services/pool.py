@@ -218,7 +218,11 @@ def adjust_allocation(
         committed = allocation.used_credits + allocation.reserved_credits
         if allocated < committed:
             raise AllocationBelowCommitted(
-                details={"requested": allocated, "used": allocation.used_credits, "reserved": allocation.reserved_credits}
+                details={
+                    "requested": allocated,
+                    "used": allocation.used_credits,
+                    "reserved": allocation.reserved_credits,
+                }
             )
         delta = allocated - allocation.allocated_credits
         if delta > pool.available_credits:
@@ -271,7 +275,11 @@ def revoke_allocation(
             org_id=org_id,
             target_type="allocation",
             target_id=allocation.pk,
-            metadata={"user_id": user.username, "returned_to_pool": returned, "used": allocation.used_credits},
+            metadata={
+                "user_id": user.username,
+                "returned_to_pool": returned,
+                "used": allocation.used_credits,
+            },
         )
     return AllocationChange(allocation=allocation, pool=pool, returned_to_pool=returned)
 

@@ -8,8 +8,8 @@ from django.utils import timezone
 from billing.errors import OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory, Plan
 from billing.services.audit import record_audit_event
-from orgbilling.errors import Conflict, NotFound
 from organizations.models import Organization, User
+from orgbilling.errors import Conflict, NotFound
 
 BILLING_PERIOD = timedelta(days=30)
 
@@ -25,9 +25,7 @@ def start_local_subscription(
         raise OrganizationNotFound(details={"org_id": org_id})
     now = timezone.now()
     with transaction.atomic():
-        if OrganizationSubscription.objects.filter(
-            org_id=org_id, status__in=["pending", "active"]
-        ).exists():
+        if OrganizationSubscription.objects.filter(org_id=org_id, status__in=["pending", "active"]).exists():
             raise Conflict("The organization already has a subscription.", details={"org_id": org_id})
         subscription = OrganizationSubscription.objects.create(
             org_id=org_id,

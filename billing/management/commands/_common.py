@@ -1,19 +1,20 @@
 """Helpers shared by the billing commands: turn domain errors into CommandError."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.core.management.base import CommandError
 
-from orgbilling.errors import ApplicationError
 from organizations.models import User
+from orgbilling.errors import ApplicationError
 
 T = TypeVar("T")
 
 
-def run_service(call: Callable[[], T]) -> T:
+def run_service(call: Callable[..., T], **kwargs: Any) -> T:
+    """Call a service (or parser) with keyword arguments; domain errors become CommandError."""
     try:
-        return call()
+        return call(**kwargs)
     except ApplicationError as err:
         raise CommandError(f"{err.code}: {err.message} {err.details or ''}".strip()) from err
 

@@ -45,7 +45,9 @@ class Command(BaseCommand):
             drifts.extend(find_individual_drifts())
         for drift in drifts:
             self.stdout.write(self.style.ERROR(f"DRIFT {drift}"))
-        scope = f"organization {org_id}" if org_id else f"{len(org_ids)} organizations and individual balances"
+        scope = (
+            f"organization {org_id}" if org_id else f"{len(org_ids)} organizations and individual balances"
+        )
         if drifts:
             raise CommandError(f"{len(drifts)} drift(s) found in {scope}.", returncode=1)
         self.stdout.write(self.style.SUCCESS(f"Ledger reconciled: no drift in {scope}."))

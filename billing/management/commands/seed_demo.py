@@ -43,7 +43,9 @@ class Command(BaseCommand):
                 )
             )
         if not OrganizationSubscription.objects.filter(org_id=org_id).exists():
-            run_service(lambda: start_local_subscription(org_id=org_id, plan_code=plan_code, actor_label=LABEL))
+            run_service(
+                lambda: start_local_subscription(org_id=org_id, plan_code=plan_code, actor_label=LABEL)
+            )
         external_id = f"seed-demo-{org_id}-initial-credits"
         if not OrgBillingHistory.objects.filter(external_id=external_id).exists():
             run_service(
@@ -60,7 +62,9 @@ class Command(BaseCommand):
     def member(self, org_id: str, user: User, role: str = "member", is_default: bool = False) -> None:
         if not OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
             run_service(
-                lambda: add_member(org_id=org_id, user=user, role=role, is_default=is_default, actor_label=LABEL)
+                lambda: add_member(
+                    org_id=org_id, user=user, role=role, is_default=is_default, actor_label=LABEL
+                )
             )
 
     def allocation(self, org_id: str, user: User, credits: int) -> None:
@@ -75,16 +79,15 @@ class Command(BaseCommand):
         for n in range(calls):
             model, credits = DEMO_MODELS[n % len(DEMO_MODELS)]
             run_service(
-                lambda: deduct_credits(
-                    user=user,
-                    org_id=org_id,
-                    amount=credits_to_millicredits(str(credits)),
-                    request_id=f"seed-{org_id}-{user.username}-{n}",
-                    service_name=model,
-                    input_tokens=1200 + 37 * n,
-                    output_tokens=300 + 11 * n,
-                    metadata={"seed": True},
-                )
+                deduct_credits,
+                user=user,
+                org_id=org_id,
+                amount=credits_to_millicredits(str(credits)),
+                request_id=f"seed-{org_id}-{user.username}-{n}",
+                service_name=model,
+                input_tokens=1200 + 37 * n,
+                output_tokens=300 + 11 * n,
+                metadata={"seed": True},
             )
 
     # -- the three use cases ----------------------------------------------------------------
@@ -98,7 +101,10 @@ class Command(BaseCommand):
             ("startup-dana", "Dana", "Designer", "member"),
             ("startup-eli", "Eli", "PM", "member"),
         ]
-        users = [ensure_user(username=u, email=f"{u}@startup.example", first_name=f, last_name=l) for u, f, l, _ in people]
+        users = [
+            ensure_user(username=u, email=f"{u}@startup.example", first_name=f, last_name=last)
+            for u, f, last, _ in people
+        ]
         self.org("startup-team", "Startup Team", users[0], "starter", 5000, "50.00")
         for user, (_, _, _, role) in zip(users, people, strict=True):
             self.member("startup-team", user, role=role)
@@ -123,7 +129,9 @@ class Command(BaseCommand):
         admin = ensure_user(username="enterprise-admin", email="admin@enterprise.example", first_name="Erin")
         self.org("enterprise-corp", "Enterprise Corp", admin, "enterprise", 100_000, "1000.00")
         seats = [(dept, credits, n) for dept, credits in departments for n in range(1, 26)]
-        for dept, credits, n in tqdm(seats, desc="enterprise-corp members", unit="member", file=sys.stderr, disable=None):
+        for dept, credits, n in tqdm(
+            seats, desc="enterprise-corp members", unit="member", file=sys.stderr, disable=None
+        ):
             user = ensure_user(username=f"ent-{dept}-{n:02d}", email=f"{dept}{n:02d}@enterprise.example")
             self.member("enterprise-corp", user)
             self.allocation("enterprise-corp", user, credits)

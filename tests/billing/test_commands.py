@@ -1,0 +1,132 @@
+"""Management commands: add_credits, allocate_credits, reconcile_credits, seed_demo."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from billing.models import (
+    CreditUsageAttribution,
+    OrganizationCreditPool,
+    OrganizationSubscription,
+    UserCreditAllocation,
+)
+from billing.services import deduct_credits
+from organizations.models import Organization, OrganizationMember
+from organizations.services import add_member
+from tests.conftest import mc, snapshot_balances
+from tests.factories import OrganizationFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=StringIO())
+    return out.getvalue()
+
+
+def test_add_credits_and_allocate_credits_commands():
+    org = OrganizationFactory()
+    user = UserFactory(username="kc-sub-123")
+    add_member(org_id=org.id, user=user)
+    assert "total 5000.000" in run("add_credits", org.id, "5000", "--purchase-amount", "50")
+    out = run("allocate_credits", org.id, "kc-sub-123", "1250.5")
+    assert "allocated 1250.500" in out
+    pool = OrganizationCreditPool.objects.get(org=org)
+    assert (pool.total_credits, pool.allocated_credits) == (mc(5000), mc("1250.5"))
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (("add_credits", "nope", "5"), "organization_not_found"),
+        (("add_credits", "{org}", "-5"), "invalid_amount"),
+        (("add_credits", "{org}", "1.0001"), "invalid_amount"),
+        (("add_credits", "{org}", "5", "--purchase-amount", "x"), "invalid_amount"),
+        (("allocate_credits", "{org}", "ghost", "5"), "user_not_found"),
+        (("allocate_credits", "{org}", "{user}", "999999"), "allocation_exceeds_pool"),
+        (("allocate_credits", "{org}", "{user}", "5", "--expires-at", "tomorrow"), "validation_error"),
+    ],
+)
+def test_commands_refuse_bad_input_and_change_nothing(args, code):
+    org = OrganizationFactory()
+    user = UserFactory()
+    add_member(org_id=org.id, user=user)
+    run("add_credits", org.id, "10")
+    before = snapshot_balances()
+    with pytest.raises(CommandError, match=code):
+        run(*[a.format(org=org.id, user=user.username) for a in args])
+    assert snapshot_balances() == before
+
+
+def test_reconcile_is_clean_on_consistent_data(make_funded_member):
+    org, user, _ = make_funded_member(pool=100, allocation=10)
+    deduct_credits(user=user, org_id=org.id, amount=mc(1), request_id="r")
+    assert "no drift" in run("reconcile_credits", "--no-progress")
+    assert "no drift" in run("reconcile_credits", "--org", org.id, "--no-progress")
+
+
+def test_reconcile_detects_a_corrupted_balance_and_names_it(make_funded_member):
+    org, user, allocation = make_funded_member(pool=100, allocation=10)
+    deduct_credits(user=user, org_id=org.id, amount=mc(1), request_id="r")
+    # given: one bad row written behind the services' back
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE user_credit_allocations SET used_credits = used_credits + 7 WHERE id = %s",
+            [allocation.pk],
+        )
+    out = StringIO()
+    # when
+    with pytest.raises(CommandError) as info:
+        call_command("reconcile_credits", "--no-progress", stdout=out, stderr=StringIO())
+    # then
+    assert info.value.returncode == 1
+    text = out.getvalue()
+    assert f"allocation #{allocation.pk}" in text
+    assert "allocation_used_equals_sum_of_attribution" in text
+    assert "pool_used_equals_sum_of_allocations" in text
+    assert f"org {org.id}" in text
+
+
+def test_reconcile_detects_a_pool_that_lost_an_allocation(make_funded_member):
+    org, _, _ = make_funded_member(pool=100, allocation=10)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE organization_credit_pools SET allocated_credits = allocated_credits - 1"
+            " WHERE org_id = %s",
+            [org.id],
+        )
+    with pytest.raises(CommandError):
+        run("reconcile_credits", "--no-progress")
+
+
+def test_reconcile_of_unknown_org_is_an_error():
+    with pytest.raises(CommandError, match="organization_not_found"):
+        run("reconcile_credits", "--org", "nope")
+
+
+def test_seed_demo_builds_the_three_use_cases_and_is_idempotent():
+    run("seed_demo")
+    first = snapshot_balances()
+    run("seed_demo")
+    assert snapshot_balances() == first
+
+    startup = OrganizationMember.objects.filter(org_id="startup-team")
+    assert startup.count() == 5
+    assert set(
+        UserCreditAllocation.objects.filter(org_id="startup-team").values_list("allocated_credits", flat=True)
+    ) == {mc(1000)}
+    assert OrganizationSubscription.objects.get(org_id="startup-team").plan.plan_code == "starter"
+
+    carol = OrganizationMember.objects.filter(user__username="consultant-carol")
+    assert sorted(carol.values_list("org_id", flat=True)) == ["client-a", "client-b", "client-c"]
+    allocations = UserCreditAllocation.objects.filter(user__username="consultant-carol")
+    assert len(set(allocations.values_list("allocated_credits", flat=True))) == 3
+
+    assert OrganizationMember.objects.filter(org_id="enterprise-corp").count() == 101
+    assert OrganizationCreditPool.objects.get(org_id="enterprise-corp").total_credits == mc(100_000)
+    assert Organization.objects.count() == 5
+    assert CreditUsageAttribution.objects.exists()
+    assert "no drift" in run("reconcile_credits", "--no-progress")

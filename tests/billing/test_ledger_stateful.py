@@ -1,0 +1,233 @@
+"""A hypothesis state machine drives the ledger services in random order against a model of
+what every balance should be, and checks every invariant after each step."""
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from billing.models import IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
+from billing.selectors.reconciliation import find_all_drifts
+from billing.services import (
+    add_credits_to_pool,
+    add_individual_credits,
+    adjust_allocation,
+    allocate_credits_to_user,
+    deduct_credits,
+    release_reservation,
+    reserve_credits,
+    revoke_allocation,
+    settle_reservation,
+    transfer_credits,
+)
+from organizations.services import add_member, create_organization
+from orgbilling.errors import ApplicationError
+from tests.factories import UserFactory
+
+RUN = itertools.count()
+amounts = st.integers(min_value=1, max_value=5_000)
+ORGS, USERS = 2, 3
+
+
+@dataclass
+class Alloc:
+    allocated: int = 0
+    used: int = 0
+    reserved: int = 0
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        run = next(RUN)
+        self.users = [UserFactory(username=f"sm{run}-u{i}") for i in range(USERS)]
+        self.orgs = [f"sm{run}-org{i}" for i in range(ORGS)]
+        for org_id in self.orgs:
+            create_organization(org_id=org_id, org_name=org_id, created_by=None)
+            for user in self.users:
+                add_member(org_id=org_id, user=user)
+        self.pools = {org: [0, 0, 0] for org in self.orgs}  # total, allocated, used
+        self.allocs: dict[tuple[str, int], Alloc] = {}
+        self.individual = {u.pk: [0, 0, 0] for u in self.users}  # total, used, reserved
+        self.holds: dict[int, tuple[str | None, int, int]] = {}  # reservation id → org, user idx, amount
+        self.charges: dict[tuple[str | None, int, str], int] = {}
+        self.request_ids = itertools.count()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def expect(self, ok: bool, call) -> object | None:  # type: ignore[no-untyped-def]
+        """Run ``call``; it must succeed exactly when the model says it should."""
+        try:
+            result = call()
+        except ApplicationError as err:
+            assert not ok, f"model expected success, service refused: {err.code} {err.details}"
+            return None
+        assert ok, "model expected a refusal, service succeeded"
+        return result
+
+    def free(self, org: str, u: int) -> int:
+        a = self.allocs.get((org, u))
+        return -1 if a is None else a.allocated - a.used - a.reserved
+
+    # -- rules -------------------------------------------------------------------------------
+    @rule(org=st.integers(0, ORGS - 1), amount=amounts)
+    def add_credits(self, org: int, amount: int) -> None:
+        org_id = self.orgs[org]
+        self.expect(True, lambda: add_credits_to_pool(org_id=org_id, amount=amount))
+        self.pools[org_id][0] += amount
+
+    @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1), amount=amounts)
+    def allocate(self, org: int, u: int, amount: int) -> None:
+        org_id = self.orgs[org]
+        pool = self.pools[org_id]
+        ok = amount <= pool[0] - pool[1]
+        if self.expect(
+            ok, lambda: allocate_credits_to_user(org_id=org_id, user=self.users[u], amount=amount)
+        ):
+            self.allocs.setdefault((org_id, u), Alloc()).allocated += amount
+            pool[1] += amount
+
+    @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1), new_total=st.integers(0, 8_000))
+    def adjust(self, org: int, u: int, new_total: int) -> None:
+        org_id = self.orgs[org]
+        a, pool = self.allocs.get((org_id, u)), self.pools[org_id]
+        ok = (
+            a is not None
+            and new_total >= a.used + a.reserved
+            and new_total - a.allocated <= pool[0] - pool[1]
+        )
+        if self.expect(ok, lambda: adjust_allocation(org_id=org_id, user=self.users[u], allocated=new_total)):
+            assert a is not None
+            pool[1] += new_total - a.allocated
+            a.allocated = new_total
+
+    @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1))
+    def revoke(self, org: int, u: int) -> None:
+        org_id = self.orgs[org]
+        a = self.allocs.get((org_id, u))
+        ok = a is not None and a.reserved == 0
+        if self.expect(ok, lambda: revoke_allocation(org_id=org_id, user=self.users[u])):
+            assert a is not None
+            self.pools[org_id][1] -= a.allocated - a.used
+            del self.allocs[(org_id, u)]  # the revoked row keeps allocated == used: no free credits
+
+    @rule(
+        org=st.integers(0, ORGS - 1), a=st.integers(0, USERS - 1), b=st.integers(0, USERS - 1), amount=amounts
+    )
+    def transfer(self, org: int, a: int, b: int, amount: int) -> None:
+        org_id = self.orgs[org]
+        ok = a != b and (org_id, a) in self.allocs and amount <= self.free(org_id, a)
+        call = lambda: transfer_credits(  # noqa: E731
+            org_id=org_id, from_user=self.users[a], to_user=self.users[b], amount=amount
+        )
+        if self.expect(ok, call):
+            self.allocs[(org_id, a)].allocated -= amount
+            self.allocs.setdefault((org_id, b), Alloc()).allocated += amount
+
+    @rule(org=st.integers(-1, ORGS - 1), u=st.integers(0, USERS - 1), amount=amounts, replay=st.booleans())
+    def deduct(self, org: int, u: int, amount: int, replay: bool) -> None:
+        org_id = self.orgs[org] if org >= 0 else None
+        previous = [k for k in self.charges if k[0] == org_id and k[1] == u]
+        if replay and previous:
+            key = previous[0]
+            result = self.expect(
+                True,
+                lambda: deduct_credits(
+                    user=self.users[u], org_id=org_id, amount=self.charges[key], request_id=key[2]
+                ),
+            )
+            assert result is not None and result.replayed  # type: ignore[attr-defined]
+            return
+        request_id = f"req-{next(self.request_ids)}"
+        if org_id is None:
+            total, used, reserved = self.individual[self.users[u].pk]
+            ok = amount <= total - used - reserved
+        else:
+            ok = (org_id, u) in self.allocs and amount <= self.free(org_id, u)
+        call = lambda: deduct_credits(  # noqa: E731
+            user=self.users[u], org_id=org_id, amount=amount, request_id=request_id
+        )
+        if self.expect(ok, call):
+            self.charges[(org_id, u, request_id)] = amount
+            if org_id is None:
+                self.individual[self.users[u].pk][1] += amount
+            else:
+                self.allocs[(org_id, u)].used += amount
+                self.pools[org_id][2] += amount
+
+    @rule(u=st.integers(0, USERS - 1), amount=amounts)
+    def add_individual(self, u: int, amount: int) -> None:
+        self.expect(True, lambda: add_individual_credits(user=self.users[u], amount=amount))
+        self.individual[self.users[u].pk][0] += amount
+
+    @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1), amount=amounts)
+    def reserve(self, org: int, u: int, amount: int) -> None:
+        org_id = self.orgs[org]
+        ok = (org_id, u) in self.allocs and amount <= self.free(org_id, u)
+        request_id = f"hold-{next(self.request_ids)}"
+        call = lambda: reserve_credits(  # noqa: E731
+            user=self.users[u], org_id=org_id, amount=amount, request_id=request_id
+        )
+        result = self.expect(ok, call)
+        if result is not None:
+            self.allocs[(org_id, u)].reserved += amount
+            self.holds[result.reservation_id] = (org_id, u, amount)  # type: ignore[attr-defined]
+
+    @rule(data=st.data(), settle=st.booleans(), actual=st.integers(0, 6_000))
+    def finish_hold(self, data: st.DataObject, settle: bool, actual: int) -> None:
+        if not self.holds:
+            return
+        reservation_id = data.draw(st.sampled_from(sorted(self.holds)))
+        org_id, u, amount = self.holds.pop(reservation_id)
+        assert org_id is not None
+        a = self.allocs[(org_id, u)]
+        a.reserved -= amount
+        if settle:
+            charged = min(actual, a.allocated - a.used - a.reserved)
+            result = settle_reservation(reservation_id=reservation_id, actual_amount=actual)
+            assert result.credits_charged == charged
+            a.used += charged
+            self.pools[org_id][2] += charged
+        else:
+            release_reservation(reservation_id=reservation_id)
+
+    # -- invariants --------------------------------------------------------------------------
+    @invariant()
+    def balances_match_the_model_and_reconcile(self) -> None:
+        for org_id, (total, allocated, used) in self.pools.items():
+            pool = OrganizationCreditPool.objects.get(org_id=org_id)
+            assert (pool.total_credits, pool.allocated_credits, pool.used_credits) == (total, allocated, used)
+            assert 0 <= pool.used_credits <= pool.allocated_credits <= pool.total_credits
+        for (org_id, u), model in self.allocs.items():
+            row = UserCreditAllocation.objects.get(org_id=org_id, user=self.users[u], is_active=True)
+            assert (row.allocated_credits, row.used_credits, row.reserved_credits) == (
+                model.allocated,
+                model.used,
+                model.reserved,
+            )
+        active = UserCreditAllocation.objects.filter(org_id__in=self.orgs, is_active=True).count()
+        assert active == len(self.allocs)
+        for user_id, (total, used, reserved) in self.individual.items():
+            balance = IndividualCreditBalance.objects.filter(user_id=user_id).first()
+            got = (
+                (0, 0, 0)
+                if balance is None
+                else (balance.total_credits, balance.used_credits, balance.reserved_credits)
+            )
+            assert got == (total, used, reserved)
+        assert find_all_drifts() == []
+
+
+@pytest.mark.django_db
+def test_ledger_state_machine():
+    run_state_machine_as_test(
+        LedgerMachine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
