@@ -1,0 +1,341 @@
+"""Admin pieces shared by the billing and organizations admins: balance columns in credits,
+and the actions that move credits, each behind a confirmation form.
+
+An action's first POST (from the changelist) renders its form; the form comes back with
+``apply`` and the action calls one ledger service (``billing.services``). A refusal becomes an
+admin error message and changes nothing. Nothing here writes a balance itself.
+"""
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from billing.models import OrganizationCreditPool, UserCreditAllocation
+from billing.money import credits_to_millicredits, millicredits_to_credits, parse_usd
+from billing.services import add_credits_to_pool, allocate_credits_to_user, revoke_allocation
+from organizations.models import Organization, OrganizationMember, User
+from orgbilling.errors import ApplicationError, InvalidAmount
+
+ACTION_TEMPLATE = "admin/billing/credit_action.html"
+REVOKE_TEMPLATE = "admin/billing/revoke_allocations.html"
+# Recorded on every audit event an admin action writes, next to the acting staff user.
+ADMIN_ACTOR_LABEL = "admin"
+
+
+_DERIVED: Any = object()
+
+
+def credits_display(
+    attr: str, description: str, *, ordering: Any = _DERIVED
+) -> Callable[[Any, Model], Decimal | None]:
+    """A read-only admin column (or change-page field) showing millicredits as credits.
+
+    ``attr`` may follow one relation (``"credit_pool.total_credits"``); a missing related row
+    shows as empty. Sorting follows the same path unless ``ordering`` says otherwise (a
+    property such as ``available_credits`` needs an expression, or ``None``).
+    """
+    path = attr.split(".")
+
+    @admin.display(
+        description=description, ordering=attr.replace(".", "__") if ordering is _DERIVED else ordering
+    )
+    def display(_admin: Any, obj: Model) -> Decimal | None:
+        value: Any = obj
+        try:
+            for name in path:
+                value = getattr(value, name)
+        except ObjectDoesNotExist:
+            return None
+        return None if value is None else millicredits_to_credits(value)
+
+    display.__name__ = f"{attr.replace('.', '_')}_in_credits"
+    return display
+
+
+class CreditAmountField(forms.CharField):
+    """Credits as typed (``"5000"``, ``"12.5"``), cleaned to positive integer millicredits by
+    ``billing.money`` — never through a float."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "widget", forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "e.g. 5000"})
+        )
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> int | None:
+        text = super().clean(value)
+        if text in self.empty_values:
+            return None
+        try:
+            return credits_to_millicredits(text)
+        except InvalidAmount as error:
+            raise ValidationError(error.message, code=error.code) from error
+
+
+class UsdAmountField(forms.CharField):
+    """A non-negative USD amount with at most two decimals, cleaned to a ``Decimal``."""
+
+    def clean(self, value: Any) -> Decimal | None:
+        text = super().clean(value)
+        if text in self.empty_values:
+            return None
+        try:
+            return parse_usd(text)
+        except InvalidAmount as error:
+            raise ValidationError(error.message, code=error.code) from error
+
+
+class AddCreditsForm(forms.Form):
+    credits = CreditAmountField(help_text="Credits to add, at most 3 decimals (1 credit = $0.01).")
+    purchase_amount = UsdAmountField(
+        label="Purchase amount (USD)",
+        required=False,
+        help_text="What the organization paid. Leave empty to record a grant.",
+    )
+    description = forms.CharField(required=False, max_length=500)
+
+
+class AllocateCreditsForm(forms.Form):
+    user = forms.ModelChoiceField(queryset=User.objects.none(), label="Member")
+    credits = CreditAmountField(help_text="Credits to give from the pool's unallocated credits.")
+    expires_at = forms.DateTimeField(
+        required=False,
+        help_text="Optional expiry, YYYY-MM-DD HH:MM (UTC). Replaces the current expiry when given.",
+    )
+
+    def __init__(self, *args: Any, org: Organization, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["user"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = User.objects.filter(
+            memberships__org=org, memberships__status=OrganizationMember.Status.ACTIVE
+        ).order_by("username")
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at: datetime | None = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise ValidationError("The expiry must be in the future.", code="expiry_in_past")
+        return expires_at
+
+
+def can_manage_credits(request: HttpRequest) -> bool:
+    """Who may run the credit actions: staff holding change rights on pools and allocations
+    (the admin itself never edits those rows; the permissions stand for "may move credits")."""
+    return request.user.has_perms(
+        ["billing.change_organizationcreditpool", "billing.change_usercreditallocation"]
+    )
+
+
+def _actor(request: HttpRequest) -> User:
+    user = request.user
+    if not isinstance(user, User):  # the admin only serves authenticated staff
+        raise TypeError("admin actions need an authenticated user")
+    return user
+
+
+def _report_refusal(modeladmin: admin.ModelAdmin, request: HttpRequest, error: ApplicationError) -> None:
+    modeladmin.message_user(request, f"{error.message} ({error.code})", messages.ERROR)
+
+
+def _render(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    *,
+    template: str,
+    action: str,
+    title: str,
+    selected: Sequence[Any],
+    form: forms.Form | None = None,
+    **extra: Any,
+) -> TemplateResponse:
+    opts = modeladmin.model._meta
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": title,
+        "opts": opts,
+        "form": form,
+        "action_name": action,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "selected": selected,
+        "media": modeladmin.media + (form.media if form is not None else forms.Media()),
+        **extra,
+    }
+    request.current_app = modeladmin.admin_site.name
+    return TemplateResponse(request, template, context)
+
+
+def _single_org(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> Organization | None:
+    """The one organization an action applies to. Works for organizations and pools alike:
+    a pool's primary key is its organization's id."""
+    org_ids = list(queryset.values_list("pk", flat=True)[:2])
+    if len(org_ids) != 1:
+        modeladmin.message_user(request, "Select exactly one organization for this action.", messages.WARNING)
+        return None
+    return Organization.objects.get(pk=org_ids[0])
+
+
+def _pool_summary(org: Organization) -> dict[str, Decimal] | None:
+    pool = OrganizationCreditPool.objects.filter(org=org).first()
+    if pool is None:
+        return None
+    return {
+        "total": millicredits_to_credits(pool.total_credits),
+        "allocated": millicredits_to_credits(pool.allocated_credits),
+        "used": millicredits_to_credits(pool.used_credits),
+        "available": millicredits_to_credits(pool.available_credits),
+    }
+
+
+@admin.action(description="Add credits to pool", permissions=["manage_credits"])
+def add_credits(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    org = _single_org(modeladmin, request, queryset)
+    if org is None:
+        return None
+    form = AddCreditsForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            change = add_credits_to_pool(
+                org_id=org.pk,
+                amount=data["credits"],
+                purchase_amount=data["purchase_amount"],
+                description=data["description"],
+                actor=_actor(request),
+                actor_label=ADMIN_ACTOR_LABEL,
+            )
+        except ApplicationError as error:
+            _report_refusal(modeladmin, request, error)
+        else:
+            modeladmin.message_user(
+                request,
+                f"Added {millicredits_to_credits(data['credits'])} credits to {org.pk}: total "
+                f"{millicredits_to_credits(change.pool.total_credits)}, available "
+                f"{millicredits_to_credits(change.pool.available_credits)} credits.",
+                messages.SUCCESS,
+            )
+            return None
+    return _render(
+        modeladmin,
+        request,
+        template=ACTION_TEMPLATE,
+        action="add_credits",
+        title=f"Add credits to the pool of {org}",
+        selected=[org.pk],
+        form=form,
+        org=org,
+        pool=_pool_summary(org),
+        submit_label="Add credits",
+    )
+
+
+@admin.action(description="Allocate credits to a member", permissions=["manage_credits"])
+def allocate_credits(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    org = _single_org(modeladmin, request, queryset)
+    if org is None:
+        return None
+    form = AllocateCreditsForm(request.POST if "apply" in request.POST else None, org=org)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            change = allocate_credits_to_user(
+                org_id=org.pk,
+                user=data["user"],
+                amount=data["credits"],
+                expires_at=data["expires_at"],
+                actor=_actor(request),
+                actor_label=ADMIN_ACTOR_LABEL,
+            )
+        except ApplicationError as error:
+            _report_refusal(modeladmin, request, error)
+        else:
+            allocation_now = millicredits_to_credits(change.allocation.allocated_credits)
+            modeladmin.message_user(
+                request,
+                f"Allocated {millicredits_to_credits(data['credits'])} credits to {data['user']} in "
+                f"{org.pk}: their allocation is {allocation_now}, "
+                f"the pool has {millicredits_to_credits(change.pool.available_credits)} available.",
+                messages.SUCCESS,
+            )
+            return None
+    return _render(
+        modeladmin,
+        request,
+        template=ACTION_TEMPLATE,
+        action="allocate_credits",
+        title=f"Allocate credits in {org}",
+        selected=[org.pk],
+        form=form,
+        org=org,
+        pool=_pool_summary(org),
+        submit_label="Allocate credits",
+    )
+
+
+def _revocation_row(allocation: UserCreditAllocation) -> dict[str, Any]:
+    return {
+        "allocation": allocation,
+        "allocated": millicredits_to_credits(allocation.allocated_credits),
+        "used": millicredits_to_credits(allocation.used_credits),
+        "reserved": millicredits_to_credits(allocation.reserved_credits),
+        "returned": millicredits_to_credits(allocation.allocated_credits - allocation.used_credits),
+        "held": allocation.reserved_credits > 0,
+    }
+
+
+@admin.action(
+    description="Revoke allocation (unused credits return to the pool)", permissions=["manage_credits"]
+)
+def revoke_allocations(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    allocations: list[UserCreditAllocation] = list(
+        queryset.select_related("org", "user").order_by("org_id", "pk")
+    )
+    if "apply" not in request.POST:
+        return _render(
+            modeladmin,
+            request,
+            template=REVOKE_TEMPLATE,
+            action="revoke_allocations",
+            title="Revoke allocations",
+            selected=[allocation.pk for allocation in allocations],
+            rows=[_revocation_row(allocation) for allocation in allocations],
+            submit_label="Yes, revoke",
+        )
+    actor = _actor(request)
+    for allocation in allocations:
+        # The service revokes the member's active allocation in the org, so act only while the
+        # selected row is still that one.
+        if not UserCreditAllocation.objects.filter(pk=allocation.pk, is_active=True).exists():
+            modeladmin.message_user(request, f"{allocation} is not active; skipped.", messages.WARNING)
+            continue
+        try:
+            change = revoke_allocation(
+                org_id=allocation.org_id, user=allocation.user, actor=actor, actor_label=ADMIN_ACTOR_LABEL
+            )
+        except ApplicationError as error:
+            modeladmin.message_user(request, f"{allocation}: {error.message} ({error.code})", messages.ERROR)
+        else:
+            modeladmin.message_user(
+                request,
+                f"Revoked {allocation}: {millicredits_to_credits(change.returned_to_pool)} credits "
+                f"returned to the pool of {allocation.org_id}.",
+                messages.SUCCESS,
+            )
+    return None

@@ -1,0 +1,288 @@
+"""Admin for users, organizations and memberships. An organization's page shows its pool
+balances (in credits), its members (role, status and default flag editable) and its
+allocations (read-only); credits move only through the actions, which call the services."""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db.models import Count, F, Q, QuerySet
+from django.http import HttpRequest
+from django.utils.text import slugify
+
+from billing.admin_forms import add_credits, allocate_credits, can_manage_credits, credits_display
+from billing.models import UserCreditAllocation
+from organizations.models import Organization, OrganizationMember, User
+from organizations.services import add_member, create_organization
+
+
+class MembershipForm(forms.ModelForm):
+    """Edits a membership. A user has at most one default organization; say so plainly instead
+    of failing on the database constraint (the form cannot check it when ``user`` is read-only)."""
+
+    class Meta:
+        model = OrganizationMember
+        fields = ("org", "user", "role", "status", "is_default")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        user = cleaned.get("user")
+        user_id = user.pk if user is not None else self.instance.user_id
+        if cleaned.get("is_default") and user_id is not None:
+            other = (
+                OrganizationMember.objects.filter(user_id=user_id, is_default=True)
+                .exclude(pk=self.instance.pk)
+                .select_related("org")
+                .first()
+            )
+            if other is not None:
+                self.add_error(
+                    "is_default",
+                    f"{other.org} is already this user's default organization; unset it there first.",
+                )
+        return cleaned
+
+
+class UserMembershipInline(admin.TabularInline):
+    """A user's organizations, read-only here (edit them on the organization)."""
+
+    model = OrganizationMember
+    fk_name = "user"
+    fields = ("org", "role", "status", "is_default", "joined_at")
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+    verbose_name_plural = "Organization memberships"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("org")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    list_display = ("username", "email", "first_name", "last_name", "is_staff", "is_active", "date_joined")
+    inlines = (UserMembershipInline,)
+
+    def get_inlines(
+        self, request: HttpRequest, obj: Any = None
+    ) -> list[type[admin.options.InlineModelAdmin]]:
+        return [] if obj is None else list(self.inlines)
+
+
+class MemberInline(admin.TabularInline):
+    """Members of an organization: role, status and default flag are editable. New members are
+    added on the Organization members page (through the ``add_member`` service); members are
+    suspended, never deleted, so their allocations and ledger rows keep an owner."""
+
+    model = OrganizationMember
+    form = MembershipForm
+    fk_name = "org"
+    fields = ("user", "role", "status", "is_default", "joined_at")
+    readonly_fields = ("user", "joined_at")
+    extra = 0
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("user")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class AllocationInline(admin.TabularInline):
+    """Allocations of an organization, read-only: balances change only through the services."""
+
+    model = UserCreditAllocation
+    fk_name = "org"
+    allocated = credits_display("allocated_credits", "Allocated (credits)")
+    used = credits_display("used_credits", "Used (credits)")
+    reserved = credits_display("reserved_credits", "Reserved (credits)")
+    free = credits_display("free_credits", "Free (credits)", ordering=None)
+    fields = ("user", "allocated", "used", "reserved", "free", "is_active", "expires_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("user")
+            .order_by("-is_active", "user__username", "pk")
+        )
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class OrganizationAddForm(forms.ModelForm):
+    """Creating an organization goes through ``create_organization`` (pool, first admin, audit)."""
+
+    class Meta:
+        model = Organization
+        fields = ("id", "org_name", "slug", "billing_email", "created_by")
+        help_texts = {
+            "slug": "Defaults to the id.",
+            "created_by": "Becomes the organization's first admin member.",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].required = False
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("slug") and cleaned.get("id"):
+            # The service's own default, made here so the form can report a taken slug.
+            cleaned["slug"] = slugify(cleaned["id"])[:64] or cleaned["id"].lower()
+        return cleaned
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    pool_total = credits_display("credit_pool.total_credits", "Total (credits)")
+    pool_allocated = credits_display("credit_pool.allocated_credits", "Allocated (credits)")
+    pool_used = credits_display("credit_pool.used_credits", "Used (credits)")
+    pool_available = credits_display(
+        "credit_pool.available_credits",
+        "Available (credits)",
+        ordering=F("credit_pool__total_credits") - F("credit_pool__allocated_credits"),
+    )
+    pool_fields = ("pool_total", "pool_allocated", "pool_used", "pool_available")
+
+    list_display = ("id", "org_name", "is_active", "active_members", *pool_fields, "created_at")
+    list_filter = ("is_active", "created_at")
+    search_fields = ("id", "org_name", "slug", "billing_email")
+    autocomplete_fields = ("created_by",)
+    actions = (add_credits, allocate_credits)
+    inlines = (MemberInline, AllocationInline)
+    readonly_fields = (
+        "id",
+        "slug",
+        "created_by",
+        "lago_customer_id",
+        "stripe_customer_id",
+        *pool_fields,
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("id", "org_name", "slug", "billing_email", "is_active")}),
+        ("Credit pool", {"fields": pool_fields}),
+        ("External billing", {"fields": ("lago_customer_id", "stripe_customer_id")}),
+        ("History", {"fields": ("created_by", "created_at", "updated_at")}),
+    )
+    add_fieldsets = ((None, {"fields": ("id", "org_name", "slug", "billing_email", "created_by")}),)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("credit_pool")
+            .annotate(
+                active_member_count=Count(
+                    "members", filter=Q(members__status=OrganizationMember.Status.ACTIVE)
+                )
+            )
+        )
+
+    @admin.display(description="Active members", ordering="active_member_count")
+    def active_members(self, org: Organization) -> int:
+        return int(getattr(org, "active_member_count", 0))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = OrganizationAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_inlines(
+        self, request: HttpRequest, obj: Any = None
+    ) -> list[type[admin.options.InlineModelAdmin]]:
+        return [] if obj is None else list(self.inlines)
+
+    def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        create_organization(
+            org_id=obj.id,
+            org_name=obj.org_name,
+            slug=obj.slug,
+            billing_email=obj.billing_email,
+            created_by=obj.created_by,
+            actor_label=f"admin:{request.user.get_username()}",
+        )
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deactivate instead: the pool and the ledger rows protect the organization.
+        return False
+
+    def has_manage_credits_permission(self, request: HttpRequest) -> bool:
+        return can_manage_credits(request)
+
+
+@admin.register(OrganizationMember)
+class OrganizationMemberAdmin(admin.ModelAdmin):
+    form = MembershipForm
+    list_display = ("id", "org", "user", "role", "status", "is_default", "joined_at")
+    list_filter = ("role", "status", "is_default")
+    list_select_related = ("org", "user")
+    search_fields = ("=org__id", "org__org_name", "user__username", "user__email")
+    autocomplete_fields = ("org", "user")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return ("org", "user", "role", "is_default")
+        return ("org", "user", "role", "status", "is_default", "joined_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # A membership never moves to another user or organization: its allocations follow it.
+        return () if obj is None else ("org", "user", "joined_at")
+
+    def save_model(self, request: HttpRequest, obj: OrganizationMember, form: Any, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        member = add_member(
+            org_id=obj.org_id,
+            user=obj.user,
+            role=obj.role,
+            is_default=obj.is_default,
+            actor=request.user if isinstance(request.user, User) else None,
+            actor_label="admin",
+        )
+        obj.pk = member.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Suspend instead: a deleted membership would leave its allocation without a member.
+        return False
