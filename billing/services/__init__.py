@@ -4,7 +4,6 @@ from billing.services.charging import (
     DeductionResult,
     ReservationResult,
     add_individual_credits,
-    deduct_credits,
     expire_reservations,
     has_sufficient_credits,
     release_reservation,
@@ -12,6 +11,7 @@ from billing.services.charging import (
     settle_reservation,
 )
 from billing.services.context import BillingContext, resolve_billing_context
+from billing.services.deduction import deduct_credits
 from billing.services.pool import (
     AllocationChange,
     PoolChange,

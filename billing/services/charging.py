@@ -96,13 +96,13 @@ def _check_usable(allocation: UserCreditAllocation) -> None:
         )
 
 
-def _find_charge(org_id: str | None, user: User, request_id: str) -> CreditUsageAttribution | None:
+def find_charge(org_id: str | None, user: User, request_id: str) -> CreditUsageAttribution | None:
     rows = CreditUsageAttribution.objects.filter(request_id=request_id)
     rows = rows.filter(org_id=org_id) if org_id else rows.filter(org__isnull=True, user=user)
     return rows.first()
 
 
-def _replay(row: CreditUsageAttribution, *, user: User, amount: int | None) -> DeductionResult:
+def replay_charge(row: CreditUsageAttribution, *, user: User, amount: int | None) -> DeductionResult:
     if row.user_id != user.pk or (amount is not None and row.credits_used != amount):
         raise RequestIdConflict(
             details={"request_id": row.request_id, "charged": row.credits_used, "requested": amount}
@@ -114,6 +114,26 @@ def _replay(row: CreditUsageAttribution, *, user: User, amount: int | None) -> D
         attribution_id=row.pk,
         replayed=True,
     )
+
+
+def audit_exhaustion(
+    *, org_id: str, user: User, allocation_id: int, allocated: int, used_before: int, used_after: int
+) -> None:
+    """Record ``allocation.exhausted`` when a charge takes an allocation across 90% used."""
+    threshold = allocated * EXHAUSTION_THRESHOLD_PERCENT
+    if allocated and used_before * 100 < threshold <= used_after * 100:
+        record_audit_event(
+            action="allocation.exhausted",
+            org_id=org_id,
+            target_type="allocation",
+            target_id=allocation_id,
+            metadata={
+                "user_id": user.username,
+                "percent_used": EXHAUSTION_THRESHOLD_PERCENT,
+                "used": used_after,
+                "allocated": allocated,
+            },
+        )
 
 
 def _record_charge(
@@ -137,29 +157,16 @@ def _record_charge(
         request_metadata=charge.metadata,
     )
     allocation = payer.allocation
-    if allocation is not None and allocation.allocated_credits:
-        threshold = allocation.allocated_credits * EXHAUSTION_THRESHOLD_PERCENT
-        if (allocation.used_credits - amount) * 100 < threshold <= allocation.used_credits * 100:
-            record_audit_event(
-                action="allocation.exhausted",
-                org_id=org_id,
-                target_type="allocation",
-                target_id=allocation.pk,
-                metadata={
-                    "user_id": user.username,
-                    "percent_used": EXHAUSTION_THRESHOLD_PERCENT,
-                    "used": allocation.used_credits,
-                    "allocated": allocation.allocated_credits,
-                },
-            )
+    if allocation is not None:
+        audit_exhaustion(
+            org_id=allocation.org_id,
+            user=user,
+            allocation_id=allocation.pk,
+            allocated=allocation.allocated_credits,
+            used_before=allocation.used_credits - amount,
+            used_after=allocation.used_credits,
+        )
     return row
-
-
-def _lock_payer(org_id: str | None, user: User) -> _Payer:
-    if org_id is None:
-        return _Payer(pool=None, account=lock_individual_balance(user.pk))
-    pool = lock_pool(org_id)
-    return _Payer(pool=pool, account=lock_active_allocation(org_id, user.pk))
 
 
 def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bool:
@@ -178,59 +185,6 @@ def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bo
     if allocation.expires_at is not None and allocation.expires_at <= timezone.now():
         return False
     return allocation.free_credits >= amount
-
-
-def deduct_credits(
-    *,
-    user: User,
-    org_id: str | None,
-    amount: int,
-    request_id: str,
-    service_type: str = ServiceType.LLM,
-    service_name: str = "",
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-    metadata: dict[str, Any] | None = None,
-) -> DeductionResult:
-    """Charge ``amount`` millicredits to the user's allocation in ``org_id`` (or their
-    individual credits when ``org_id`` is None) and append the attribution row.
-
-    Replaying a ``request_id`` returns the first result and charges nothing; reusing it for
-    another user or amount raises ``RequestIdConflict``. Refusals raise a typed error and
-    change nothing.
-    """
-    amount = validate_millicredits(amount)
-    if not request_id:
-        raise ValueError("request_id is required")
-    charge = _Charge(service_type, service_name, input_tokens, output_tokens, metadata or {})
-    try:
-        with transaction.atomic():
-            payer = _lock_payer(org_id, user)
-            previous = _find_charge(org_id, user, request_id)
-            if previous is not None:
-                return _replay(previous, user=user, amount=amount)
-            if payer.allocation is not None:
-                _check_usable(payer.allocation)
-            if amount > payer.account.free_credits:
-                raise InsufficientCredits(
-                    details={"required": amount, "available": payer.account.free_credits}
-                )
-            row = _record_charge(
-                payer, org_id=org_id, user=user, amount=amount, request_id=request_id, charge=charge
-            )
-    except IntegrityError:
-        # Defensive: the payer lock serializes every writer of this key, so a duplicate key can
-        # only come from a writer that bypassed it. Report the committed charge if there is one.
-        previous = _find_charge(org_id, user, request_id)
-        if previous is None:
-            raise
-        return _replay(previous, user=user, amount=amount)
-    return DeductionResult(
-        success=True,
-        remaining_credits=row.balance_after,
-        credits_charged=amount,
-        attribution_id=row.pk,
-    )
 
 
 def _find_reservation(org_id: str | None, user: User, request_id: str) -> CreditReservation | None:
@@ -436,7 +390,6 @@ __all__ = [
     "DeductionResult",
     "ReservationResult",
     "add_individual_credits",
-    "deduct_credits",
     "expire_reservations",
     "has_sufficient_credits",
     "release_reservation",

@@ -94,6 +94,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default="ce
 # Ledger policy knobs (see docs/decisions.md).
 # A reservation not settled or released within this many seconds may be expired by a task.
 CREDIT_RESERVATION_TTL_SECONDS = env.int("CREDIT_RESERVATION_TTL_SECONDS", default=900)
+# Run the deduction hot path as server-side prepared statements (billing/services/deduction.py).
+# Turn off behind a transaction-mode pooler without prepared-statement support.
+LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
 
 # Local development only: the password `ensure_dev_admin` sets (a random one is kept in .pg/ otherwise).
 DEV_ADMIN_PASSWORD = env("DEV_ADMIN_PASSWORD", default="")
