@@ -237,3 +237,21 @@ def test_individual_credits_fallback(db):
     add_individual_credits(user=other, amount=mc(1))
     assert not deduct_credits(user=other, org_id=None, amount=mc(1), request_id="solo-1").replayed
     assert find_all_drifts() == []
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_deduction_behaves_the_same_with_and_without_prepared_statements(
+    settings, make_funded_member, prepared
+):
+    settings.LEDGER_PREPARED_STATEMENTS = prepared
+    org, user, allocation = make_funded_member(pool=100, allocation=10)
+    for n in range(7):  # past psycopg's prepare threshold
+        deduct_credits(user=user, org_id=org.id, amount=mc(1), request_id=f"p-{n}")
+    assert deduct_credits(user=user, org_id=org.id, amount=mc(1), request_id="p-0").replayed
+    before = snapshot_balances()
+    with pytest.raises(InsufficientCredits):
+        deduct_credits(user=user, org_id=org.id, amount=mc(4), request_id="p-big")
+    assert snapshot_balances() == before
+    allocation.refresh_from_db()
+    assert allocation.used_credits == mc(7)
+    assert find_all_drifts() == []
