@@ -1,12 +1,21 @@
 """Typed refusals of the ledger services. Each has a stable code and an HTTP status."""
 
-from orgbilling.errors import ApplicationError, Conflict, InvalidAmount, NotFound, ValidationFailed
+from orgbilling.errors import (
+    ApplicationError,
+    Conflict,
+    InvalidAmount,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 __all__ = [
     "AllocationBelowCommitted",
     "AllocationExceedsPool",
     "AllocationExpired",
     "AllocationHasHolds",
+    "BillingBackendUnavailable",
+    "DuplicateSubscription",
     "InsufficientCredits",
     "InvalidAmount",
     "InvalidTransfer",
@@ -14,9 +23,14 @@ __all__ = [
     "NotAMember",
     "OrganizationInactive",
     "OrganizationNotFound",
+    "PaymentRequired",
+    "PaymentsNotConfigured",
+    "PlanUnchanged",
     "RequestIdConflict",
     "ReservationNotFound",
     "ReservationNotHeld",
+    "SubscriptionNotFound",
+    "UnknownPlan",
     "UserNotFound",
 ]
 
@@ -94,3 +108,39 @@ class ReservationNotFound(NotFound):
 class ReservationNotHeld(Conflict):
     code = "reservation_not_held"
     default_message = "The reservation is no longer held."
+
+
+class UnknownPlan(ValidationFailed):
+    code = "unknown_plan"
+    default_message = "There is no active plan with this code."
+
+
+class DuplicateSubscription(Conflict):
+    code = "duplicate_subscription"
+    default_message = "The organization already has a live subscription."
+
+
+class SubscriptionNotFound(NotFound):
+    code = "subscription_not_found"
+    default_message = "The organization has no live subscription."
+
+
+class PlanUnchanged(Conflict):
+    code = "plan_unchanged"
+    default_message = "The subscription is already on this plan."
+
+
+class PaymentRequired(ApplicationError):
+    status_code = 402
+    code = "payment_required"
+    default_message = "Credits must be bought through a payment; only system admins grant credits."
+
+
+class BillingBackendUnavailable(ServiceUnavailable):
+    code = "billing_backend_unavailable"
+    default_message = "The billing backend is unavailable; the change was not completed. Try again."
+
+
+class PaymentsNotConfigured(ServiceUnavailable):
+    code = "payments_not_configured"
+    default_message = "Credit purchases by card are not available yet; ask a system admin to grant credits."

@@ -1,6 +1,6 @@
 """Writes to organizations and memberships. Each function is one transaction with its audit."""
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
 from billing.errors import OrganizationNotFound
@@ -29,6 +29,16 @@ def create_organization(
     if not org_name.strip():
         raise ValidationFailed("An organization needs a name.", details={"org_name": org_name})
     slug = slug or slugify(org_id)[:64] or org_id.lower()
+    try:
+        return _create_organization(org_id, org_name, created_by, billing_email, slug, actor_label)
+    except IntegrityError:
+        # Created concurrently by someone else between our check and our insert.
+        raise Conflict("An organization with this id or slug exists.", details={"org_id": org_id}) from None
+
+
+def _create_organization(
+    org_id: str, org_name: str, created_by: User | None, billing_email: str, slug: str, actor_label: str
+) -> Organization:
     with transaction.atomic():
         if Organization.objects.filter(pk=org_id).exists() or Organization.objects.filter(slug=slug).exists():
             raise Conflict("An organization with this id or slug exists.", details={"org_id": org_id})

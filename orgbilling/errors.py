@@ -43,3 +43,15 @@ class Conflict(ApplicationError):
     status_code = 409
     code = "conflict"
     default_message = "The request conflicts with the current state."
+
+
+class Forbidden(ApplicationError):
+    status_code = 403
+    code = "forbidden"
+    default_message = "You do not have permission to do this."
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = 503
+    code = "service_unavailable"
+    default_message = "A backing service is unavailable; try again shortly."

@@ -1,7 +1,8 @@
 """Root URL configuration."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from orgbilling.views import healthz
 
@@ -11,4 +12,11 @@ admin.site.site_title = "orgbilling"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include("organizations.api.urls")),
+    path("api/v1/org-billing/", include("billing.api.urls")),
 ]
+
+handler404 = "orgbilling.api.exceptions.json_or_html_404"
+handler500 = "orgbilling.api.exceptions.json_or_html_500"

@@ -66,3 +66,36 @@ def snapshot_balances() -> dict[str, object]:
         "history": OrgBillingHistory.objects.count(),
         "audit": AuditEvent.objects.count(),
     }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Rate-limit counters live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client():
+    """A DRF test client; ``api_client.force_login(user)`` signs in through the session."""
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+@pytest.fixture
+def staff_user(db) -> User:
+    return UserFactory(username="ops-admin", is_staff=True)
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The response is an error in the one shape, with this status and code."""
+    assert response.status_code == status, (response.status_code, getattr(response, "content", b"")[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert body["error"]["code"] == code, body
+    return body["error"]

@@ -1,55 +1,227 @@
-"""Subscription writes that need no external billing backend (the ``local`` backend)."""
+"""Subscription lifecycle: create (with the organization when new), change plan, cancel.
 
-from datetime import timedelta
+The external backend (``billing.backends``) is called between two transactions, never while a
+row is locked: the subscription is written ``pending`` first, then activated once the backend
+answered. A backend failure leaves the ``pending`` row (retried later) and raises
+``BillingBackendUnavailable``; nothing else is half-written.
+"""
+
+from dataclasses import dataclass
 
 from django.db import transaction
 from django.utils import timezone
 
-from billing.errors import OrganizationNotFound
-from billing.models import OrganizationSubscription, OrgBillingHistory, Plan
+from billing.backends import get_subscription_backend
+from billing.errors import (
+    DuplicateSubscription,
+    OrganizationNotFound,
+    PlanUnchanged,
+    SubscriptionNotFound,
+    UnknownPlan,
+)
+from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
+from billing.money import validate_millicredits
 from billing.services.audit import record_audit_event
-from organizations.models import Organization, User
-from orgbilling.errors import Conflict, NotFound
+from billing.services.pool import add_credits_to_pool
+from organizations.models import Organization, OrganizationMember, User
+from organizations.services import create_organization
+from orgbilling.errors import Forbidden
 
-BILLING_PERIOD = timedelta(days=30)
+LIVE = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)
 
 
-def start_local_subscription(
-    *, org_id: str, plan_code: str, actor: User | None = None, actor_label: str = ""
-) -> OrganizationSubscription:
-    """Start an active subscription on ``plan_code`` with no external backend involved."""
+@dataclass(frozen=True)
+class SubscriptionChange:
+    subscription: OrganizationSubscription
+    org: Organization
+    pool: OrganizationCreditPool
+    org_created: bool = False
+
+
+def _plan(plan_code: str) -> Plan:
     plan = Plan.objects.filter(plan_code=plan_code, is_active=True).first()
     if plan is None:
-        raise NotFound("Unknown plan.", details={"plan_code": plan_code})
-    if not Organization.objects.filter(pk=org_id).exists():
-        raise OrganizationNotFound(details={"org_id": org_id})
-    now = timezone.now()
+        raise UnknownPlan(details={"plan_code": plan_code})
+    return plan
+
+
+def _history(sub: OrganizationSubscription, event: str, description: str) -> None:
+    OrgBillingHistory.objects.create(
+        org_id=sub.org_id,
+        event_type=OrgBillingHistory.EventType.SUBSCRIPTION_CHANGE,
+        external_id=f"subscription-{sub.pk}-{event}",
+        amount=sub.plan.monthly_price,
+        currency=sub.plan.currency,
+        status=sub.status,
+        description=description,
+        metadata={"plan_code": sub.plan.plan_code, "event": event},
+        occurred_at=timezone.now(),
+    )
+
+
+def create_subscription(
+    *,
+    org_id: str,
+    plan_code: str,
+    owner: User,
+    actor: User | None = None,
+    actor_label: str = "",
+    org_name: str = "",
+    billing_email: str = "",
+    initial_credits: int | None = None,
+) -> SubscriptionChange:
+    """Subscribe ``org_id`` to ``plan_code``. A new organization is created with ``owner`` as its
+    admin; an existing one must be administered by ``owner`` (or the actor be staff).
+    ``initial_credits`` (millicredits) are granted into the pool once the subscription is live."""
+    plan = _plan(plan_code)
+    if initial_credits is not None:
+        validate_millicredits(initial_credits)
     with transaction.atomic():
-        if OrganizationSubscription.objects.filter(org_id=org_id, status__in=["pending", "active"]).exists():
-            raise Conflict("The organization already has a subscription.", details={"org_id": org_id})
-        subscription = OrganizationSubscription.objects.create(
-            org_id=org_id,
-            plan=plan,
-            status=OrganizationSubscription.Status.ACTIVE,
-            current_period_start=now,
-            current_period_end=now + BILLING_PERIOD,
+        org = Organization.objects.select_for_update().filter(pk=org_id).first()
+        org_created = org is None
+        if org is None:
+            org = create_organization(
+                org_id=org_id,
+                org_name=org_name or org_id,
+                created_by=owner,
+                billing_email=billing_email,
+                actor_label=actor_label,
+            )
+        elif (
+            not (actor is not None and actor.is_staff)
+            and not OrganizationMember.objects.filter(
+                org=org,
+                user=owner,
+                role=OrganizationMember.Role.ADMIN,
+                status=OrganizationMember.Status.ACTIVE,
+            ).exists()
+        ):
+            raise Forbidden("Only the organization's admins can subscribe it.", details={"org_id": org_id})
+        if OrganizationSubscription.objects.filter(org=org, status__in=LIVE).exists():
+            raise DuplicateSubscription(details={"org_id": org_id})
+        subscription = OrganizationSubscription.objects.create(org=org, plan=plan)
+        record_audit_event(
+            action="subscription.requested",
+            actor=actor or owner,
+            actor_label=actor_label,
+            org_id=org.id,
+            target_type="subscription",
+            target_id=subscription.pk,
+            metadata={"plan_code": plan_code, "org_created": org_created},
         )
-        OrgBillingHistory.objects.create(
-            org_id=org_id,
-            event_type=OrgBillingHistory.EventType.SUBSCRIPTION_CHANGE,
-            external_id=f"subscription-{subscription.pk}-started",
-            amount=plan.monthly_price,
-            status="active",
-            description=f"Subscribed to {plan.name}",
-            occurred_at=now,
+    subscription = activate_subscription(
+        subscription=subscription, actor=actor or owner, actor_label=actor_label
+    )
+    if initial_credits:
+        add_credits_to_pool(
+            org_id=org.id,
+            amount=initial_credits,
+            actor=actor or owner,
+            actor_label=actor_label,
+            external_id=f"subscription-{subscription.pk}-initial-credits",
+            description="Initial credits with the subscription",
         )
+    pool = OrganizationCreditPool.objects.get(org=org)
+    return SubscriptionChange(subscription=subscription, org=org, pool=pool, org_created=org_created)
+
+
+def activate_subscription(
+    *, subscription: OrganizationSubscription, actor: User | None = None, actor_label: str = ""
+) -> OrganizationSubscription:
+    """Start a ``pending`` subscription at the backend and mark it active (retry-safe)."""
+    backend = get_subscription_backend()
+    external = backend.start(org=subscription.org, plan=subscription.plan)
+    with transaction.atomic():
+        sub = (
+            OrganizationSubscription.objects.select_for_update()
+            .select_related("plan")
+            .get(pk=subscription.pk)
+        )
+        if sub.status != OrganizationSubscription.Status.PENDING:
+            return sub
+        sub.status = OrganizationSubscription.Status.ACTIVE
+        sub.lago_subscription_id = external.external_id
+        sub.lago_external_id = f"{sub.org_id}-{sub.pk}"
+        sub.current_period_start = external.period_start
+        sub.current_period_end = external.period_end
+        sub.save()
+        _history(sub, "started", f"Subscribed to {sub.plan.name} ({backend.name})")
         record_audit_event(
             action="subscription.created",
             actor=actor,
             actor_label=actor_label,
+            org_id=sub.org_id,
+            target_type="subscription",
+            target_id=sub.pk,
+            metadata={"plan_code": sub.plan.plan_code, "backend": backend.name},
+        )
+    return sub
+
+
+def _live_subscription(org_id: str) -> OrganizationSubscription:
+    sub = (
+        OrganizationSubscription.objects.select_related("plan", "org")
+        .filter(org_id=org_id, status=OrganizationSubscription.Status.ACTIVE)
+        .first()
+    )
+    if sub is None:
+        if not Organization.objects.filter(pk=org_id).exists():
+            raise OrganizationNotFound(details={"org_id": org_id})
+        raise SubscriptionNotFound(details={"org_id": org_id})
+    return sub
+
+
+def change_subscription_plan(
+    *, org_id: str, plan_code: str, actor: User | None = None, actor_label: str = ""
+) -> OrganizationSubscription:
+    """Move the live subscription to another plan (upgrade or downgrade)."""
+    plan = _plan(plan_code)
+    sub = _live_subscription(org_id)
+    if sub.plan_id == plan.pk:
+        raise PlanUnchanged(details={"plan_code": plan_code})
+    previous = sub.plan.plan_code
+    external = get_subscription_backend().change_plan(subscription=sub, plan=plan)
+    with transaction.atomic():
+        sub = OrganizationSubscription.objects.select_for_update().get(pk=sub.pk)
+        sub.plan = plan
+        sub.current_period_start = external.period_start
+        sub.current_period_end = external.period_end
+        sub.save()
+        _history(
+            sub,
+            f"plan-{previous}-to-{plan.plan_code}-{timezone.now():%Y%m%d%H%M%S%f}",
+            f"Plan changed to {plan.name}",
+        )
+        record_audit_event(
+            action="subscription.plan_changed",
+            actor=actor,
+            actor_label=actor_label,
             org_id=org_id,
             target_type="subscription",
-            target_id=subscription.pk,
-            metadata={"plan_code": plan_code},
+            target_id=sub.pk,
+            metadata={"from": previous, "to": plan.plan_code},
         )
-    return subscription
+    return sub
+
+
+def cancel_subscription(
+    *, org_id: str, actor: User | None = None, actor_label: str = ""
+) -> OrganizationSubscription:
+    """Cancel the live subscription at the backend and here. Credits already bought stay."""
+    sub = _live_subscription(org_id)
+    get_subscription_backend().cancel(subscription=sub)
+    with transaction.atomic():
+        sub = OrganizationSubscription.objects.select_for_update().select_related("plan").get(pk=sub.pk)
+        sub.status = OrganizationSubscription.Status.CANCELED
+        sub.canceled_at = timezone.now()
+        sub.save()
+        _history(sub, "canceled", f"Subscription to {sub.plan.name} canceled")
+        record_audit_event(
+            action="subscription.canceled",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="subscription",
+            target_id=sub.pk,
+        )
+    return sub

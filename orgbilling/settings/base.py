@@ -15,6 +15,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
     "organizations",
     "billing",
 ]
@@ -27,6 +29,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "orgbilling.api.throttling.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "orgbilling.urls"
@@ -81,7 +84,41 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["orgbilling.api.parsers.DecimalJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "orgbilling.api.pagination.StandardPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "orgbilling.api.throttling.ReadThrottle",
+        "orgbilling.api.throttling.WriteThrottle",
+    ],
+    "EXCEPTION_HANDLER": "orgbilling.api.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "COERCE_DECIMAL_TO_STRING": False,
 }
+
+# Requests per user (per client IP when anonymous); "N/second|minute|hour|day".
+API_RATE_LIMITS = {
+    "read": env("API_RATE_LIMIT_READ", default="100/minute"),
+    "write": env("API_RATE_LIMIT_WRITE", default="20/minute"),
+    "subscription": env("API_RATE_LIMIT_SUBSCRIPTION", default="5/hour"),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "orgbilling API",
+    "DESCRIPTION": (
+        "Organization billing: subscriptions, shared credit pools, per-member allocations, "
+        "usage attribution. Credits are JSON numbers with at most 3 decimals (1 credit = $0.01). "
+        'Every error has the shape {"error": {"code", "message", "details"}}.'
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Which SubscriptionBackend keeps subscriptions: "local" (no external service) or a dotted path.
+SUBSCRIPTION_BACKEND = env("SUBSCRIPTION_BACKEND", default="local")
 
 # Celery: a Redis broker when configured; otherwise tasks run eagerly in-process (dev).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")

@@ -11,3 +11,6 @@ ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
 CELERY_TASK_ALWAYS_EAGER = True
+
+# Generous limits so ordinary tests never trip them; throttle tests lower them.
+API_RATE_LIMITS = {"read": "100000/minute", "write": "100000/minute", "subscription": "100000/hour"}

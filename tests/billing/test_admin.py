@@ -34,7 +34,7 @@ from billing.services import (
     deduct_credits,
     reserve_credits,
 )
-from billing.services.subscriptions import start_local_subscription
+from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member
 from tests.conftest import mc, snapshot_balances
@@ -60,7 +60,8 @@ def ledger(make_funded_member: Callable[..., Any]) -> Ledger:
         user=member, org_id=org.id, amount=mc("1.5"), request_id="req-charged", service_name="gpt-4o-mini"
     )
     reserve_credits(user=member, org_id=org.id, amount=mc(2), request_id="req-held")
-    start_local_subscription(org_id=org.id, plan_code="starter", actor_label="test")
+    staff = UserFactory(is_staff=True)
+    create_subscription(org_id=org.id, plan_code="starter", owner=staff, actor=staff, actor_label="test")
     add_individual_credits(user=UserFactory(), amount=mc(10), actor_label="test")
     # No purchase service exists yet (checkout lands with Stripe); a pending row is test data.
     CreditPurchase.objects.create(org=org, purchased_by=member, credits=mc(5000), amount=Decimal("50.00"))

@@ -12,7 +12,7 @@ from billing.management.commands._common import run_service
 from billing.models import OrganizationSubscription, OrgBillingHistory, UserCreditAllocation
 from billing.money import credits_to_millicredits
 from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
-from billing.services.subscriptions import start_local_subscription
+from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member, create_organization, ensure_user
 
@@ -44,7 +44,9 @@ class Command(BaseCommand):
             )
         if not OrganizationSubscription.objects.filter(org_id=org_id).exists():
             run_service(
-                lambda: start_local_subscription(org_id=org_id, plan_code=plan_code, actor_label=LABEL)
+                lambda: create_subscription(
+                    org_id=org_id, plan_code=plan_code, owner=admin, actor_label=LABEL
+                )
             )
         external_id = f"seed-demo-{org_id}-initial-credits"
         if not OrgBillingHistory.objects.filter(external_id=external_id).exists():

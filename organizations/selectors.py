@@ -1,0 +1,58 @@
+"""Who may see and manage which organization. Every API view starts here.
+
+An organization the caller may not see answers 404 (``OrganizationNotFound``), never 403, so
+ids cannot be probed; a member who may see it but not change it gets 403.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from billing.errors import OrganizationNotFound
+from organizations.models import Organization, OrganizationMember, User
+from orgbilling.errors import Forbidden
+
+Role = Literal["system_admin", "admin", "member"]
+
+
+@dataclass(frozen=True)
+class OrgAccess:
+    org: Organization
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in ("system_admin", "admin")
+
+
+def org_access(*, user: User, org_id: str) -> OrgAccess:
+    """The caller's access to ``org_id``: system admins see every org; others only the orgs
+    where they are an active member."""
+    if user.is_staff:
+        org = Organization.objects.filter(pk=org_id).first()
+        if org is None:
+            raise OrganizationNotFound(details={"org_id": org_id})
+        return OrgAccess(org=org, role="system_admin")
+    membership = (
+        OrganizationMember.objects.select_related("org")
+        .filter(org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE)
+        .first()
+    )
+    if membership is None:
+        raise OrganizationNotFound(details={"org_id": org_id})
+    return OrgAccess(org=membership.org, role=membership.role)  # type: ignore[arg-type]
+
+
+def org_admin_access(*, user: User, org_id: str) -> OrgAccess:
+    """Like ``org_access``, and 403 unless the caller administers the org."""
+    access = org_access(user=user, org_id=org_id)
+    if not access.is_admin:
+        raise Forbidden("Only organization admins can do this.", details={"org_id": org_id})
+    return access
+
+
+def active_memberships(*, user: User) -> list[OrganizationMember]:
+    return list(
+        OrganizationMember.objects.select_related("org")
+        .filter(user=user, status=OrganizationMember.Status.ACTIVE)
+        .order_by("-is_default", "joined_at", "id")
+    )

@@ -1,0 +1,1 @@
+"""Shared REST API machinery: errors, parsing, amounts, pagination, throttles, idempotency."""

@@ -1,0 +1,87 @@
+"""The one exception handler: every API error leaves in the shape of DESIGN.md §6,
+``{"error": {"code": ..., "message": ..., "details": {...}}}``, with a stable code."""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found, server_error
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+from orgbilling.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+_DRF_CODES: list[tuple[type[exceptions.APIException], int, str]] = [
+    (exceptions.ValidationError, 400, "validation_error"),
+    (exceptions.ParseError, 400, "malformed_request"),
+    (exceptions.NotAuthenticated, 401, "unauthenticated"),
+    (exceptions.AuthenticationFailed, 401, "unauthenticated"),
+    (exceptions.PermissionDenied, 403, "forbidden"),
+    (exceptions.NotFound, 404, "not_found"),
+    (exceptions.MethodNotAllowed, 405, "method_not_allowed"),
+    (exceptions.NotAcceptable, 406, "not_acceptable"),
+    (exceptions.UnsupportedMediaType, 415, "unsupported_media_type"),
+    (exceptions.Throttled, 429, "rate_limited"),
+]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _message(detail: Any) -> str:
+    if isinstance(detail, list | tuple) and detail:
+        return _message(detail[0])
+    if isinstance(detail, dict):
+        return "The input is not valid."
+    return str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApplicationError):
+        return Response(exc.as_dict(), status=exc.status_code)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, OperationalError | InterfaceError):
+        logger.exception("database unavailable")
+        return Response(
+            error_body("service_unavailable", "The billing database is unavailable; try again shortly."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a bug: Django's 500 handler (JSON for /api/) takes it
+    status_code, code = next(
+        ((status_, code_) for cls, status_, code_ in _DRF_CODES if isinstance(exc, cls)),
+        (exc.status_code, str(getattr(exc, "default_code", "error"))),
+    )
+    details: dict[str, Any] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        details = {"fields": exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}}
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        retry_after = max(1, int(wait + 0.999))
+        headers["Retry-After"] = str(retry_after)
+        details = {"retry_after_seconds": retry_after}
+    message = _message(exc.detail)
+    return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+def json_or_html_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """JSON in the error shape under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return page_not_found(request, exception or Http404())
+
+
+def json_or_html_500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("internal_error", "Something went wrong on our side."), status=500)
+    return server_error(request)
