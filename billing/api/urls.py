@@ -1,5 +1,8 @@
 """Org-billing API routes (DESIGN.md §6), mounted at /api/v1/org-billing/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import include, path
 
-urlpatterns: list = []
+urlpatterns = [
+    path("", include("billing.api.credit_urls")),
+    path("", include("billing.api.report_urls")),
+]

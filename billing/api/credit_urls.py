@@ -1,0 +1,3 @@
+"""Subscription, credit and allocation routes."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""Usage, dashboard, analytics and history routes."""
+
+urlpatterns: list = []

@@ -1,0 +1,52 @@
+"""OpenAPI helpers: the error shape and per-status error responses for ``extend_schema``."""
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from rest_framework import serializers
+
+_DESCRIPTIONS = {
+    400: "Invalid input (`validation_error`, `invalid_amount`, `malformed_request`, …)",
+    401: "Not signed in (`unauthenticated`)",
+    402: "Not enough credits (`insufficient_credits`, `no_active_allocation`, `payment_required`, …)",
+    403: "Signed in but not allowed (`forbidden`)",
+    404: "Unknown, or not visible to the caller (`organization_not_found`, `not_found`, …)",
+    409: "Conflicts with the current state (`duplicate_subscription`, `idempotency_key_reused`, …)",
+    429: "Rate limited (`rate_limited`); see `Retry-After`",
+    503: "A backing service is down (`billing_backend_unavailable`, `service_unavailable`)",
+}
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code")
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
+    """``{status: OpenApiResponse}`` for the error statuses an endpoint can answer."""
+    return {
+        status: OpenApiResponse(
+            ErrorSerializer,
+            description=_DESCRIPTIONS.get(status, "Error"),
+            examples=[
+                OpenApiExample(
+                    f"error {status}",
+                    value={"error": {"code": "…", "message": "…", "details": {}}},
+                    response_only=True,
+                    status_codes=[str(status)],
+                )
+            ],
+        )
+        for status in statuses
+    }
+
+
+def example(name: str, value: Any, *, request: bool = False, status: int = 200) -> OpenApiExample:
+    if request:
+        return OpenApiExample(name, value=value, request_only=True)
+    return OpenApiExample(name, value=value, response_only=True, status_codes=[str(status)])
