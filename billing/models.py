@@ -321,6 +321,9 @@ class CreditReservation(models.Model):
     amount = models.BigIntegerField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
     credits_charged = models.BigIntegerField(default=0)
+    credits_requested = models.BigIntegerField(
+        null=True, blank=True, help_text="the cost the settlement asked for (charged may be capped)"
+    )
     attribution = models.OneToOneField(
         CreditUsageAttribution,
         null=True,

@@ -83,6 +83,28 @@ _ORG_CHECKS: dict[str, str] = {
           AND NOT (used_credits >= 0 AND reserved_credits >= 0
                    AND used_credits + reserved_credits <= allocated_credits)
     """,
+    "pool_total_equals_credits_added": """
+        SELECT p.org_id, 'pool', COALESCE(SUM(h.credits), 0), p.total_credits
+        FROM organization_credit_pools p
+        LEFT JOIN org_billing_history h
+               ON h.org_id = p.org_id AND h.event_type IN ('credit_purchase', 'credit_grant')
+        WHERE p.org_id = ANY(%(orgs)s)
+        GROUP BY p.org_id, p.total_credits
+        HAVING p.total_credits <> COALESCE(SUM(h.credits), 0)
+    """,
+    "settled_reservation_matches_its_charge": """
+        SELECT r.org_id, 'reservation #' || r.id, COALESCE(c.credits_used, -1), r.credits_charged
+        FROM credit_reservations r
+        LEFT JOIN credit_usage_attribution c ON c.id = r.attribution_id
+        WHERE r.org_id = ANY(%(orgs)s) AND r.status = 'settled'
+          AND (c.id IS NULL OR c.credits_used <> r.credits_charged)
+    """,
+    "reservation_matches_its_allocation": """
+        SELECT r.org_id, 'reservation #' || r.id || ' (allocation #' || a.id || ')', 0, 1
+        FROM credit_reservations r
+        JOIN user_credit_allocations a ON a.id = r.allocation_id
+        WHERE r.org_id = ANY(%(orgs)s) AND (a.org_id <> r.org_id OR a.user_id <> r.user_id)
+    """,
     "attribution_matches_its_allocation": """
         SELECT c.org_id, 'attribution #' || c.id || ' (allocation #' || a.id || ')', 0, 1
         FROM credit_usage_attribution c

@@ -7,6 +7,7 @@ Charges are audited by their ledger rows; ``AuditEvent`` rows mark only notable 
 (an allocation passing 90% used) to keep the hot path to one insert (docs/decisions.md).
 """
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from django.utils import timezone
 from billing.errors import (
     AllocationExpired,
     InsufficientCredits,
+    OrganizationInactive,
+    OrganizationNotFound,
     RequestIdConflict,
     ReservationNotFound,
     ReservationNotHeld,
@@ -38,7 +41,8 @@ from billing.services.locks import (
     lock_pool,
     lock_reservation,
 )
-from organizations.models import OrganizationMember, User
+from organizations.models import Organization, OrganizationMember, User
+from orgbilling.errors import ValidationFailed
 
 EXHAUSTION_THRESHOLD_PERCENT = 90
 
@@ -89,6 +93,43 @@ class _Charge:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_TOKENS = 2**31 - 1
+
+
+def validate_charge_fields(
+    *,
+    request_id: str,
+    service_type: str = ServiceType.LLM,
+    service_name: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Refuse what the ledger columns cannot hold, before anything is locked or written;
+    return the metadata as it will be stored."""
+    problems: dict[str, str] = {}
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128 or "\x00" in request_id:
+        problems["request_id"] = "1-128 characters, no NUL"
+    if service_type not in ServiceType.values:
+        problems["service_type"] = f"one of {', '.join(ServiceType.values)}"
+    if not isinstance(service_name, str) or len(service_name) > 200 or "\x00" in service_name:
+        problems["service_name"] = "at most 200 characters, no NUL"
+    for name, tokens in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
+            problems[name] = f"a whole number from 0 to {MAX_TOKENS}"
+    stored = metadata or {}
+    try:
+        encoded = json.dumps(stored, allow_nan=False)
+    except (TypeError, ValueError):
+        problems["metadata"] = "a JSON object of strings, numbers, booleans, lists and objects"
+    else:
+        if not isinstance(stored, dict) or "\\u0000" in encoded:
+            problems["metadata"] = "a JSON object without NUL characters"
+    if problems:
+        raise ValidationFailed("The charge is not valid.", details=problems)
+    return stored
+
+
 def _check_usable(allocation: UserCreditAllocation) -> None:
     if allocation.expires_at is not None and allocation.expires_at <= timezone.now():
         raise AllocationExpired(
@@ -98,7 +139,7 @@ def _check_usable(allocation: UserCreditAllocation) -> None:
 
 def find_charge(org_id: str | None, user: User, request_id: str) -> CreditUsageAttribution | None:
     rows = CreditUsageAttribution.objects.filter(request_id=request_id)
-    rows = rows.filter(org_id=org_id) if org_id else rows.filter(org__isnull=True, user=user)
+    rows = rows.filter(org_id=org_id) if org_id is not None else rows.filter(org__isnull=True, user=user)
     return rows.first()
 
 
@@ -176,7 +217,7 @@ def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bo
         balance = IndividualCreditBalance.objects.filter(user=user).first()
         return balance is not None and balance.free_credits >= amount
     if not OrganizationMember.objects.filter(
-        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE
+        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE, org__is_active=True
     ).exists():
         return False
     allocation = UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).first()
@@ -189,7 +230,7 @@ def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bo
 
 def _find_reservation(org_id: str | None, user: User, request_id: str) -> CreditReservation | None:
     rows = CreditReservation.objects.filter(request_id=request_id)
-    rows = rows.filter(org_id=org_id) if org_id else rows.filter(org__isnull=True, user=user)
+    rows = rows.filter(org_id=org_id) if org_id is not None else rows.filter(org__isnull=True, user=user)
     return rows.first()
 
 
@@ -201,11 +242,13 @@ def reserve_credits(
     request_id: str,
     ttl_seconds: int | None = None,
 ) -> ReservationResult:
-    """Hold ``amount`` millicredits for a call about to run. Idempotent on ``request_id``."""
+    """Hold ``amount`` millicredits for a call about to run. Idempotent on ``request_id`` while
+    the hold lasts; a request id that was already charged, settled or released is refused."""
     amount = validate_millicredits(amount)
-    if not request_id:
-        raise ValueError("request_id is required")
+    validate_charge_fields(request_id=request_id)
     ttl = ttl_seconds if ttl_seconds is not None else settings.CREDIT_RESERVATION_TTL_SECONDS
+    if org_id is not None:
+        _require_active_org(org_id)
     try:
         with transaction.atomic():
             # Holds change only the allocation (level 2), so the pool lock is not needed.
@@ -217,6 +260,10 @@ def reserve_credits(
             previous = _find_reservation(org_id, user, request_id)
             if previous is not None:
                 return _reservation_replay(previous, user=user, amount=amount, remaining=account.free_credits)
+            if find_charge(org_id, user, request_id) is not None:
+                raise RequestIdConflict(
+                    "This request id was already charged.", details={"request_id": request_id}
+                )
             if amount > account.free_credits:
                 raise InsufficientCredits(details={"required": amount, "available": account.free_credits})
             account.reserved_credits += amount
@@ -244,6 +291,14 @@ def reserve_credits(
     )
 
 
+def _require_active_org(org_id: str) -> None:
+    is_active = Organization.objects.filter(pk=org_id).values_list("is_active", flat=True).first()
+    if is_active is None:
+        raise OrganizationNotFound(details={"org_id": org_id})
+    if not is_active:
+        raise OrganizationInactive(details={"org_id": org_id})
+
+
 def _reservation_replay(
     row: CreditReservation, *, user: User, amount: int, remaining: int
 ) -> ReservationResult:
@@ -251,6 +306,9 @@ def _reservation_replay(
         raise RequestIdConflict(
             details={"request_id": row.request_id, "held": row.amount, "requested": amount}
         )
+    if row.status != CreditReservation.Status.HELD:
+        # A retry must not look like a live hold: the call it guarded is over.
+        raise ReservationNotHeld(details={"reservation_id": row.pk, "status": row.status})
     return ReservationResult(
         reservation_id=row.pk, amount=row.amount, remaining_credits=remaining, replayed=True
     )
@@ -287,8 +345,17 @@ def settle_reservation(
     """Turn a hold into a charge of ``actual_amount`` millicredits (zero allowed) and free the
     rest. A cost above the hold is charged as far as the payer's free credits reach; the part
     that could not be charged is recorded in the row's metadata. Settling twice with the same
-    amount returns the first result."""
+    amount returns the first result. A hold that expired before the call finished is settled
+    late, from whatever the payer has free, rather than leaving the call unpaid."""
     actual_amount = validate_millicredits(actual_amount, allow_zero=True)
+    caller_metadata = validate_charge_fields(
+        request_id="settle",
+        service_type=service_type,
+        service_name=service_name,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        metadata=metadata,
+    )
     reservation = _load_reservation(reservation_id)
     user = reservation.user
     with transaction.atomic():
@@ -296,8 +363,13 @@ def settle_reservation(
         reservation = lock_reservation(reservation_id)
         if reservation.status == CreditReservation.Status.SETTLED and reservation.attribution is not None:
             row = reservation.attribution
-            if row.request_metadata.get("requested_credits", row.credits_used) != actual_amount:
-                raise RequestIdConflict(details={"request_id": reservation.request_id})
+            if reservation.credits_requested != actual_amount:
+                raise RequestIdConflict(
+                    details={
+                        "request_id": reservation.request_id,
+                        "settled_at": reservation.credits_requested,
+                    }
+                )
             return DeductionResult(
                 success=True,
                 remaining_credits=row.balance_after,
@@ -305,15 +377,32 @@ def settle_reservation(
                 attribution_id=row.pk,
                 replayed=True,
             )
-        if reservation.status != CreditReservation.Status.HELD:
+        if reservation.status not in (CreditReservation.Status.HELD, CreditReservation.Status.EXPIRED):
             raise ReservationNotHeld(details={"reservation_id": reservation_id, "status": reservation.status})
-        payer.account.reserved_credits -= reservation.amount
+        late = reservation.status == CreditReservation.Status.EXPIRED
+        if not late:
+            payer.account.reserved_credits -= reservation.amount
+        previous = find_charge(reservation.org_id, user, reservation.request_id)
+        if previous is not None:
+            # Charged directly under the same request id while the hold was open: the call is
+            # paid once, by that charge; the hold just goes away.
+            payer.account.save(update_fields=["reserved_credits", "updated_at"])
+            reservation.status = CreditReservation.Status.RELEASED
+            reservation.finished_at = timezone.now()
+            reservation.save(update_fields=["status", "finished_at"])
+            return replay_charge(previous, user=user, amount=None)
         # With the hold returned, free credits include it: a cost above the hold draws on the rest.
-        charged = min(actual_amount, payer.account.free_credits)
-        charge_metadata = dict(metadata or {})
-        charge_metadata.update(reservation_id=reservation.pk, held_credits=reservation.amount)
+        charged = min(actual_amount, max(0, payer.account.free_credits))
+        charge_metadata = {
+            **caller_metadata,
+            "reservation_id": reservation.pk,
+            "held_credits": reservation.amount,
+            "requested_credits": actual_amount,
+        }
         if charged != actual_amount:
-            charge_metadata.update(requested_credits=actual_amount, uncharged_credits=actual_amount - charged)
+            charge_metadata["uncharged_credits"] = actual_amount - charged
+        if late:
+            charge_metadata["late_settlement"] = True
         row = _record_charge(
             payer,
             org_id=reservation.org_id,
@@ -324,9 +413,12 @@ def settle_reservation(
         )
         reservation.status = CreditReservation.Status.SETTLED
         reservation.credits_charged = charged
+        reservation.credits_requested = actual_amount
         reservation.attribution = row
         reservation.finished_at = timezone.now()
-        reservation.save(update_fields=["status", "credits_charged", "attribution", "finished_at"])
+        reservation.save(
+            update_fields=["status", "credits_charged", "credits_requested", "attribution", "finished_at"]
+        )
     return DeductionResult(
         success=True, remaining_credits=row.balance_after, credits_charged=charged, attribution_id=row.pk
     )

@@ -33,6 +33,7 @@ from billing.errors import (
     InsufficientCredits,
     NoActiveAllocation,
     NotAMember,
+    OrganizationInactive,
     OrganizationNotFound,
 )
 from billing.models import (
@@ -42,13 +43,20 @@ from billing.models import (
     UserCreditAllocation,
 )
 from billing.money import validate_millicredits
-from billing.services.charging import DeductionResult, audit_exhaustion, find_charge, replay_charge
-from organizations.models import OrganizationMember, User
+from billing.services.charging import (
+    DeductionResult,
+    audit_exhaustion,
+    find_charge,
+    replay_charge,
+    validate_charge_fields,
+)
+from organizations.models import Organization, OrganizationMember, User
 
 CHARGE_POOL = """
     UPDATE organization_credit_pools
        SET used_credits = used_credits + %(amount)s, updated_at = %(now)s
      WHERE org_id = %(org_id)s AND used_credits + %(amount)s <= allocated_credits
+       AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = %(org_id)s AND o.is_active)
     RETURNING org_id
 """
 
@@ -153,8 +161,11 @@ def _refusal(*, org_id: str | None, user: User, amount: int) -> Exception | None
         if free >= amount:
             return None
         return InsufficientCredits(details={"required": amount, "available": free})
-    if not OrganizationCreditPool.objects.filter(org_id=org_id).exists():
+    org_active = Organization.objects.filter(pk=org_id).values_list("is_active", flat=True).first()
+    if org_active is None or not OrganizationCreditPool.objects.filter(org_id=org_id).exists():
         return OrganizationNotFound(details={"org_id": org_id})
+    if not org_active:
+        return OrganizationInactive(details={"org_id": org_id})
     if not OrganizationMember.objects.filter(
         org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE
     ).exists():
@@ -189,8 +200,14 @@ def deduct_credits(
     change nothing.
     """
     amount = validate_millicredits(amount)
-    if not request_id:
-        raise ValueError("request_id is required")
+    metadata = validate_charge_fields(
+        request_id=request_id,
+        service_type=service_type,
+        service_name=service_name,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        metadata=metadata,
+    )
     params: dict[str, Any] = {
         "org_id": org_id,
         "user_id": user.pk,
@@ -201,7 +218,7 @@ def deduct_credits(
         "service_name": service_name,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "metadata": Jsonb(metadata or {}),
+        "metadata": Jsonb(metadata),
     }
     for _attempt in range(3):
         params["now"] = timezone.now()

@@ -15,6 +15,7 @@ from django.utils import timezone
 from billing.errors import (
     AllocationBelowCommitted,
     AllocationExceedsPool,
+    AllocationExpired,
     AllocationHasHolds,
     InsufficientCredits,
     InvalidTransfer,
@@ -28,12 +29,14 @@ from billing.money import parse_usd, validate_millicredits
 from billing.services.audit import record_audit_event
 from billing.services.locks import lock_allocations, lock_pool
 from organizations.models import Organization, OrganizationMember, User
+from orgbilling.errors import Conflict, ValidationFailed
 
 
 @dataclass(frozen=True)
 class PoolChange:
     pool: OrganizationCreditPool
     history: OrgBillingHistory | None = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,13 @@ class AllocationChange:
     pool: OrganizationCreditPool
     created: bool = False
     returned_to_pool: int = 0
+
+
+def _existing_org(org_id: str) -> Organization:
+    org = Organization.objects.filter(pk=org_id).first()
+    if org is None:
+        raise OrganizationNotFound(details={"org_id": org_id})
+    return org
 
 
 def _active_org(org_id: str) -> Organization:
@@ -107,6 +117,16 @@ def add_credits_to_pool(
     with transaction.atomic():
         OrganizationCreditPool.objects.get_or_create(org_id=org_id)
         pool = lock_pool(org_id)
+        if external_id is not None:
+            # The external id (a payment, a webhook event) is the idempotency key of a top-up.
+            previous = OrgBillingHistory.objects.filter(external_id=external_id).first()
+            if previous is not None:
+                if previous.org_id != org_id or previous.credits != amount:
+                    raise Conflict(
+                        "This external id was already used for another credit change.",
+                        details={"external_id": external_id},
+                    )
+                return PoolChange(pool=pool, history=previous, replayed=True)
         pool.total_credits += amount
         _save_pool(pool)
         history = OrgBillingHistory.objects.create(
@@ -152,6 +172,11 @@ def allocate_credits_to_user(
     """Give a member ``amount`` more millicredits from the pool's unallocated credits, creating
     their allocation or raising the active one (and moving its expiry when given)."""
     amount = validate_millicredits(amount)
+    now = timezone.now()
+    if expires_at is not None and expires_at <= now:
+        raise ValidationFailed(
+            "expires_at must be in the future.", details={"expires_at": expires_at.isoformat()}
+        )
     _active_org(org_id)
     _require_active_member(org_id, user)
     with transaction.atomic():
@@ -176,6 +201,12 @@ def allocate_credits_to_user(
             )
         else:
             allocation = existing
+            if expires_at is None and allocation.expires_at is not None and allocation.expires_at <= now:
+                # Credits added to an expired allocation could never be spent.
+                raise AllocationExpired(
+                    "The allocation has expired; give a new expires_at to extend it.",
+                    details={"expires_at": allocation.expires_at.isoformat()},
+                )
             allocation.allocated_credits += amount
             allocation.allocated_by = actor or allocation.allocated_by
             if expires_at is not None:
@@ -211,7 +242,7 @@ def adjust_allocation(
     """Set a member's allocation to ``allocated`` millicredits. Raising it draws on the pool;
     lowering it returns the difference, but never below what is already used or held."""
     allocated = validate_millicredits(allocated, allow_zero=True)
-    _active_org(org_id)
+    org = _existing_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
         allocation = _lock_member_allocation(org_id, user)
@@ -225,6 +256,9 @@ def adjust_allocation(
                 }
             )
         delta = allocated - allocation.allocated_credits
+        if delta > 0 and not org.is_active:
+            # A deactivated organization may shrink allocations but not hand out more.
+            raise OrganizationInactive(details={"org_id": org_id})
         if delta > pool.available_credits:
             raise AllocationExceedsPool(
                 details={"requested_increase": delta, "available": pool.available_credits, "org_id": org_id}
@@ -254,8 +288,9 @@ def revoke_allocation(
     actor_label: str = "",
 ) -> AllocationChange:
     """Deactivate a member's allocation; its unused credits return to the pool. The revoked
-    row keeps what it consumed (``allocated = used``) so pool sums stay exact."""
-    _active_org(org_id)
+    row keeps what it consumed (``allocated = used``) so pool sums stay exact. Allowed on a
+    deactivated organization: stopping spend is always possible."""
+    _existing_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
         allocation = _lock_member_allocation(org_id, user)
@@ -323,6 +358,10 @@ def transfer_credits(
         source.allocated_credits -= amount
         _save_allocation(source)
         target = locked.get(target_id) if target_id else None
+        if target is not None and target.expires_at is not None and target.expires_at <= timezone.now():
+            raise AllocationExpired(
+                "The receiving allocation has expired.", details={"user_id": to_user.username}
+            )
         if target is None:
             # Creating under the pool lock: no one else can create this member's allocation now.
             target = UserCreditAllocation.objects.create(

@@ -49,15 +49,36 @@ def test_explicit_org_must_be_an_active_membership():
     OrganizationMember.objects.filter(user=user, org=mine).update(status="suspended")
     with pytest.raises(NotAMember):
         resolve_billing_context(user=user, requested_org_id=mine.id)
-    assert resolve_billing_context(user=user).is_individual
 
 
-def test_deactivated_orgs_are_skipped_or_refused():
+def test_a_suspended_member_is_refused_not_moved_to_individual_credits():
+    user = UserFactory()
+    org = OrganizationFactory()
+    add_member(org_id=org.id, user=user)
+    OrganizationMember.objects.filter(user=user).update(status="suspended")
+    with pytest.raises(NotAMember):
+        resolve_billing_context(user=user)
+
+
+def test_unusable_default_org_is_refused_not_billed_elsewhere():
+    user = UserFactory()
+    client_a, client_b = OrganizationFactory(), OrganizationFactory()
+    add_member(org_id=client_a.id, user=user)
+    add_member(org_id=client_b.id, user=user)
+    set_default_organization(user=user, org_id=client_a.id)
+    Organization.objects.filter(pk=client_a.pk).update(is_active=False)
+    with pytest.raises(OrganizationInactive):
+        resolve_billing_context(user=user)
+    with pytest.raises(OrganizationInactive):
+        resolve_billing_context(user=user, requested_org_id=client_a.id)
+    assert resolve_billing_context(user=user, requested_org_id=client_b.id).org_id == client_b.id
+
+
+def test_unusable_oldest_org_is_refused_not_billed_elsewhere():
     user = UserFactory()
     old, new = OrganizationFactory(), OrganizationFactory()
     add_member(org_id=old.id, user=user)
     add_member(org_id=new.id, user=user)
     Organization.objects.filter(pk=old.pk).update(is_active=False)
-    assert resolve_billing_context(user=user).org_id == new.id
     with pytest.raises(OrganizationInactive):
-        resolve_billing_context(user=user, requested_org_id=old.id)
+        resolve_billing_context(user=user)

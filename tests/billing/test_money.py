@@ -31,7 +31,31 @@ def test_credits_parse_to_exact_millicredits(value, expected):
 
 @pytest.mark.parametrize(
     "value",
-    ["0.0001", "abc", "", "NaN", "Infinity", "-inf", "-5", "0", "-0", 0.05, True, None, "1e30", [1]],
+    [
+        "0.0001",
+        "abc",
+        "",
+        "NaN",
+        "Infinity",
+        "-inf",
+        "-5",
+        "0",
+        "-0",
+        0.05,
+        True,
+        None,
+        "1e30",
+        "1e3",
+        "1e1000000",
+        "1_000",
+        "\u0661\u0662",
+        "1.0000000000000000000000000000001",
+        "999999999999.9999999999999999999",
+        Decimal("1E+1000000"),
+        Decimal("0.0000000000000000000000000000000001"),
+        10**20,
+        [1],
+    ],
 )
 def test_bad_credit_amounts_are_refused(value):
     with pytest.raises(InvalidAmount):
@@ -60,7 +84,16 @@ def test_usd_parses_to_cents(value, expected):
     assert parse_usd(value) == expected
 
 
-@pytest.mark.parametrize("value", ["1.001", "-1", "NaN", 1.5, "x"])
+@pytest.mark.parametrize("value", ["1.001", "-1", "NaN", 1.5, "x", "1e30", "10000000000", Decimal("1E+30")])
 def test_bad_usd_is_refused(value):
     with pytest.raises(InvalidAmount):
         parse_usd(value)
+
+
+def test_negative_zero_usd_is_plain_zero():
+    assert str(parse_usd("-0")) == "0.00"
+
+
+def test_largest_amount_is_exact():
+    assert credits_to_millicredits("100000000000") == MAX_MILLICREDITS
+    assert credits_to_millicredits("99999999999.999") == MAX_MILLICREDITS - 1

@@ -1,5 +1,6 @@
 """Check every cross-row ledger invariant; print each drift; exit non-zero on any."""
 
+import argparse
 import sys
 from typing import Any
 
@@ -16,12 +17,22 @@ from billing.selectors.reconciliation import (
 )
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 class Command(BaseCommand):
     help = "Reconcile pools, allocations, reservations and the attribution ledger. Exit 1 on drift."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--org", dest="org_id", help="check one organization only")
-        parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+        parser.add_argument("--batch-size", type=positive_int, default=BATCH_SIZE)
         parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
     def handle(self, *args: Any, **options: Any) -> None:
