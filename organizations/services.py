@@ -1,11 +1,17 @@
 """Writes to organizations and memberships. Each function is one transaction with its audit."""
 
+from dataclasses import dataclass
+
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils.text import slugify
 
-from billing.errors import OrganizationNotFound
-from billing.models import OrganizationCreditPool
+from billing.errors import OrganizationInactive, OrganizationNotFound
+from billing.models import OrganizationCreditPool, UserCreditAllocation
 from billing.services.audit import record_audit_event
+from billing.services.locks import lock_pool
+from billing.services.pool import revoke_allocation
+from organizations.errors import AlreadyMember, LastAdmin, MemberNotFound
 from organizations.models import ORG_ID_VALIDATOR, Organization, OrganizationMember, User
 from orgbilling.errors import Conflict, ValidationFailed
 
@@ -81,13 +87,23 @@ def add_member(
     """Add an existing user to an organization as an active member."""
     if role not in OrganizationMember.Role.values:
         raise ValidationFailed("Unknown role.", details={"role": role})
+    try:
+        return _add_member(org_id, user, role, is_default, actor, actor_label)
+    except IntegrityError:
+        # Added concurrently by someone else between our check and our insert.
+        if OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
+            raise AlreadyMember(details={"org_id": org_id, "user_id": user.username}) from None
+        raise
+
+
+def _add_member(
+    org_id: str, user: User, role: str, is_default: bool, actor: User | None, actor_label: str
+) -> OrganizationMember:
     with transaction.atomic():
         if not Organization.objects.filter(pk=org_id).exists():
             raise OrganizationNotFound(details={"org_id": org_id})
         if OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
-            raise Conflict(
-                "The user is already a member.", details={"org_id": org_id, "user_id": user.username}
-            )
+            raise AlreadyMember(details={"org_id": org_id, "user_id": user.username})
         if is_default:
             OrganizationMember.objects.filter(user=user, is_default=True).update(is_default=False)
         member = OrganizationMember.objects.create(org_id=org_id, user=user, role=role, is_default=is_default)
@@ -104,15 +120,25 @@ def add_member(
 
 
 def set_default_organization(*, user: User, org_id: str) -> OrganizationMember:
-    """Make ``org_id`` the organization that pays for the user's requests by default."""
+    """Make ``org_id`` the organization that pays for the user's requests by default.
+
+    The membership must be active (else 404 ``organization_not_found``) and the organization
+    not deactivated (403 ``organization_inactive``): billing could not charge it.
+    """
     with transaction.atomic():
-        member = (
-            OrganizationMember.objects.select_for_update()
-            .filter(user=user, org_id=org_id, status=OrganizationMember.Status.ACTIVE)
-            .first()
+        # All of the user's memberships, in primary-key order: two concurrent calls for one
+        # user queue up here instead of deadlocking on each other's ``is_default`` rows.
+        memberships = list(
+            OrganizationMember.objects.select_for_update(of=("self",)).filter(user=user).order_by("pk")
+        )
+        member = next(
+            (m for m in memberships if m.org_id == org_id and m.status == OrganizationMember.Status.ACTIVE),
+            None,
         )
         if member is None:
             raise OrganizationNotFound(details={"org_id": org_id})
+        if not Organization.objects.filter(pk=org_id, is_active=True).exists():
+            raise OrganizationInactive(details={"org_id": org_id})
         OrganizationMember.objects.filter(user=user, is_default=True).exclude(pk=member.pk).update(
             is_default=False
         )
@@ -149,3 +175,172 @@ def ensure_dev_superuser(*, username: str, password: str) -> User:
         user.set_password(password)
         user.save()
     return user
+
+
+# Membership changes -------------------------------------------------------------------------
+#
+# "An organization always keeps at least one active admin" is enforced under row locks: each
+# change locks the target membership together with every active admin membership of the org,
+# in primary-key order, in one statement. Two concurrent demotions of the last two admins
+# queue on the same rows; the second re-reads them after the first commits (READ COMMITTED
+# re-checks a locked row against the WHERE clause) and sees a single admin left.
+# ``remove_member`` also moves credits, so it takes the pool lock first (billing.services.locks
+# order: pool, then memberships, then allocations).
+
+SETTABLE_STATUSES = (OrganizationMember.Status.ACTIVE, OrganizationMember.Status.SUSPENDED)
+
+
+@dataclass(frozen=True)
+class MemberRemoval:
+    org_id: str
+    user: User
+    role: str
+    returned_to_pool: int
+    allocation: UserCreditAllocation | None
+
+
+def _lock_member_and_admins(org_id: str, user: User) -> tuple[OrganizationMember, list[OrganizationMember]]:
+    """Lock the user's membership and the org's active admins; return (member, active admins)."""
+    is_active_admin = Q(role=OrganizationMember.Role.ADMIN, status=OrganizationMember.Status.ACTIVE)
+    rows = list(
+        OrganizationMember.objects.select_for_update(of=("self",))
+        .filter(Q(org_id=org_id) & (Q(user=user) | is_active_admin))
+        .order_by("pk")
+    )
+    member = next((row for row in rows if row.user_id == user.pk), None)
+    if member is None:
+        if not Organization.objects.filter(pk=org_id).exists():
+            raise OrganizationNotFound(details={"org_id": org_id})
+        raise MemberNotFound(details={"org_id": org_id, "user_id": user.username})
+    admins = [
+        row
+        for row in rows
+        if row.role == OrganizationMember.Role.ADMIN and row.status == OrganizationMember.Status.ACTIVE
+    ]
+    return member, admins
+
+
+def _ensure_an_admin_remains(
+    member: OrganizationMember,
+    admins: list[OrganizationMember],
+    *,
+    username: str,
+    role: str | None,
+    status: str | None,
+) -> None:
+    """Refuse a change that takes the org's only active admin out of that role."""
+    stays_active_admin = role == OrganizationMember.Role.ADMIN and status == OrganizationMember.Status.ACTIVE
+    if member in admins and not stays_active_admin and len(admins) <= 1:
+        raise LastAdmin(details={"org_id": member.org_id, "user_id": username})
+
+
+def update_member(
+    *,
+    org_id: str,
+    user: User,
+    role: str | None = None,
+    status: str | None = None,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> OrganizationMember:
+    """Change a member's role and/or status (``active`` or ``suspended``) in one transaction.
+
+    A suspended member keeps their allocation but cannot bill (the ledger charges only active
+    members). Demoting or suspending the org's last active admin raises ``LastAdmin``.
+    """
+    if role is None and status is None:
+        raise ValidationFailed("Give a role or a status to change.")
+    if role is not None and role not in OrganizationMember.Role.values:
+        raise ValidationFailed("Unknown role.", details={"role": role})
+    if status is not None and status not in SETTABLE_STATUSES:
+        raise ValidationFailed(
+            "A member's status can be set to active or suspended.", details={"status": status}
+        )
+    with transaction.atomic():
+        member, admins = _lock_member_and_admins(org_id, user)
+        new_role = role or member.role
+        new_status = status or member.status
+        _ensure_an_admin_remains(member, admins, username=user.username, role=new_role, status=new_status)
+        events: list[tuple[str, dict[str, str]]] = []
+        if new_role != member.role:
+            events.append(("member.role_changed", {"from": member.role, "to": new_role}))
+        if new_status != member.status:
+            action = (
+                "member.suspended"
+                if new_status == OrganizationMember.Status.SUSPENDED
+                else "member.reactivated"
+            )
+            events.append((action, {"from": member.status, "to": new_status}))
+        if not events:
+            return member
+        member.role, member.status = new_role, new_status
+        member.save(update_fields=["role", "status"])
+        for action, metadata in events:
+            record_audit_event(
+                action=action,
+                actor=actor,
+                actor_label=actor_label,
+                org_id=org_id,
+                target_type="member",
+                target_id=user.username,
+                metadata=metadata,
+            )
+    return member
+
+
+def change_member_role(
+    *, org_id: str, user: User, role: str, actor: User | None = None, actor_label: str = ""
+) -> OrganizationMember:
+    """Make a member an ``admin`` or a plain ``member``; the last active admin stays admin."""
+    return update_member(org_id=org_id, user=user, role=role, actor=actor, actor_label=actor_label)
+
+
+def set_member_status(
+    *, org_id: str, user: User, status: str, actor: User | None = None, actor_label: str = ""
+) -> OrganizationMember:
+    """Suspend (``suspended``) or reactivate (``active``) a member; the last active admin
+    cannot be suspended."""
+    return update_member(org_id=org_id, user=user, status=status, actor=actor, actor_label=actor_label)
+
+
+def remove_member(
+    *, org_id: str, user: User, actor: User | None = None, actor_label: str = ""
+) -> MemberRemoval:
+    """Remove a member from the organization: revoke their active allocation (its unused
+    credits return to the pool) and delete the membership, all in one transaction.
+
+    Credits on hold for calls in flight make the revocation, and so the removal, fail with
+    ``allocation_has_active_holds``; the last active admin cannot be removed. Ledger rows
+    (allocations, attribution) reference the user, not the membership, so they stay.
+    """
+    with transaction.atomic():
+        # Level 1 first: every allocation of the org is created or revoked under this lock,
+        # so the existence check below stays true until commit.
+        lock_pool(org_id)
+        member, admins = _lock_member_and_admins(org_id, user)
+        _ensure_an_admin_remains(member, admins, username=user.username, role=None, status=None)
+        allocation = None
+        returned = 0
+        if UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).exists():
+            # A savepoint inside ours: if it refuses, the whole removal rolls back.
+            change = revoke_allocation(org_id=org_id, user=user, actor=actor, actor_label=actor_label)
+            allocation, returned = change.allocation, change.returned_to_pool
+        role, status = member.role, member.status
+        member.delete()
+        record_audit_event(
+            action="member.removed",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=org_id,
+            target_type="member",
+            target_id=user.username,
+            metadata={
+                "role": role,
+                "status": status,
+                "returned_to_pool": returned,
+                "allocation_id": allocation.pk if allocation is not None else None,
+            },
+        )
+    return MemberRemoval(
+        org_id=org_id, user=user, role=role, returned_to_pool=returned, allocation=allocation
+    )

@@ -25,7 +25,7 @@ from billing.services.audit import record_audit_event
 from billing.services.pool import add_credits_to_pool
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import create_organization
-from orgbilling.errors import Forbidden
+from orgbilling.errors import Conflict, Forbidden
 
 LIVE = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)
 
@@ -87,16 +87,15 @@ def create_subscription(
                 billing_email=billing_email,
                 actor_label=actor_label,
             )
-        elif (
-            not (actor is not None and actor.is_staff)
-            and not OrganizationMember.objects.filter(
-                org=org,
-                user=owner,
-                role=OrganizationMember.Role.ADMIN,
-                status=OrganizationMember.Status.ACTIVE,
-            ).exists()
-        ):
-            raise Forbidden("Only the organization's admins can subscribe it.", details={"org_id": org_id})
+        elif not (actor is not None and actor.is_staff):
+            membership = OrganizationMember.objects.filter(
+                org=org, user=owner, status=OrganizationMember.Status.ACTIVE
+            ).first()
+            if membership is None:
+                # Not the caller's org: the id is simply taken (no more is said about it).
+                raise Conflict("This organization id is taken.", details={"org_id": org_id})
+            if membership.role != OrganizationMember.Role.ADMIN:
+                raise Forbidden("Only organization admins can subscribe it.", details={"org_id": org_id})
         if OrganizationSubscription.objects.filter(org=org, status__in=LIVE).exists():
             raise DuplicateSubscription(details={"org_id": org_id})
         subscription = OrganizationSubscription.objects.create(org=org, plan=plan)

@@ -1,5 +1,17 @@
 """Identity and membership API routes, mounted at /api/v1/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from organizations.api.me import MeDefaultOrgView, MeView
+from organizations.api.members import OrgMembersView, OrgMemberView
+
+urlpatterns = [
+    path("me", MeView.as_view(), name="api-me"),
+    path("me/default-org", MeDefaultOrgView.as_view(), name="api-me-default-org"),
+    path("organizations/<str:org_id>/members", OrgMembersView.as_view(), name="api-org-members"),
+    path(
+        "organizations/<str:org_id>/members/<str:user_id>",
+        OrgMemberView.as_view(),
+        name="api-org-member",
+    ),
+]

@@ -3,12 +3,22 @@
 from decimal import Decimal
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.money import credits_to_millicredits, millicredits_to_credits, parse_usd
+from billing.money import MAX_CREDITS, MAX_USD, credits_to_millicredits, millicredits_to_credits, parse_usd
 from orgbilling.errors import InvalidAmount
 
 
+@extend_schema_field(
+    {
+        "type": "number",
+        "minimum": 0,
+        "maximum": MAX_CREDITS,
+        "description": "Credits (1 credit = $0.01), a JSON number with at most 3 decimals.",
+        "example": 1000.0,
+    }
+)
 class CreditAmountField(serializers.Field):
     """A credit amount as a JSON number with at most 3 decimals ↔ integer millicredits."""
 
@@ -30,6 +40,7 @@ class CreditAmountField(serializers.Field):
         return millicredits_to_credits(value)
 
 
+@extend_schema_field({"type": "number", "description": "Credits, with up to 3 decimals.", "example": 5000.0})
 class CreditsReadField(serializers.ReadOnlyField):
     """Integer millicredits rendered as credits (``5000.0``)."""
 
@@ -37,6 +48,9 @@ class CreditsReadField(serializers.ReadOnlyField):
         return millicredits_to_credits(value)
 
 
+@extend_schema_field(
+    {"type": "number", "minimum": 0, "maximum": float(MAX_USD), "description": "US dollars, 2 decimals."}
+)
 class UsdAmountField(serializers.Field):
     default_error_messages = {"invalid": "A money amount is a JSON number with at most 2 decimals."}
 

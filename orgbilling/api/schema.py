@@ -50,3 +50,14 @@ def example(name: str, value: Any, *, request: bool = False, status: int = 200) 
     if request:
         return OpenApiExample(name, value=value, request_only=True)
     return OpenApiExample(name, value=value, response_only=True, status_codes=[str(status)])
+
+
+def forbid_unknown_request_fields(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """Post-processing hook: request bodies refuse unknown fields (``StrictSerializer``), so
+    the schema says ``additionalProperties: false`` for every request component."""
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request") and component.get("type") == "object":
+            component["additionalProperties"] = False
+    return result

@@ -115,6 +115,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "orgbilling.api.schema.forbid_unknown_request_fields",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "SubscriptionStatusEnum": "billing.models.OrganizationSubscription.Status",
+        "MemberStatusEnum": "organizations.models.OrganizationMember.Status",
+        "MemberRoleEnum": "organizations.models.OrganizationMember.Role",
+    },
 }
 
 # Which SubscriptionBackend keeps subscriptions: "local" (no external service) or a dotted path.

@@ -1,0 +1,92 @@
+"""Reads behind the identity and membership API: the caller's profile and memberships, an
+org's members, and finding the user a request names."""
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from billing.errors import UserNotFound
+from billing.services import resolve_billing_context
+from organizations.errors import AmbiguousEmail
+from organizations.models import OrganizationMember, User
+from orgbilling.errors import ApplicationError
+
+
+@dataclass(frozen=True)
+class PayingAccount:
+    """Who pays for the user's requests that name no organization, and whether it can.
+
+    ``org_id`` None with ``refusal`` None: the user's individual credits. A ``refusal`` (the
+    error code billing would answer, e.g. ``organization_inactive``) means requests are refused
+    until the user picks another default org or the membership is restored.
+    """
+
+    org_id: str | None
+    source: str
+    refusal: ApplicationError | None = None
+
+    @property
+    def can_bill(self) -> bool:
+        return self.refusal is None
+
+    @property
+    def refusal_code(self) -> str | None:
+        return self.refusal.code if self.refusal is not None else None
+
+
+@dataclass(frozen=True)
+class MeOverview:
+    """The caller, every membership they hold (any status), and who pays for their requests."""
+
+    user: User
+    organizations: list[OrganizationMember]
+    billing_context: PayingAccount
+
+    @property
+    def default_org_id(self) -> str | None:
+        return self.billing_context.org_id
+
+
+def _paying_account(user: User, memberships: list[OrganizationMember]) -> PayingAccount:
+    try:
+        context = resolve_billing_context(user=user)
+    except ApplicationError as refusal:
+        # The profile must still load when billing would refuse: it is where the user fixes it.
+        org_id = refusal.details.get("org_id")
+        is_default = any(m.org_id == org_id and m.is_default for m in memberships)
+        return PayingAccount(org_id=org_id, source="default" if is_default else "oldest", refusal=refusal)
+    return PayingAccount(org_id=context.org_id, source=context.source)
+
+
+def me_overview(*, user: User) -> MeOverview:
+    memberships = list(
+        OrganizationMember.objects.select_related("org")
+        .filter(user=user)
+        .order_by("-is_default", "joined_at", "id")
+    )
+    return MeOverview(
+        user=user, organizations=memberships, billing_context=_paying_account(user, memberships)
+    )
+
+
+def org_members(*, org_id: str) -> QuerySet[OrganizationMember]:
+    """Every membership of the org, oldest first. Callers check access first."""
+    return OrganizationMember.objects.select_related("user").filter(org_id=org_id).order_by("joined_at", "id")
+
+
+def user_by_id(user_id: str) -> User:
+    """The user whose ``user_id`` (username, the OIDC ``sub``) this is, or 404 ``user_not_found``."""
+    user = User.objects.filter(username=user_id).first()
+    if user is None:
+        raise UserNotFound(details={"user_id": user_id})
+    return user
+
+
+def user_by_email(email: str) -> User:
+    """The one user with this email (case-insensitive); 404 if none, 400 if several."""
+    users = list(User.objects.filter(email__iexact=email).order_by("pk")[:2])
+    if not users:
+        raise UserNotFound(details={"email": email})
+    if len(users) > 1:
+        raise AmbiguousEmail(details={"email": email})
+    return users[0]

@@ -1,0 +1,26 @@
+"""Typed refusals of the membership services. Each has a stable code and an HTTP status."""
+
+from orgbilling.errors import Conflict, NotFound, ValidationFailed
+
+__all__ = ["AlreadyMember", "AmbiguousEmail", "LastAdmin", "MemberNotFound"]
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    default_message = "An organization must keep at least one active admin."
+
+
+class AlreadyMember(Conflict):
+    code = "already_member"
+    default_message = "The user is already a member of this organization."
+
+
+class MemberNotFound(NotFound):
+    # Suspended and invited members are members too; this is "no membership row at all".
+    code = "member_not_found"
+    default_message = "The user is not a member of this organization."
+
+
+class AmbiguousEmail(ValidationFailed):
+    code = "ambiguous_email"
+    default_message = "Several users have this email address; add the user by user_id."
