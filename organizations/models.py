@@ -7,6 +7,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+# Path segments of the org-billing API that an org id would shadow (``/{org_id}/history``).
+RESERVED_ORG_IDS = frozenset({"credits", "subscriptions", "billing", "usage", "charges", "webhooks"})
+
 ORG_ID_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
     "Organization ids are 1-64 letters, digits, '-' or '_', starting with a letter or digit.",

@@ -7,7 +7,7 @@ ids cannot be probed; a member who may see it but not change it gets 403.
 from dataclasses import dataclass
 from typing import Literal
 
-from billing.errors import OrganizationNotFound
+from billing.errors import OrganizationNotFound, UserNotFound
 from organizations.models import Organization, OrganizationMember, User
 from orgbilling.errors import Forbidden
 
@@ -56,3 +56,12 @@ def active_memberships(*, user: User) -> list[OrganizationMember]:
         .filter(user=user, status=OrganizationMember.Status.ACTIVE)
         .order_by("-is_default", "joined_at", "id")
     )
+
+
+def user_by_id(user_id: str) -> User:
+    """The user whose API ``user_id`` (``User.username``, the OIDC ``sub``) this is, or 404
+    ``user_not_found``."""
+    user = User.objects.filter(username=user_id).first()
+    if user is None:
+        raise UserNotFound(details={"user_id": user_id})
+    return user

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils.text import slugify
@@ -12,7 +13,7 @@ from billing.services.audit import record_audit_event
 from billing.services.locks import lock_pool
 from billing.services.pool import revoke_allocation
 from organizations.errors import AlreadyMember, LastAdmin, MemberNotFound
-from organizations.models import ORG_ID_VALIDATOR, Organization, OrganizationMember, User
+from organizations.models import ORG_ID_VALIDATOR, RESERVED_ORG_IDS, Organization, OrganizationMember, User
 from orgbilling.errors import Conflict, ValidationFailed
 
 
@@ -28,10 +29,12 @@ def create_organization(
     """Create an organization with its empty credit pool; the creator becomes its admin."""
     try:
         ORG_ID_VALIDATOR(org_id)
-    except Exception:
+    except DjangoValidationError:
         raise ValidationFailed(
             "Organization ids are 1-64 letters, digits, '-' or '_'.", details={"org_id": org_id}
         ) from None
+    if org_id.lower() in RESERVED_ORG_IDS:
+        raise ValidationFailed("This organization id is reserved.", details={"org_id": org_id})
     if not org_name.strip():
         raise ValidationFailed("An organization needs a name.", details={"org_name": org_name})
     slug = slug or slugify(org_id)[:64] or org_id.lower()

@@ -12,6 +12,8 @@ admin.site.site_title = "orgbilling"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Session sign-in for browsers and curl (Keycloak SSO arrives with the identity issue).
+    path("api-auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("organizations.api.urls")),

@@ -1,4 +1,6 @@
-"""Small helpers shared by the org-billing views: the signed-in user and ``user_id`` lookups."""
+"""Small helpers shared by the org-billing views: the signed-in user, ``user_id`` lookups, input."""
+
+__all__ = ["ORG_ID_PARAM", "USER_ID_PARAM", "caller", "user_by_id", "valid_input"]
 
 from typing import Any, cast
 
@@ -7,8 +9,8 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from billing.errors import UserNotFound
 from organizations.models import User
+from organizations.selectors import user_by_id
 
 ORG_ID_PARAM = OpenApiParameter(
     "org_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="Organization id (`org_abc123`)"
@@ -21,14 +23,6 @@ USER_ID_PARAM = OpenApiParameter(
 def caller(request: Request) -> User:
     """The authenticated user (every view here requires authentication)."""
     return cast(User, request.user)
-
-
-def user_by_id(user_id: str) -> User:
-    """The user whose API ``user_id`` (``User.username``) this is, or 404 ``user_not_found``."""
-    user = User.objects.filter(username=user_id).first()
-    if user is None:
-        raise UserNotFound(details={"user_id": user_id})
-    return user
 
 
 def valid_input(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

@@ -12,9 +12,15 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from billing.models import OrganizationSubscription, UserCreditAllocation
-from billing.money import MAX_CREDITS, MAX_USD
+from billing.money import MAX_CREDITS
 from organizations.models import ORG_ID_VALIDATOR
-from orgbilling.api.fields import CreditAmountField, CreditsReadField, StrictSerializer, UsdAmountField
+from orgbilling.api.fields import (
+    CreditAmountField,
+    CreditsReadField,
+    StrictCharField,
+    StrictSerializer,
+    UsdAmountField,
+)
 
 _CREDITS_IN_SCHEMA = {
     "type": "number",
@@ -36,32 +42,9 @@ class CreditsOrZeroIn(CreditAmountField):
         super().__init__(allow_zero=True, **kwargs)
 
 
-@extend_schema_field(
-    {
-        "type": "number",
-        "minimum": 0,
-        "maximum": float(MAX_USD),
-        "description": "US dollars, at most 2 decimals.",
-    }
-)
-class UsdIn(UsdAmountField):
-    pass
-
-
-@extend_schema_field({"type": "number", "description": "Credits (1 credit = $0.01), up to 3 decimals."})
-class Credits(CreditsReadField):
-    """Integer millicredits rendered as credits."""
-
-
-class StrictCharField(serializers.CharField):
-    """A string that must arrive as a JSON string (DRF's CharField would accept ``123``)."""
-
-    default_error_messages = {"invalid": "Expected a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
+# The shared fields carry their own OpenAPI types; these names are what the serializers use.
+UsdIn = UsdAmountField
+Credits = CreditsReadField
 
 
 def _user_id_field(**kwargs: Any) -> StrictCharField:

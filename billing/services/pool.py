@@ -178,9 +178,11 @@ def allocate_credits_to_user(
             "expires_at must be in the future.", details={"expires_at": expires_at.isoformat()}
         )
     _active_org(org_id)
-    _require_active_member(org_id, user)
     with transaction.atomic():
         pool = lock_pool(org_id)
+        # Checked under the pool lock: removing a member takes it first, so a member removed
+        # concurrently cannot be handed a new allocation.
+        _require_active_member(org_id, user)
         if amount > pool.available_credits:
             raise AllocationExceedsPool(
                 details={"requested": amount, "available": pool.available_credits, "org_id": org_id}
@@ -341,9 +343,9 @@ def transfer_credits(
     if from_user.pk == to_user.pk:
         raise InvalidTransfer(details={"user_id": from_user.username})
     _active_org(org_id)
-    _require_active_member(org_id, to_user)
     with transaction.atomic():
         pool = lock_pool(org_id)
+        _require_active_member(org_id, to_user)
         source_id = _active_allocation_id(org_id, from_user)
         if source_id is None:
             raise NoActiveAllocation(details={"org_id": org_id, "user_id": from_user.username})

@@ -74,14 +74,6 @@ def org_members(*, org_id: str) -> QuerySet[OrganizationMember]:
     return OrganizationMember.objects.select_related("user").filter(org_id=org_id).order_by("joined_at", "id")
 
 
-def user_by_id(user_id: str) -> User:
-    """The user whose ``user_id`` (username, the OIDC ``sub``) this is, or 404 ``user_not_found``."""
-    user = User.objects.filter(username=user_id).first()
-    if user is None:
-        raise UserNotFound(details={"user_id": user_id})
-    return user
-
-
 def user_by_email(email: str) -> User:
     """The one user with this email (case-insensitive); 404 if none, 400 if several."""
     users = list(User.objects.filter(email__iexact=email).order_by("pk")[:2])

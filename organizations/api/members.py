@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from organizations.api.lookups import org_members, user_by_email, user_by_id
+from organizations.api.lookups import org_members, user_by_email
 from organizations.api.serializers import (
     OrgMemberAddInput,
     OrgMemberRemovedSerializer,
@@ -24,7 +24,7 @@ from organizations.api.serializers import (
     OrgMemberUpdateInput,
 )
 from organizations.models import OrganizationMember, User
-from organizations.selectors import org_admin_access
+from organizations.selectors import org_admin_access, user_by_id
 from organizations.services import add_member, remove_member, update_member
 from orgbilling.api.schema import error_responses, example
 

@@ -6,19 +6,7 @@ from rest_framework import serializers
 
 from organizations.models import OrganizationMember
 from organizations.services import SETTABLE_STATUSES
-from orgbilling.api.fields import CreditsReadField, StrictSerializer
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string only: numbers and booleans are refused rather than turned into text."""
-
-    default_error_messages = {"invalid": "Expected a string."}
-
-    def to_internal_value(self, data: Any) -> str:
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return str(super().to_internal_value(data))
-
+from orgbilling.api.fields import CreditsReadField, StrictCharField, StrictSerializer
 
 CONTEXT_SOURCES = ["default", "oldest", "individual"]
 ROLE_CHOICES = OrganizationMember.Role.choices

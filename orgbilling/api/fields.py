@@ -66,6 +66,17 @@ class UsdAmountField(serializers.Field):
         return value
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string only: numbers and booleans are refused rather than turned into text."""
+
+    default_error_messages = {"invalid": "Expected a string."}
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return str(super().to_internal_value(data))
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not know, so a typo is an error rather than silently ignored."""
 

@@ -174,3 +174,25 @@ def test_random_concurrent_mix_stays_reconciled_without_deadlock():
     call_command("reconcile_credits", "--no-progress")
     for allocation in UserCreditAllocation.objects.all():
         assert 0 <= allocation.used_credits + allocation.reserved_credits <= allocation.allocated_credits
+
+
+def test_a_member_removed_while_being_allocated_ends_with_no_live_allocation():
+    from organizations.services import remove_member
+
+    for round_ in range(5):
+        org = OrganizationFactory()
+        add_credits_to_pool(org_id=org.id, amount=mc(1000))
+        admin, member = UserFactory(), UserFactory()
+        add_member(org_id=org.id, user=admin, role="admin")
+        add_member(org_id=org.id, user=member)
+
+        def work(i: int, org_id: str = org.id, member=member) -> object:
+            if i == 0:
+                return remove_member(org_id=org_id, user=member)
+            return allocate_credits_to_user(org_id=org_id, user=member, amount=mc(10))
+
+        results = run_concurrently(work, 4)
+        unexpected = [r for r in results if isinstance(r, Exception) and not isinstance(r, ApplicationError)]
+        assert unexpected == [], round_
+        assert not UserCreditAllocation.objects.filter(org=org, user=member, is_active=True).exists(), round_
+        assert find_all_drifts() == []

@@ -447,3 +447,13 @@ def test_removal_racing_deductions_keeps_the_ledger_exact(make_funded_member):
     assert removal.returned_to_pool == mc(50) - allocation.used_credits
     assert OrganizationCreditPool.objects.get(org=org).available_credits == mc(100) - allocation.used_credits
     assert find_all_drifts(org.id) == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("org_id", ["credits", "Subscriptions", "billing", "usage"])
+def test_org_ids_that_would_shadow_api_routes_are_reserved(org_id):
+    from organizations.services import create_organization
+    from orgbilling.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed):
+        create_organization(org_id=org_id, org_name="x", created_by=None)

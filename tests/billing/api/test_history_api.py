@@ -11,6 +11,7 @@ from django.utils import timezone
 from billing.services import add_credits_to_pool
 from billing.services.subscriptions import create_subscription
 from organizations.services import add_member, create_organization
+from orgbilling.errors import ValidationFailed
 from tests.billing.test_selectors import frozen_now
 from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import UserFactory
@@ -119,18 +120,21 @@ def test_a_page_past_the_end_is_404(api_client, team):
 
 
 def test_the_history_route_does_not_shadow_the_other_routes(api_client, staff_user):
-    # Organizations named like route segments still have their history, and the routes work.
-    for org_id in ("billing", "usage", "history"):
-        create_organization(org_id=org_id, org_name=org_id, created_by=None)
+    # Route segments cannot be org ids (they would shadow /{org_id}/history); "history" can.
+    for reserved in ("billing", "usage", "credits", "subscriptions"):
+        with pytest.raises(ValidationFailed):
+            create_organization(org_id=reserved, org_name=reserved, created_by=None)
+    create_organization(org_id="history", org_name="history", created_by=None)
     api_client.force_login(staff_user)
 
-    for org_id in ("billing", "usage"):
-        assert api_client.get(history_url(org_id)).json()["count"] == 0
+    assert api_client.get(history_url("history")).json()["count"] == 0
     assert "organizations" in api_client.get(reverse("org-billing-user-dashboard")).json()
     assert "totals" in api_client.get(reverse("org-billing-system-dashboard")).json()
-    assert "pool" in api_client.get(reverse("org-billing-org-dashboard", args=["billing"])).json()
-    assert "total_credits_used" in api_client.get(reverse("org-billing-credits-usage", args=["usage"])).json()
-    # The earlier, more specific route wins: /credits/history is the pool of org "history".
+    assert "pool" in api_client.get(reverse("org-billing-org-dashboard", args=["history"])).json()
+    assert (
+        "total_credits_used" in api_client.get(reverse("org-billing-credits-usage", args=["history"])).json()
+    )
+    # The more specific route wins: /credits/history is the pool of org "history".
     assert (
         api_client.get("/api/v1/org-billing/credits/history").resolver_match.url_name
         == "org-billing-credit-pool"
