@@ -9,8 +9,8 @@ from django.db.models import F
 from django.http import HttpRequest
 
 from billing.admin_forms import (
+    ManagesCreditsMixin,
     add_credits,
-    can_manage_credits,
     credits_display,
     revoke_allocations,
 )
@@ -86,7 +86,7 @@ class OrganizationSubscriptionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OrganizationCreditPool)
-class OrganizationCreditPoolAdmin(ReadOnlyAdmin):
+class OrganizationCreditPoolAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     total = credits_display("total_credits", "Total (credits)")
     allocated = credits_display("allocated_credits", "Allocated (credits)")
     used = credits_display("used_credits", "Used (credits)")
@@ -102,12 +102,9 @@ class OrganizationCreditPoolAdmin(ReadOnlyAdmin):
     readonly_fields = fields
     actions = (add_credits,)
 
-    def has_manage_credits_permission(self, request: HttpRequest) -> bool:
-        return can_manage_credits(request)
-
 
 @admin.register(UserCreditAllocation)
-class UserCreditAllocationAdmin(ReadOnlyAdmin):
+class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     allocated = credits_display("allocated_credits", "Allocated (credits)")
     used = credits_display("used_credits", "Used (credits)")
     reserved = credits_display("reserved_credits", "Reserved (credits)")
@@ -148,9 +145,6 @@ class UserCreditAllocationAdmin(ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = (revoke_allocations,)
-
-    def has_manage_credits_permission(self, request: HttpRequest) -> bool:
-        return can_manage_credits(request)
 
 
 @admin.register(IndividualCreditBalance)

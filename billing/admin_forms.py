@@ -136,6 +136,13 @@ def can_manage_credits(request: HttpRequest) -> bool:
     )
 
 
+class ManagesCreditsMixin:
+    """For admins whose actions move credits (``allowed_permissions = ("manage_credits",)``)."""
+
+    def has_manage_credits_permission(self, request: HttpRequest) -> bool:
+        return can_manage_credits(request)
+
+
 def _actor(request: HttpRequest) -> User:
     user = request.user
     if not isinstance(user, User):  # the admin only serves authenticated staff

@@ -11,7 +11,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.text import slugify
 
-from billing.admin_forms import add_credits, allocate_credits, can_manage_credits, credits_display
+from billing.admin_forms import ManagesCreditsMixin, add_credits, allocate_credits, credits_display
 from billing.models import UserCreditAllocation
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member, create_organization
@@ -159,7 +159,7 @@ class OrganizationAddForm(forms.ModelForm):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(admin.ModelAdmin):
+class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
     pool_total = credits_display("credit_pool.total_credits", "Total (credits)")
     pool_allocated = credits_display("credit_pool.allocated_credits", "Allocated (credits)")
     pool_used = credits_display("credit_pool.used_credits", "Used (credits)")
@@ -244,9 +244,6 @@ class OrganizationAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deactivate instead: the pool and the ledger rows protect the organization.
         return False
-
-    def has_manage_credits_permission(self, request: HttpRequest) -> bool:
-        return can_manage_credits(request)
 
 
 @admin.register(OrganizationMember)
