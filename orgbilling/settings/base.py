@@ -80,7 +80,10 @@ CACHES = {
 }
 
 REST_FRAMEWORK = {
+    # API keys (obk_…) first, then Keycloak bearer tokens, then the browser session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "organizations.auth.api_keys.ApiKeyAuthentication",
+        "organizations.auth.bearer.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -129,6 +132,9 @@ SPECTACULAR_SETTINGS = {
 # Which SubscriptionBackend keeps subscriptions: "local" (no external service) or a dotted path.
 SUBSCRIPTION_BACKEND = env("SUBSCRIPTION_BACKEND", default="local")
 
+# The session cookie's name (the original system used `session_token`).
+SESSION_COOKIE_NAME = env("SESSION_COOKIE_NAME", default="sessionid")
+
 # Celery: a Redis broker when configured; otherwise tasks run eagerly in-process (dev).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL or None)
@@ -136,6 +142,9 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default="celerybeat-schedule")
+
+# Identity: OIDC (Keycloak) settings live in their own module.
+from orgbilling.settings.oidc import *  # noqa: E402,F403
 
 # Ledger policy knobs (see docs/decisions.md).
 # A reservation not settled or released within this many seconds may be expired by a task.

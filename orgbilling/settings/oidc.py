@@ -1,0 +1,1 @@
+"""OIDC / Keycloak settings (placeholder until the OIDC module lands)."""
