@@ -21,6 +21,7 @@ from billing.api.serializers import (
     TransferSerializer,
 )
 from billing.models import UserCreditAllocation
+from billing.selectors.ledger import allocations_visible_to
 from billing.services import adjust_allocation, revoke_allocation, transfer_credits
 from organizations.selectors import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
@@ -76,12 +77,7 @@ class AllocationListView(ListAPIView):
             return UserCreditAllocation.objects.none()
         user = caller(self.request)
         access = org_access(user=user, org_id=self.kwargs["org_id"])
-        allocations = (
-            UserCreditAllocation.objects.select_related("user", "allocated_by")
-            .filter(org=access.org)
-            .order_by("id")
-        )
-        return allocations if access.is_admin else allocations.filter(user=user)
+        return allocations_visible_to(org=access.org, user=user, is_admin=access.is_admin)
 
 
 class AllocationDetailView(APIView):

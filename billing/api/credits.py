@@ -15,7 +15,7 @@ from billing.api.serializers import (
     PoolStatusSerializer,
 )
 from billing.errors import PaymentsNotConfigured
-from billing.models import OrganizationCreditPool, UserCreditAllocation
+from billing.selectors.ledger import active_allocation, pool_of
 from billing.services import add_credits_to_pool, allocate_credits_to_user
 from organizations.selectors import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
@@ -40,17 +40,8 @@ class CreditPoolView(APIView):
     )
     def get(self, request: Request, org_id: str) -> Response:
         access = org_access(user=caller(request), org_id=org_id)
-        pool = OrganizationCreditPool.objects.filter(org=access.org).first()
-        mine = (
-            UserCreditAllocation.objects.select_related("user", "allocated_by")
-            .filter(org=access.org, user=caller(request), is_active=True)
-            .first()
-        )
-        return Response(
-            PoolStatusSerializer(
-                pool or OrganizationCreditPool(org=access.org), context={"my_allocation": mine}
-            ).data
-        )
+        mine = active_allocation(org=access.org, user=caller(request))
+        return Response(PoolStatusSerializer(pool_of(org=access.org), context={"my_allocation": mine}).data)
 
 
 class CreditsAddView(APIView):

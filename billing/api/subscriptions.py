@@ -18,10 +18,9 @@ from billing.api.serializers import (
     SubscriptionCreateInput,
     SubscriptionDetailSerializer,
 )
-from billing.errors import PaymentRequired, SubscriptionNotFound
-from billing.models import OrganizationSubscription
+from billing.errors import PaymentRequired
+from billing.selectors.ledger import live_subscription
 from billing.services.subscriptions import (
-    LIVE,
     cancel_subscription,
     change_subscription_plan,
     create_subscription,
@@ -167,14 +166,7 @@ class SubscriptionDetailView(APIView):
     )
     def get(self, request: Request, org_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
-        subscription = (
-            OrganizationSubscription.objects.select_related("plan")
-            .filter(org=access.org, status__in=LIVE)
-            .order_by("-created_at")
-            .first()
-        )
-        if subscription is None:
-            raise SubscriptionNotFound(details={"org_id": org_id})
+        subscription = live_subscription(org=access.org)
         return Response(SubscriptionDetailSerializer({"subscription": subscription}).data)
 
 

@@ -1,0 +1,43 @@
+"""Reads of pools, allocations and subscriptions for the API (writes live in services)."""
+
+from django.db.models import QuerySet
+
+from billing.errors import SubscriptionNotFound
+from billing.models import OrganizationCreditPool, OrganizationSubscription, UserCreditAllocation
+from billing.services.subscriptions import LIVE
+from organizations.models import Organization, User
+
+
+def pool_of(*, org: Organization) -> OrganizationCreditPool:
+    """The org's pool (an empty, unsaved one for an org created without it)."""
+    return OrganizationCreditPool.objects.filter(org=org).first() or OrganizationCreditPool(org=org)
+
+
+def active_allocation(*, org: Organization, user: User) -> UserCreditAllocation | None:
+    return (
+        UserCreditAllocation.objects.select_related("user", "allocated_by")
+        .filter(org=org, user=user, is_active=True)
+        .first()
+    )
+
+
+def allocations_visible_to(
+    *, org: Organization, user: User, is_admin: bool
+) -> QuerySet[UserCreditAllocation]:
+    """Every allocation of the org for its admins; a member sees only their own."""
+    allocations = (
+        UserCreditAllocation.objects.select_related("user", "allocated_by").filter(org=org).order_by("id")
+    )
+    return allocations if is_admin else allocations.filter(user=user)
+
+
+def live_subscription(*, org: Organization) -> OrganizationSubscription:
+    subscription = (
+        OrganizationSubscription.objects.select_related("plan")
+        .filter(org=org, status__in=LIVE)
+        .order_by("-created_at")
+        .first()
+    )
+    if subscription is None:
+        raise SubscriptionNotFound(details={"org_id": org.id})
+    return subscription
