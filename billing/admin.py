@@ -20,6 +20,7 @@ from billing.models import (
     CreditReservation,
     CreditUsageAttribution,
     IndividualCreditBalance,
+    ModelPrice,
     OrganizationCreditPool,
     OrganizationSubscription,
     OrgBillingHistory,
@@ -341,3 +342,22 @@ class AuditEventAdmin(LedgerAdmin):
         if event.actor is None:
             return event.actor_label
         return f"{event.actor} ({event.actor_label})" if event.actor_label else str(event.actor)
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    """Prices are edited here; a change applies to calls priced after it (each charge stores
+    the price it used)."""
+
+    list_display = (
+        "model",
+        "input_credits_per_million",
+        "output_credits_per_million",
+        "image_credits",
+        "max_output_tokens",
+        "is_active",
+        "updated_at",
+    )
+    list_filter = ("is_active",)
+    search_fields = ("model",)
+    list_editable = ("is_active",)

@@ -30,6 +30,7 @@ __all__ = [
     "ReservationNotFound",
     "ReservationNotHeld",
     "SubscriptionNotFound",
+    "UnknownModel",
     "UnknownPlan",
     "UserNotFound",
 ]
@@ -144,3 +145,8 @@ class BillingBackendUnavailable(ServiceUnavailable):
 class PaymentsNotConfigured(ServiceUnavailable):
     code = "payments_not_configured"
     default_message = "Credit purchases by card are not available yet; ask a system admin to grant credits."
+
+
+class UnknownModel(ValidationFailed):
+    code = "unknown_model"
+    default_message = "There is no price for this model."

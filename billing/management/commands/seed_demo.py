@@ -11,12 +11,20 @@ from tqdm import tqdm
 from billing.management.commands._common import run_service
 from billing.models import OrganizationSubscription, OrgBillingHistory, UserCreditAllocation
 from billing.money import credits_to_millicredits
+from billing.pricing import ensure_model_price
 from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member, create_organization, ensure_user
 
 LABEL = "command:seed_demo"
+DEMO_PRICES = [
+    ("gpt-4o-mini", "15", "60", "0"),
+    ("gpt-3.5-turbo", "50", "150", "0"),
+    ("claude-3-5-sonnet", "300", "1500", "0"),
+    ("llama-3.1-70b", "60", "60", "0"),
+    ("dall-e-3", "0", "0", "4"),
+]
 DEMO_MODELS = [("gpt-4o-mini", 0.35), ("claude-3-5-sonnet", 1.2), ("llama-3.1-70b", 0.5)]
 
 
@@ -24,6 +32,7 @@ class Command(BaseCommand):
     help = "Load the demo: a 5-member startup, a consultant in 3 client orgs, a 100-member enterprise."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.prices()
         self.startup_team()
         self.consultant()
         self.enterprise()
@@ -90,6 +99,16 @@ class Command(BaseCommand):
                 input_tokens=1200 + 37 * n,
                 output_tokens=300 + 11 * n,
                 metadata={"seed": True},
+            )
+
+    def prices(self) -> None:
+        """Model prices in credits per 1M tokens (1 credit = $0.01), editable in the admin."""
+        for model, inp, out, image in DEMO_PRICES:
+            ensure_model_price(
+                model=model,
+                input_per_million=Decimal(inp),
+                output_per_million=Decimal(out),
+                image=Decimal(image),
             )
 
     # -- the three use cases ----------------------------------------------------------------
