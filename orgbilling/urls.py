@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("organizations.api.urls")),
     path("api/v1/org-billing/", include("billing.api.urls")),
+    path("api/v1/llm/", include("billing.gateway.urls")),
 ]
 
 handler404 = "orgbilling.api.exceptions.json_or_html_404"

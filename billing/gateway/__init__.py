@@ -1,0 +1,1 @@
+"""The OpenAI-compatible LLM gateway: reserve → forward → settle → attribute (DESIGN.md §7)."""

@@ -1,0 +1,3 @@
+"""Gateway routes, mounted at /api/v1/llm/."""
+
+urlpatterns: list = []

@@ -1,0 +1,188 @@
+"""A fake OpenAI-compatible upstream: a real HTTP server on loopback for tests and benchmarks.
+
+It answers ``POST /v1/chat/completions`` (JSON, or SSE when ``stream`` is true, with a final
+usage chunk when ``stream_options.include_usage`` is set), ``POST /v1/images/generations`` and
+``GET /v1/models``. Token counts are deterministic: a prompt token per whitespace-separated word
+of the messages, and ``completion_tokens`` words of output (capped by ``max_tokens``).
+
+Behaviour is steered per server (``server.behaviour``) or per request with the
+``X-Fake-Behaviour`` header: ``ok``, ``error`` (500), ``hang`` (never answers within the
+client's timeout), ``drop`` (closes the connection mid-stream). ``latency`` adds a delay before
+the first byte; ``token_delay`` spaces streamed chunks.
+"""
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Behaviour:
+    mode: str = "ok"
+    latency: float = 0.0
+    token_delay: float = 0.0
+    completion_tokens: int = 20
+    hang_seconds: float = 30.0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
+
+
+def prompt_tokens(body: dict[str, Any]) -> int:
+    words = 0
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else ""
+        if isinstance(content, str):
+            words += len(content.split())
+    return max(1, words)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "FakeUpstream"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def _json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _read_body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError:
+            return {}
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/").endswith("/v1/models"):
+            self._json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        behaviour = self.server.behaviour
+        body = self._read_body()
+        behaviour.requests.append(body)
+        behaviour.authorizations.append(self.headers.get("Authorization", ""))
+        mode = self.headers.get("X-Fake-Behaviour") or behaviour.mode
+        if behaviour.latency:
+            time.sleep(behaviour.latency)
+        if mode == "error":
+            self._json(500, {"error": {"message": "upstream exploded", "type": "server_error"}})
+            return
+        if mode == "hang":
+            time.sleep(behaviour.hang_seconds)
+            return
+        if self.path.rstrip("/").endswith("/images/generations"):
+            count = int(body.get("n") or 1)
+            self._json(
+                200,
+                {
+                    "created": int(time.time()),
+                    "data": [{"url": f"https://images.test/{i}.png"} for i in range(count)],
+                },
+            )
+            return
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": "not found"}})
+            return
+        completion = behaviour.completion_tokens
+        if body.get("max_tokens") is not None:
+            completion = min(completion, int(body["max_tokens"]))
+        usage = {
+            "prompt_tokens": prompt_tokens(body),
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens(body) + completion,
+        }
+        if body.get("stream"):
+            self._stream(body, usage, drop=(mode == "drop"))
+        else:
+            self._json(
+                200,
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model", "fake-model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": " ".join(["tok"] * completion)},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                },
+            )
+
+    def _chunk(self, payload: str) -> None:
+        data = payload.encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _stream(self, body: dict[str, Any], usage: dict[str, int], *, drop: bool) -> None:
+        behaviour = self.server.behaviour
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        base = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model", "fake-model"),
+        }
+        for n in range(usage["completion_tokens"]):
+            delta = {"role": "assistant", "content": "tok "} if n == 0 else {"content": "tok "}
+            event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            self._chunk(f"data: {json.dumps(event)}\n\n")
+            if drop and n == usage["completion_tokens"] // 2:
+                self.close_connection = True
+                self.connection.close()
+                return
+            if behaviour.token_delay:
+                time.sleep(behaviour.token_delay)
+        final = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self._chunk(f"data: {json.dumps(final)}\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            self._chunk(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n")
+        self._chunk("data: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class FakeUpstream(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.behaviour = Behaviour()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@contextmanager
+def running_upstream() -> Iterator[FakeUpstream]:
+    server = FakeUpstream()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
