@@ -46,8 +46,9 @@ run: venv
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
-	echo "Serving on http://$(HOST):$(PORT)  (admin: /admin/, health: /healthz)"; \
-	exec $(PY) manage.py runserver $(HOST):$(PORT)
+	echo "Serving (ASGI, uvicorn) on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs/, health: /healthz)"; \
+	exec $(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
+		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates
 
 # A throwaway cluster for the whole run, removed afterwards whatever the outcome.
 test: venv
