@@ -13,7 +13,8 @@ from django.utils.text import slugify
 
 from billing.admin_forms import ManagesCreditsMixin, add_credits, allocate_credits, credits_display
 from billing.models import UserCreditAllocation
-from organizations.models import Organization, OrganizationMember, User
+from organizations.api_keys import revoke_api_key
+from organizations.models import ApiKey, Organization, OrganizationMember, User
 from organizations.services import add_member, create_organization
 
 
@@ -283,3 +284,50 @@ class OrganizationMemberAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Suspend instead: a deleted membership would leave its allocation without a member.
         return False
+
+
+@admin.action(description="Revoke selected keys", permissions=["revoke"])
+def revoke_keys(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    actor = request.user if isinstance(request.user, User) else None
+    revoked = 0
+    for key_id in queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True):
+        revoke_api_key(key_id=key_id, actor=actor, actor_label="admin")
+        revoked += 1
+    modeladmin.message_user(request, f"Revoked {revoked} API key(s).")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are read-only here (people create them through the API, where the key is shown
+    once); ops can revoke them. The stored hash is never displayed."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "org",
+        "scopes",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    )
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), "created_at", "expires_at")
+    list_select_related = ("user", "org")
+    search_fields = ("=prefix", "name", "user__username", "user__email", "=org__id")
+    fields = list_display
+    readonly_fields = list_display
+    actions = (revoke_keys,)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Revoke instead: the row and its audit events explain what the key did.
+        return False
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("organizations.change_apikey"))

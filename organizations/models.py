@@ -96,3 +96,52 @@ class OrganizationMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.org_id} ({self.role})"
+
+
+class ApiKey(models.Model):
+    """A long-lived credential for scripts, services and LLM clients (``obk_…``).
+
+    Only the SHA-256 of the key is stored: the key is shown once, at creation. ``prefix`` (the
+    first characters) lets people tell their keys apart. A key with an ``org`` acts on that
+    organization only; ``scopes`` limit what it may do (``read``: safe methods, ``write``:
+    changes, ``charge``: the service charge endpoint).
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Write"
+        CHARGE = "charge", "Charge"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    org = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="The key's first characters, for recognising it")
+    key_hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 hex of the whole key")
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "api_keys"
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(key_hash__regex=r"^[0-9a-f]{64}$"), name="api_keys_hash_format"
+            ),
+            models.CheckConstraint(condition=Q(prefix__startswith="obk_"), name="api_keys_prefix_format"),
+            models.CheckConstraint(
+                condition=Q(scopes__contained_by=["read", "write", "charge"]), name="api_keys_scopes_valid"
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["user", "created_at"], name="api_keys_user_created"),
+            models.Index(fields=["org", "created_at"], name="api_keys_org_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -12,8 +12,10 @@ admin.site.site_title = "orgbilling"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
-    # Session sign-in for browsers and curl (Keycloak SSO arrives with the identity issue).
+    # Local session sign-in for browsers and curl (Keycloak SSO is under /oidc/ when configured).
     path("api-auth/", include("rest_framework.urls")),
+    # Keycloak SSO: /oidc/authenticate/, /oidc/callback/, /oidc/logout/ (404 until configured).
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("organizations.api.urls")),

@@ -3,9 +3,10 @@
 from typing import Any
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from billing.api.common import ORG_ID_PARAM, caller
@@ -16,7 +17,7 @@ from billing.api.report_serializers import (
 )
 from billing.selectors.dashboards import org_dashboard, user_dashboard
 from billing.selectors.system import system_dashboard
-from organizations.selectors import org_admin_access
+from organizations.selectors import acts_as_system_admin, org_admin_access
 from orgbilling.api.schema import error_responses, example
 
 
@@ -24,7 +25,8 @@ class IsSystemAdmin(BasePermission):
     message = "Only system admins can see the system overview."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return bool(request.user and request.user.is_authenticated and request.user.is_staff)
+        user = request.user
+        return bool(user and user.is_authenticated and acts_as_system_admin(user))
 
 
 _ORG_BALANCE = {
@@ -235,7 +237,8 @@ class OrgDashboardView(APIView):
     )
 )
 class SystemDashboardView(APIView):
-    permission_classes = [IsAuthenticated, IsSystemAdmin]
+    # The defaults too: an org-scoped API key must not read the system overview.
+    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsSystemAdmin]  # type: ignore[list-item]
 
     def get(self, request: Request) -> Response:
         return Response(SystemDashboardSerializer(system_dashboard()).data)

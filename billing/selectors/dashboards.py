@@ -33,7 +33,7 @@ from billing.selectors.usage import (
     usage_totals,
 )
 from organizations.models import Organization, OrganizationMember, User
-from organizations.selectors import active_memberships
+from organizations.selectors import active_memberships, in_api_key_scope
 
 WINDOW_DAYS = 30
 MEMBER_LIMIT = 100
@@ -107,7 +107,7 @@ def user_dashboard(*, user: User, now: datetime | None = None) -> UserDashboard:
     (``resolve_billing_context``): the default membership, else the oldest, of an active org.
     """
     now = now or timezone.now()
-    memberships = active_memberships(user=user)
+    memberships = [m for m in active_memberships(user=user) if in_api_key_scope(user, m.org_id)]
     allocations = {
         allocation.org_id: allocation
         for allocation in UserCreditAllocation.objects.filter(user=user, is_active=True)

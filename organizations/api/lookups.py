@@ -9,6 +9,7 @@ from billing.errors import UserNotFound
 from billing.services import resolve_billing_context
 from organizations.errors import AmbiguousEmail
 from organizations.models import OrganizationMember, User
+from organizations.selectors import api_key_scope_org_id
 from orgbilling.errors import ApplicationError
 
 
@@ -59,14 +60,18 @@ def _paying_account(user: User, memberships: list[OrganizationMember]) -> Paying
 
 
 def me_overview(*, user: User) -> MeOverview:
-    memberships = list(
-        OrganizationMember.objects.select_related("org")
-        .filter(user=user)
-        .order_by("-is_default", "joined_at", "id")
-    )
-    return MeOverview(
-        user=user, organizations=memberships, billing_context=_paying_account(user, memberships)
-    )
+    memberships = OrganizationMember.objects.select_related("org").filter(user=user)
+    scope = api_key_scope_org_id(user)
+    if scope is not None:
+        # An org-scoped API key sees its org only, and that org is what pays for its requests.
+        scoped = list(memberships.filter(org_id=scope))
+        try:
+            resolve_billing_context(user=user, requested_org_id=scope)
+        except ApplicationError as refusal:
+            return MeOverview(user, scoped, PayingAccount(org_id=scope, source="default", refusal=refusal))
+        return MeOverview(user, scoped, PayingAccount(org_id=scope, source="default"))
+    listed = list(memberships.order_by("-is_default", "joined_at", "id"))
+    return MeOverview(user=user, organizations=listed, billing_context=_paying_account(user, listed))
 
 
 def org_members(*, org_id: str) -> QuerySet[OrganizationMember]:

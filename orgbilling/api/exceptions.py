@@ -65,6 +65,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     details: dict[str, Any] = {}
     if isinstance(exc, exceptions.ValidationError):
         details = {"fields": exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}}
+    auth_header = getattr(exc, "auth_header", None)
+    if auth_header:
+        headers["WWW-Authenticate"] = auth_header
     wait = getattr(exc, "wait", None)
     if isinstance(exc, exceptions.Throttled) and wait is not None:
         retry_after = max(1, int(wait + 0.999))

@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "mozilla_django_oidc",
     "organizations",
     "billing",
 ]
@@ -60,6 +61,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "organizations.User"
+# Both always listed; each checks OIDC_ENABLED when called: passwords for staff only while
+# Keycloak SSO is configured, the OIDC backend inert while it is not (organizations/auth/oidc.py).
+AUTHENTICATION_BACKENDS = [
+    "organizations.auth.oidc.LocalPasswordBackend",
+    "organizations.auth.oidc.KeycloakOIDCBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -86,7 +93,11 @@ REST_FRAMEWORK = {
         "organizations.auth.bearer.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Signed in, and (for API-key callers) within the key's scopes.
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "organizations.auth.api_keys.ApiKeyScopePermission",
+    ],
     "DEFAULT_PARSER_CLASSES": ["orgbilling.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "orgbilling.api.pagination.StandardPagination",
