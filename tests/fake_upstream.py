@@ -44,6 +44,8 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Small writes (SSE chunks) would otherwise wait ~40 ms for Nagle + delayed ACK.
+    disable_nagle_algorithm = True
     server: "FakeUpstream"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet

@@ -4,5 +4,6 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("billing.api.credit_urls")),
+    path("", include("billing.gateway.charge_urls")),
     path("", include("billing.api.report_urls")),
 ]

@@ -154,7 +154,8 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default="celerybeat-schedule")
 
-# Identity: OIDC (Keycloak) settings live in their own module.
+# Identity: OIDC (Keycloak) settings live in their own module; so do the gateway's.
+from orgbilling.settings.gateway import *  # noqa: E402,F403
 from orgbilling.settings.oidc import *  # noqa: E402,F403
 
 # Ledger policy knobs (see docs/decisions.md).

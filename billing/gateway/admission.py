@@ -1,0 +1,221 @@
+"""The gateway's ledger work, all synchronous (run through ``billing.gateway.db.run_db``):
+authenticate the caller, decide who pays, price the worst case, count the plan quota and hold
+the credits before anything goes upstream; afterwards settle at the real cost or release.
+"""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.http import HttpRequest
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.parsers import BaseParser
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from billing.errors import NoActiveAllocation, OrganizationNotFound
+from billing.gateway.config import setting
+from billing.gateway.errors import NoAllocation
+from billing.gateway.metering import (
+    ChatRequest,
+    ImageRequest,
+    chat_request,
+    image_request,
+    parse_json_object,
+)
+from billing.gateway.quotas import QuotaTicket, take_quota
+from billing.models import ModelPrice, ServiceType
+from billing.money import MAX_MILLICREDITS
+from billing.pricing import PriceSnapshot, price_for
+from billing.services import (
+    DeductionResult,
+    release_reservation,
+    reserve_credits,
+    resolve_billing_context,
+    settle_reservation,
+)
+from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
+from organizations.models import ApiKey, User
+
+ORG_HEADER = "X-Org-Id"
+PROVIDER_KEY_HEADER = "X-Provider-Key"
+# A hold must be positive: a free model or a BYOK call holds one millicredit and settles at 0.
+MIN_HOLD = 1
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    api_key: ApiKey | None
+
+
+def authenticate(request: HttpRequest, *, scope: str) -> Caller:
+    """The REST API's authenticators (API key, Keycloak bearer, session with CSRF), and the
+    API key's scope: ``write`` to spend credits, ``read`` to list models."""
+    classes = cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
+    # Parsers too: the session's CSRF check reads request.POST.
+    parsers = cast(list[type[BaseParser]], api_settings.DEFAULT_PARSER_CLASSES)
+    drf_request = Request(
+        request, authenticators=[auth() for auth in classes], parsers=[parser() for parser in parsers]
+    )
+    user = drf_request.user  # raises AuthenticationFailed / PermissionDenied (CSRF)
+    if user is None or not user.is_authenticated:
+        raise NotAuthenticated()
+    key = request_api_key(drf_request)
+    if key is not None and scope not in key.scopes:
+        raise PermissionDenied(ApiKeyScopePermission.message)
+    assert isinstance(user, User)
+    return Caller(user=user, api_key=key)
+
+
+def requested_org(request: HttpRequest, caller: Caller) -> str | None:
+    """``X-Org-Id``, else the org an org-scoped API key is bound to. A key bound to one org
+    naming another answers 404, as everywhere else in the API."""
+    header = (request.headers.get(ORG_HEADER) or "").strip() or None
+    key_org = caller.api_key.org_id if caller.api_key is not None else None
+    if key_org is not None and header is not None and header != key_org:
+        raise OrganizationNotFound(details={"org_id": header})
+    return header or key_org
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A call that may go upstream: its payer, price and hold."""
+
+    request_id: str
+    user: User
+    org_id: str | None
+    api_key_id: int | None
+    model: str
+    price: PriceSnapshot
+    reservation_id: int
+    held: int
+    remaining_after_hold: int
+    byok: bool
+    service_type: str
+    estimated_input_tokens: int
+    quota: QuotaTicket | None
+
+
+def _output_cap(model: str) -> int:
+    prices = ModelPrice.objects.filter(model=model, is_active=True)
+    cap = prices.values_list("max_output_tokens", flat=True).first()
+    return cap or setting("LLM_DEFAULT_MAX_OUTPUT_TOKENS")
+
+
+def _hold(
+    request: HttpRequest,
+    caller: Caller,
+    *,
+    model: str,
+    price: PriceSnapshot,
+    worst_case: int,
+    byok: bool,
+    service_type: str,
+    estimated_input_tokens: int = 0,
+) -> Admission:
+    context = resolve_billing_context(user=caller.user, requested_org_id=requested_org(request, caller))
+    ticket = take_quota(org_id=context.org_id)
+    request_id = str(uuid.uuid4())
+    amount = MIN_HOLD if byok else max(MIN_HOLD, worst_case)
+    try:
+        held = reserve_credits(user=caller.user, org_id=context.org_id, amount=amount, request_id=request_id)
+    except NoActiveAllocation as refusal:
+        if ticket:
+            ticket.give_back()
+        raise NoAllocation(refusal.message, details=refusal.details) from None
+    except BaseException:
+        if ticket:
+            ticket.give_back()
+        raise
+    return Admission(
+        request_id=request_id,
+        user=caller.user,
+        org_id=context.org_id,
+        api_key_id=caller.api_key.pk if caller.api_key is not None else None,
+        model=model,
+        price=price,
+        reservation_id=held.reservation_id,
+        held=held.amount,
+        remaining_after_hold=held.remaining_credits,
+        byok=byok,
+        service_type=ServiceType.BYOK if byok else service_type,
+        estimated_input_tokens=estimated_input_tokens,
+        quota=ticket,
+    )
+
+
+def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequest, dict[str, Any]]:
+    """Authenticate, price the worst case of a chat completion and hold it. Returns the
+    admission, the parsed request and the body to send upstream."""
+    raw_body = request.body  # before the authenticators: a session's CSRF check reads the stream
+    caller = authenticate(request, scope=ApiKey.Scope.WRITE)
+    chat = chat_request(parse_json_object(raw_body))
+    price = price_for(chat.model)
+    output_cap = _output_cap(chat.model) if chat.max_output_tokens is None else None
+    output = chat.max_output_tokens if chat.max_output_tokens is not None else output_cap
+    assert output is not None
+    worst_case = min(
+        MAX_MILLICREDITS,
+        price.token_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),
+    )
+    admission = _hold(
+        request,
+        caller,
+        model=chat.model,
+        price=price,
+        worst_case=worst_case,
+        byok=byok,
+        service_type=ServiceType.LLM,
+        estimated_input_tokens=chat.estimated_input_tokens,
+    )
+    return admission, chat, chat.upstream_body(output_cap=output_cap)
+
+
+def admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRequest]:
+    raw_body = request.body  # before the authenticators: a session's CSRF check reads the stream
+    caller = authenticate(request, scope=ApiKey.Scope.WRITE)
+    image = image_request(parse_json_object(raw_body))
+    price = price_for(image.model, size=image.size, quality=image.quality)
+    worst_case = min(MAX_MILLICREDITS, price.image_cost(count=image.count))
+    admission = _hold(
+        request, caller, model=image.model, price=price, worst_case=worst_case, byok=byok,
+        service_type=ServiceType.IMAGE,
+    )  # fmt: skip
+    return admission, image
+
+
+def settle_call(
+    admission: Admission,
+    *,
+    cost: int,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> DeductionResult:
+    """Charge the call's real cost (0 for BYOK) and free the rest of the hold. The row keeps
+    the model, tokens, price, request id, payer and the API key used."""
+    return settle_reservation(
+        reservation_id=admission.reservation_id,
+        actual_amount=0 if admission.byok else min(cost, MAX_MILLICREDITS),
+        service_type=admission.service_type,
+        service_name=admission.model,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        metadata={
+            "price": admission.price.as_metadata(),
+            "request_id": admission.request_id,
+            "api_key_id": admission.api_key_id,
+            "byok": admission.byok,
+            **({"list_price_credits": cost} if admission.byok else {}),
+            **(metadata or {}),
+        },
+    )
+
+
+def release_call(admission: Admission) -> None:
+    """The call was not made or failed upstream: charge nothing, give the quota back."""
+    release_reservation(reservation_id=admission.reservation_id)
+    if admission.quota is not None:
+        admission.quota.give_back()

@@ -1,0 +1,285 @@
+"""What a call may cost and what it did cost: the request's shape, token estimates, and the
+reading of usage from a response or a streamed (SSE) answer.
+
+Estimates only size the hold and stand in when the upstream reports no usage (a stream cut
+short). They err high: ``ceil(characters / 4)`` plus a per-message overhead, and a fixed
+allowance per image in a prompt.
+"""
+
+import json
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from billing.services.charging import MAX_TOKENS
+from orgbilling.errors import ValidationFailed
+
+CHARS_PER_TOKEN = 4
+TOKENS_PER_MESSAGE = 4  # role and separators, as OpenAI counts them
+TOKENS_PER_REPLY = 3  # the assistant's reply is primed with these
+TOKENS_PER_PROMPT_IMAGE = 1500  # above a high-detail 2048px image's cost on current models
+MAX_CHOICES = 128
+MAX_IMAGES = 10
+IMAGE_PART_TYPES = {"image_url", "input_image", "image"}
+
+
+class MalformedRequest(ValidationFailed):
+    code = "malformed_request"
+    default_message = "The request body is not a JSON object."
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"null", parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise MalformedRequest("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise MalformedRequest()
+    return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def _whole(body: dict[str, Any], name: str, *, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationFailed(
+            f"{name} must be a whole number from {low} to {high}.", details={"fields": {name: value}}
+        )
+    return value
+
+
+def _model(body: dict[str, Any]) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model or len(model) > 200:
+        raise ValidationFailed("model must be a model name.", details={"fields": {"model": model}})
+    return model
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat completion as the gateway prices it."""
+
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    max_output_tokens: int | None  # what the caller set (max_tokens / max_completion_tokens)
+    choices: int
+    estimated_input_tokens: int
+    wants_usage: bool  # a streaming caller asked for the usage chunk itself
+
+    def upstream_body(self, *, output_cap: int | None) -> dict[str, Any]:
+        """The body sent upstream: the caller's, with the priced output cap when they set
+        none (so the hold is a true worst case) and, when streaming, a final usage chunk."""
+        body = dict(self.body)
+        if output_cap is not None and self.max_output_tokens is None:
+            body["max_tokens"] = output_cap
+        if self.stream:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+        return body
+
+
+def chat_request(body: dict[str, Any]) -> ChatRequest:
+    model = _model(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise ValidationFailed("messages must be a non-empty list of message objects.")
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise ValidationFailed("stream must be true or false.", details={"fields": {"stream": stream}})
+    caps = [
+        cap
+        for cap in (
+            _whole(body, "max_tokens", low=1, high=MAX_TOKENS),
+            _whole(body, "max_completion_tokens", low=1, high=MAX_TOKENS),
+        )
+        if cap is not None
+    ]
+    options = body.get("stream_options")
+    wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return ChatRequest(
+        body=body,
+        model=model,
+        stream=stream,
+        max_output_tokens=max(caps) if caps else None,
+        choices=_whole(body, "n", low=1, high=MAX_CHOICES) or 1,
+        estimated_input_tokens=estimate_prompt_tokens(body),
+        wants_usage=wants_usage,
+    )
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    body: dict[str, Any]
+    model: str
+    count: int
+    size: str | None
+    quality: str | None
+
+
+def image_request(body: dict[str, Any]) -> ImageRequest:
+    model = _model(body)
+    if not isinstance(body.get("prompt"), str):
+        raise ValidationFailed("prompt must be a string.", details={"fields": {"prompt": body.get("prompt")}})
+    size, quality = body.get("size"), body.get("quality")
+    for name, value in (("size", size), ("quality", quality)):
+        if value is not None and (not isinstance(value, str) or len(value) > 32):
+            raise ValidationFailed(f"{name} must be a string.", details={"fields": {name: value}})
+    count = _whole(body, "n", low=1, high=MAX_IMAGES) or 1
+    return ImageRequest(body=body, model=model, count=count, size=size, quality=quality)
+
+
+def _characters(value: Any) -> int:
+    return len(value) if isinstance(value, str) else len(json.dumps(value, ensure_ascii=False))
+
+
+def estimate_prompt_tokens(body: dict[str, Any]) -> int:
+    """A generous estimate of the prompt's tokens: messages, tool definitions, images."""
+    characters = 0
+    images = 0
+    messages = body.get("messages") or []
+    for message in messages:
+        for key, value in message.items():
+            if key == "content" and isinstance(value, list):
+                for part in value:
+                    if isinstance(part, dict) and part.get("type") in IMAGE_PART_TYPES:
+                        images += 1
+                    elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                        characters += len(part["text"])
+                    else:
+                        characters += _characters(part)
+            elif value is not None:
+                characters += _characters(value)
+    for key in ("tools", "functions", "response_format", "tool_choice"):
+        if body.get(key) is not None:
+            characters += _characters(body[key])
+    return (
+        math.ceil(characters / CHARS_PER_TOKEN)
+        + TOKENS_PER_MESSAGE * len(messages)
+        + TOKENS_PER_REPLY
+        + TOKENS_PER_PROMPT_IMAGE * images
+    )
+
+
+def estimate_output_tokens(*, characters: int, pieces: int) -> int:
+    """Tokens of streamed text: at least one per chunk that carried text (providers stream a
+    token or more per chunk), and at least characters / 4."""
+    return max(pieces, math.ceil(characters / CHARS_PER_TOKEN))
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int
+    output_tokens: int
+    source: str  # "upstream": reported by the provider; "estimated": counted by the gateway
+
+
+def reported_usage(payload: Any) -> Usage | None:
+    """``usage`` of an OpenAI response or chunk, when it holds sane token counts."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if completion is None and isinstance(prompt, int):
+        completion = 0  # embeddings-style usage
+    for tokens in (prompt, completion):
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
+            return None
+    assert isinstance(prompt, int)
+    assert isinstance(completion, int)
+    return Usage(min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS), "upstream")
+
+
+def completion_text_size(payload: Any) -> tuple[int, int]:
+    """(characters, pieces) of the text in a completion's choices (or a chunk's deltas)."""
+    characters = pieces = 0
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    for choice in choices if isinstance(choices, list) else []:
+        if not isinstance(choice, dict):
+            continue
+        part = choice.get("delta") if isinstance(choice.get("delta"), dict) else choice.get("message")
+        if not isinstance(part, dict):
+            continue
+        size = 0
+        for key in ("content", "reasoning_content", "refusal"):
+            if isinstance(part.get(key), str):
+                size += len(part[key])
+        for call in part.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                size += sum(len(v) for v in function.values() if isinstance(v, str))
+        if size:
+            characters += size
+            pieces += 1
+    return characters, pieces
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Complete SSE events (each ending in a blank line) out of arbitrarily cut bytes."""
+    buffer = b""
+    async for chunk in chunks:
+        buffer += chunk.replace(b"\r\n", b"\n")
+        while True:
+            end = buffer.find(b"\n\n")
+            if end < 0:
+                break
+            event, buffer = buffer[: end + 2], buffer[end + 2 :]
+            yield event
+    if buffer.strip():
+        yield buffer if buffer.endswith(b"\n\n") else buffer.rstrip(b"\n") + b"\n\n"
+
+
+@dataclass
+class StreamMeter:
+    """Watches the events of a streamed completion: keeps the usage chunk, counts the text,
+    holds back ``[DONE]`` (the gateway sends it after settling) and, when the caller did not
+    ask for usage, drops the usage-only chunk the gateway asked for on its behalf."""
+
+    strip_usage: bool
+    usage: Usage | None = None
+    characters: int = 0
+    pieces: int = 0
+    saw_done: bool = False
+    events: int = field(default=0)
+
+    def feed(self, event: bytes) -> bytes | None:
+        """The event to relay, or None to hold it back."""
+        data_lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
+        if not data_lines:
+            return event
+        data = b"\n".join(data_lines)
+        if data.strip() == b"[DONE]":
+            self.saw_done = True
+            return None
+        self.events += 1
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            return event
+        if not isinstance(payload, dict):
+            return event
+        usage = reported_usage(payload)
+        if usage is not None:
+            self.usage = usage
+        characters, pieces = completion_text_size(payload)
+        self.characters += characters
+        self.pieces += pieces
+        if self.strip_usage and usage is not None and not payload.get("choices"):
+            return None
+        return event
+
+    @property
+    def produced_output(self) -> bool:
+        return self.pieces > 0
+
+    def usage_or_estimate(self, *, estimated_input_tokens: int) -> Usage:
+        if self.usage is not None:
+            return self.usage
+        output = estimate_output_tokens(characters=self.characters, pieces=self.pieces)
+        return Usage(estimated_input_tokens, min(output, MAX_TOKENS), "estimated")

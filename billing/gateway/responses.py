@@ -1,0 +1,56 @@
+"""HTTP answers of the gateway: errors in the one shape, and the cost headers."""
+
+import json
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework.exceptions import APIException
+
+from billing.gateway.errors import QuotaExceeded, http_status
+from billing.money import millicredits_to_credits
+from orgbilling.api.exceptions import api_exception_handler, error_body
+from orgbilling.errors import ApplicationError
+
+JSON = "application/json"
+
+
+def json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
+    return HttpResponse(json.dumps(payload), status=status, content_type=JSON, headers=headers)
+
+
+def error_response(
+    error: ApplicationError | APIException, headers: dict[str, str] | None = None
+) -> HttpResponse:
+    """Render a refusal exactly as the REST API would (DRF errors go through its handler)."""
+    extra = dict(headers or {})
+    if isinstance(error, ApplicationError):
+        if isinstance(error, QuotaExceeded):
+            extra["Retry-After"] = str(error.retry_after)
+        return json_response(error.as_dict(), status=http_status(error), headers=extra)
+    rendered = api_exception_handler(error, {})
+    if rendered is None:  # pragma: no cover - every APIException is rendered
+        return json_response(error_body("internal_error", "Something went wrong on our side."), status=500)
+    for name in ("Retry-After", "WWW-Authenticate"):
+        if name in rendered.headers:
+            extra[name] = rendered.headers[name]
+    return json_response(rendered.data, status=rendered.status_code, headers=extra)
+
+
+def method_not_allowed(allowed: str) -> HttpResponse:
+    return json_response(
+        error_body("method_not_allowed", f"Use {allowed}."), status=405, headers={"Allow": allowed}
+    )
+
+
+def credits_text(millicredits: int) -> str:
+    """Millicredits as credits with exactly three decimals ("1.250")."""
+    return f"{millicredits_to_credits(millicredits):.3f}"
+
+
+def cost_headers(*, request_id: str, org_id: str | None, charged: int, remaining: int) -> dict[str, str]:
+    return {
+        "X-Request-Id": request_id,
+        "X-Org-Id": org_id or "",
+        "X-Cost-Incurred": credits_text(charged),
+        "X-Credits-Remaining": credits_text(remaining),
+    }

@@ -1,0 +1,147 @@
+"""Relaying a streamed completion (SSE) while metering it.
+
+A pump task reads the upstream's events and queues them for the client as they arrive; the
+response's generator only relays the queue. The pump owns the money: when the upstream ends
+(or fails, or the client goes away and the relay is stopped) it closes the upstream and
+settles, from the upstream's usage chunk when it came, else from the text it counted plus the
+estimated prompt, and releases the rest of the hold. A stream that produced nothing is
+released. Because the pump is not the request's task, a client disconnect (Django cancels
+the response) cannot skip the settlement. The client gets, after the last chunk, an SSE
+comment with the cost, then ``[DONE]``.
+"""
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from dataclasses import dataclass
+
+import httpx
+
+from billing.gateway.admission import Admission, release_call, settle_call
+from billing.gateway.db import finish, run_db, spawn
+from billing.gateway.metering import StreamMeter, sse_events
+from billing.gateway.responses import credits_text
+from billing.gateway.upstream import failure
+from orgbilling.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+MID_STREAM_FAILURE = "The model provider broke off the stream; the text streamed so far is charged."
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    charged: int | None  # None: the hold was released (nothing was generated) or settling failed
+    remaining: int | None
+
+
+def error_event(error: ApplicationError) -> bytes:
+    return f"data: {json.dumps(error.as_dict())}\n\n".encode()
+
+
+class StreamRelay:
+    def __init__(self, *, admission: Admission, response: httpx.Response, strip_usage: bool) -> None:
+        self.admission = admission
+        self._response = response
+        self._meter = StreamMeter(strip_usage=strip_usage)
+        self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._client_gone = False
+        self._started = False
+        self._error: ApplicationError | None = None
+        self._task = spawn(self._pump())
+
+    async def events(self) -> AsyncIterator[bytes]:
+        """The response body: whatever the pump queued, as soon as it is queued (events that
+        queued up while the client was being written to leave together)."""
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is None:
+                    return
+                parts = [item]
+                while not self._queue.empty():
+                    more = self._queue.get_nowait()
+                    if more is None:
+                        yield b"".join(parts)
+                        return
+                    parts.append(more)
+                yield b"".join(parts)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """The client went away: stop reading the upstream and settle what was generated."""
+        if self._task.done():
+            return
+        self._client_gone = True
+        if self._started:  # a task cancelled before its first step would skip its finally
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        """Until the call is settled (tests and benchmarks)."""
+        with suppress(asyncio.CancelledError):
+            await asyncio.shield(self._task)
+
+    async def _pump(self) -> None:
+        self._started = True
+        try:
+            if self._client_gone:
+                return
+            async for event in sse_events(self._response.aiter_bytes()):
+                relayed = self._meter.feed(event)
+                if relayed is not None:
+                    self._queue.put_nowait(relayed)
+        except httpx.HTTPError as exc:
+            cause = failure(exc)
+            self._error = type(cause)(MID_STREAM_FAILURE, details=cause.details)
+        finally:
+            # Also on cancellation (client gone): the settlement runs in its own task.
+            outcome = await finish(self._settle())
+        if self._error is not None:
+            self._queue.put_nowait(error_event(self._error))
+        if outcome.charged is not None:
+            self._queue.put_nowait(self._trailer(outcome))
+        if self._meter.saw_done:
+            self._queue.put_nowait(DONE)
+        self._queue.put_nowait(None)
+
+    def _trailer(self, outcome: StreamOutcome) -> bytes:
+        assert outcome.charged is not None
+        assert outcome.remaining is not None
+        return (
+            f": orgbilling request_id={self.admission.request_id} "
+            f"cost_incurred={credits_text(outcome.charged)} "
+            f"credits_remaining={credits_text(outcome.remaining)}\n\n"
+        ).encode()
+
+    async def _settle(self) -> StreamOutcome:
+        with suppress(Exception):
+            await self._response.aclose()
+        meter, admission = self._meter, self.admission
+        try:
+            if meter.usage is None and not meter.produced_output:
+                await run_db(release_call, admission)
+                return StreamOutcome(charged=None, remaining=None)
+            usage = meter.usage_or_estimate(estimated_input_tokens=admission.estimated_input_tokens)
+            price = admission.price
+            cost = price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
+            result = await run_db(
+                settle_call,
+                admission,
+                cost=cost,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                metadata={
+                    "stream": True,
+                    "usage_source": usage.source,
+                    "client_disconnected": self._client_gone,
+                    **({"upstream_failure": self._error.code} if self._error is not None else {}),
+                },
+            )
+        except Exception:
+            logger.exception("gateway: settling streamed call %s failed", admission.request_id)
+            return StreamOutcome(charged=None, remaining=None)
+        return StreamOutcome(charged=result.credits_charged, remaining=result.remaining_credits)

@@ -1,0 +1,243 @@
+"""The OpenAI-compatible endpoints (async views, served under ASGI).
+
+Per call: authenticate → who pays → price the worst case → plan quota → hold (402 before
+anything goes upstream) → forward → settle at the real cost from ``usage`` → answer with
+``X-Cost-Incurred``, ``X-Credits-Remaining``, ``X-Org-Id`` and ``X-Request-Id``. An upstream
+failure releases the hold (502/504, or the upstream's 4xx). Database work runs on the
+gateway's threads (``billing.gateway.db``); only the upstream I/O is awaited on the loop.
+
+Each call runs in its own task that the request awaits through ``asyncio.shield``: when the
+client disconnects, Django cancels the request but the call still settles (a completion the
+upstream produced is charged from its real usage; a call not yet forwarded is released).
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import APIException
+
+from billing.gateway import upstream
+from billing.gateway.admission import (
+    PROVIDER_KEY_HEADER,
+    Admission,
+    admit_chat,
+    admit_image,
+    authenticate,
+    release_call,
+    settle_call,
+)
+from billing.gateway.db import finish, run_db
+from billing.gateway.metering import (
+    ChatRequest,
+    Usage,
+    completion_text_size,
+    estimate_output_tokens,
+    reported_usage,
+)
+from billing.gateway.responses import (
+    JSON,
+    cost_headers,
+    credits_text,
+    error_response,
+    json_response,
+    method_not_allowed,
+)
+from billing.gateway.selectors import model_list
+from billing.gateway.streaming import StreamRelay
+from billing.services import DeductionResult
+from orgbilling.errors import ApplicationError, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+MAX_PROVIDER_KEY_LENGTH = 4096
+
+
+class _CallState:
+    """What the request's task tells the call's task: the client went away."""
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.relay: StreamRelay | None = None
+
+    def client_gone(self) -> None:
+        self.gone = True
+        if self.relay is not None:
+            self.relay.stop()
+
+
+async def _serve(run: Callable[[_CallState], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
+    state = _CallState()
+    try:
+        return await finish(run(state))  # type: ignore[arg-type]
+    except asyncio.CancelledError:
+        state.client_gone()
+        raise
+
+
+def _provider_key(request: HttpRequest) -> str | None:
+    """The caller's own provider key (BYOK), if they sent one."""
+    raw = request.headers.get(PROVIDER_KEY_HEADER)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > MAX_PROVIDER_KEY_LENGTH or not key.isprintable():
+        raise ValidationFailed(f"{PROVIDER_KEY_HEADER} must be a provider API key.")
+    return key
+
+
+def _id_headers(admission: Admission) -> dict[str, str]:
+    return {"X-Request-Id": admission.request_id, "X-Org-Id": admission.org_id or ""}
+
+
+async def _settled(admission: Admission, **charge: Any) -> DeductionResult | None:
+    try:
+        return await run_db(settle_call, admission, **charge)
+    except Exception:
+        # The hold stays until it expires; the row is missing: make it loud.
+        logger.exception("gateway: settling call %s failed", admission.request_id)
+        return None
+
+
+def _answer(content: bytes, admission: Admission, settled: DeductionResult | None) -> HttpResponse:
+    headers = _id_headers(admission)
+    if settled is not None:
+        headers = cost_headers(
+            request_id=admission.request_id,
+            org_id=admission.org_id,
+            charged=settled.credits_charged,
+            remaining=settled.remaining_credits,
+        )
+    return HttpResponse(content, content_type=JSON, headers=headers)
+
+
+async def _forward_json(
+    admission: Admission, path: str, body: dict[str, Any], provider_key: str | None
+) -> tuple[bytes, Any] | HttpResponse:
+    """POST upstream; on failure release the hold and return the error answer."""
+    try:
+        return await upstream.post_json(
+            path, body, request_id=admission.request_id, provider_key=provider_key
+        )
+    except ApplicationError as error:
+        await run_db(release_call, admission)
+        return error_response(error, headers=_id_headers(admission))
+
+
+async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
+    try:
+        provider_key = _provider_key(request)
+        admission, chat, body = await run_db(admit_chat, request, byok=provider_key is not None)
+    except (ApplicationError, APIException) as refused:
+        return error_response(refused)
+    if state.gone:
+        await run_db(release_call, admission)
+        return HttpResponse(status=499)
+    if chat.stream:
+        return await _chat_stream(admission, chat, body, provider_key, state)
+    forwarded = await _forward_json(admission, "chat/completions", body, provider_key)
+    if isinstance(forwarded, HttpResponse):
+        return forwarded
+    content, payload = forwarded
+    usage = reported_usage(payload)
+    if usage is None:
+        characters, pieces = completion_text_size(payload)
+        usage = Usage(
+            admission.estimated_input_tokens,
+            estimate_output_tokens(characters=characters, pieces=pieces),
+            "estimated",
+        )
+    settled = await _settled(
+        admission,
+        cost=admission.price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        metadata={"stream": False, "usage_source": usage.source},
+    )
+    return _answer(content, admission, settled)
+
+
+async def _chat_stream(
+    admission: Admission,
+    chat: ChatRequest,
+    body: dict[str, Any],
+    provider_key: str | None,
+    state: _CallState,
+) -> HttpResponseBase:
+    try:
+        response = await upstream.open_stream(
+            "chat/completions", body, request_id=admission.request_id, provider_key=provider_key
+        )
+    except ApplicationError as error:
+        await run_db(release_call, admission)
+        return error_response(error, headers=_id_headers(admission))
+    relay = StreamRelay(admission=admission, response=response, strip_usage=not chat.wants_usage)
+    state.relay = relay
+    if state.gone:
+        relay.stop()
+    return StreamingHttpResponse(
+        relay.events(),
+        content_type="text/event-stream",
+        headers={
+            **_id_headers(admission),
+            "X-Credits-Reserved": credits_text(admission.held),
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        },
+    )
+
+
+async def _images(request: HttpRequest, state: _CallState) -> HttpResponseBase:
+    try:
+        provider_key = _provider_key(request)
+        admission, image = await run_db(admit_image, request, byok=provider_key is not None)
+    except (ApplicationError, APIException) as refused:
+        return error_response(refused)
+    if state.gone:
+        await run_db(release_call, admission)
+        return HttpResponse(status=499)
+    forwarded = await _forward_json(admission, "images/generations", image.body, provider_key)
+    if isinstance(forwarded, HttpResponse):
+        return forwarded
+    content, payload = forwarded
+    data = payload.get("data") if isinstance(payload, dict) else None
+    count = len(data) if isinstance(data, list) else image.count
+    settled = await _settled(
+        admission,
+        cost=admission.price.image_cost(count=count),
+        metadata={"images": count, "size": image.size, "quality": image.quality},
+    )
+    return _answer(content, admission, settled)
+
+
+@csrf_exempt
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "POST":
+        return method_not_allowed("POST")
+    return await _serve(lambda state: _chat(request, state))
+
+
+@csrf_exempt
+async def image_generations(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "POST":
+        return method_not_allowed("POST")
+    return await _serve(lambda state: _images(request, state))
+
+
+def _listing(request: HttpRequest) -> dict[str, Any]:
+    authenticate(request, scope="read")
+    return model_list()
+
+
+async def models(request: HttpRequest) -> HttpResponseBase:
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    try:
+        listing = await run_db(_listing, request)
+    except (ApplicationError, APIException) as refused:
+        return error_response(refused)
+    return json_response(listing)

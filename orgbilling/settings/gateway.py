@@ -1,0 +1,26 @@
+"""LLM gateway settings (billing/gateway, DESIGN.md §7). Star-imported by base.py.
+
+The upstream is any OpenAI-compatible server (a LiteLLM proxy, vLLM, OpenAI); calls are
+forwarded to ``LLM_UPSTREAM_BASE_URL`` + ``/chat/completions`` with ``LLM_UPSTREAM_API_KEY``.
+"""
+
+from orgbilling.settings.env import env
+
+# e.g. https://api.openai.com/v1 or http://litellm:4000/v1; empty: the gateway answers 503.
+LLM_UPSTREAM_BASE_URL: str = env("LLM_UPSTREAM_BASE_URL", default="").rstrip("/")
+LLM_UPSTREAM_API_KEY: str = env("LLM_UPSTREAM_API_KEY", default="")
+# Longest wait for the upstream to connect, or to send the next bytes (a streamed call may last
+# longer in total, as long as chunks keep coming).
+LLM_UPSTREAM_TIMEOUT_SECONDS: float = env.float("LLM_UPSTREAM_TIMEOUT_SECONDS", default=60.0)
+# Connections the gateway keeps to the upstream (one shared client per process).
+LLM_UPSTREAM_MAX_CONNECTIONS: int = env.int("LLM_UPSTREAM_MAX_CONNECTIONS", default=512)
+# Output tokens priced (and sent upstream as max_tokens) when a call sets no max_tokens and the
+# model's price has no max_output_tokens of its own.
+LLM_DEFAULT_MAX_OUTPUT_TOKENS: int = env.int("LLM_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+# Threads that run the gateway's database work (authenticate, reserve, settle), each with its
+# own connection: at most this many database connections per process for the gateway.
+LLM_GATEWAY_DB_THREADS: int = env.int("LLM_GATEWAY_DB_THREADS", default=8)
+# Plan quotas: a day may use at most this share of the plan's monthly API calls (rounded up).
+LLM_DAILY_QUOTA_PERCENT: int = env.int("LLM_DAILY_QUOTA_PERCENT", default=10)
+# How long an organization's plan quota is cached (plan changes take effect within this).
+LLM_QUOTA_PLAN_CACHE_SECONDS: int = env.int("LLM_QUOTA_PLAN_CACHE_SECONDS", default=60)
