@@ -11,6 +11,7 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.text import slugify
 
+from billing.admin import ReadOnlyAdmin
 from billing.admin_forms import ManagesCreditsMixin, add_credits, allocate_credits, credits_display
 from billing.models import UserCreditAllocation
 from organizations.api_keys import revoke_api_key
@@ -297,7 +298,7 @@ def revoke_keys(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: Qu
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(ReadOnlyAdmin):
     """Keys are read-only here (people create them through the API, where the key is shown
     once); ops can revoke them. The stored hash is never displayed."""
 
@@ -319,15 +320,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = list_display
     actions = (revoke_keys,)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Revoke instead: the row and its audit events explain what the key did.
-        return False
+    # Read-only (ReadOnlyAdmin): revoke instead of deleting; the row and its audit events
+    # explain what the key did.
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.has_perm("organizations.change_apikey"))
