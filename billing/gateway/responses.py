@@ -5,6 +5,7 @@ from typing import Any
 
 from django.http import HttpResponse
 from rest_framework.exceptions import APIException
+from rest_framework.utils.encoders import JSONEncoder
 
 from billing.gateway.errors import QuotaExceeded, http_status
 from billing.money import millicredits_to_credits
@@ -15,7 +16,10 @@ JSON = "application/json"
 
 
 def json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:
-    return HttpResponse(json.dumps(payload), status=status, content_type=JSON, headers=headers)
+    # DRF's encoder: Decimal credits become JSON numbers exactly as in the REST API.
+    return HttpResponse(
+        json.dumps(payload, cls=JSONEncoder), status=status, content_type=JSON, headers=headers
+    )
 
 
 def error_response(

@@ -19,9 +19,9 @@ def model_list() -> dict[str, Any]:
                 "object": "model",
                 "created": int(row.updated_at.timestamp()) if row.updated_at else int(time.time()),
                 "owned_by": "orgbilling",
-                "input_credits_per_million": float(row.input_credits_per_million),
-                "output_credits_per_million": float(row.output_credits_per_million),
-                "image_credits": float(row.image_credits),
+                "input_credits_per_million": row.input_credits_per_million,
+                "output_credits_per_million": row.output_credits_per_million,
+                "image_credits": row.image_credits,
                 "image_prices": row.image_prices or {},
                 "max_output_tokens": row.max_output_tokens,
             }

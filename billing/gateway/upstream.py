@@ -70,7 +70,7 @@ def _url(path: str) -> str:
 
 
 def _timeout() -> httpx.Timeout:
-    seconds = float(setting("LLM_UPSTREAM_TIMEOUT_SECONDS"))
+    seconds: float = setting("LLM_UPSTREAM_TIMEOUT_SECONDS")
     return httpx.Timeout(seconds, connect=min(seconds, 10.0))
 
 
