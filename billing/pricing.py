@@ -24,6 +24,7 @@ class PriceSnapshot:
     input_credits_per_million: Decimal
     output_credits_per_million: Decimal
     image_credits: Decimal
+    max_output_tokens: int | None = None  # the model's output cap, priced when a call sets none
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -55,7 +56,13 @@ def price_for(model: str, *, size: str | None = None, quality: str | None = None
     key = f"{size}/{quality or 'standard'}" if size else None
     if key and key in price.image_prices:
         image = Decimal(str(price.image_prices[key]))
-    return PriceSnapshot(model, price.input_credits_per_million, price.output_credits_per_million, image)
+    return PriceSnapshot(
+        model,
+        price.input_credits_per_million,
+        price.output_credits_per_million,
+        image,
+        price.max_output_tokens,
+    )
 
 
 def ensure_model_price(

@@ -25,7 +25,7 @@ from billing.gateway.metering import (
     parse_json_object,
 )
 from billing.gateway.quotas import QuotaTicket, take_quota
-from billing.models import ModelPrice, ServiceType
+from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS
 from billing.pricing import PriceSnapshot, price_for
 from billing.services import (
@@ -98,10 +98,9 @@ class Admission:
     quota: QuotaTicket | None
 
 
-def _output_cap(model: str) -> int:
-    prices = ModelPrice.objects.filter(model=model, is_active=True)
-    cap = prices.values_list("max_output_tokens", flat=True).first()
-    return cap or setting("LLM_DEFAULT_MAX_OUTPUT_TOKENS")
+def _output_cap(price: PriceSnapshot) -> int:
+    cap: int = price.max_output_tokens or setting("LLM_DEFAULT_MAX_OUTPUT_TOKENS")
+    return cap
 
 
 def _hold(
@@ -153,9 +152,8 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
     caller = authenticate(request, scope=ApiKey.Scope.WRITE)
     chat = chat_request(parse_json_object(raw_body))
     price = price_for(chat.model)
-    output_cap = _output_cap(chat.model) if chat.max_output_tokens is None else None
-    output = chat.max_output_tokens if chat.max_output_tokens is not None else output_cap
-    assert output is not None
+    output_cap = _output_cap(price) if chat.max_output_tokens is None else None
+    output = chat.max_output_tokens if chat.max_output_tokens is not None else _output_cap(price)
     worst_case = min(
         MAX_MILLICREDITS,
         price.token_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),

@@ -5,13 +5,12 @@ from billing.services.charging import (
     ReservationResult,
     add_individual_credits,
     expire_reservations,
-    has_sufficient_credits,
     release_reservation,
     reserve_credits,
     settle_reservation,
 )
 from billing.services.context import BillingContext, resolve_billing_context
-from billing.services.deduction import deduct_credits
+from billing.services.deduction import deduct_credits, has_sufficient_credits
 from billing.services.pool import (
     AllocationChange,
     PoolChange,

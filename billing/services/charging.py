@@ -41,7 +41,7 @@ from billing.services.locks import (
     lock_pool,
     lock_reservation,
 )
-from organizations.models import Organization, OrganizationMember, User
+from organizations.models import Organization, User
 from orgbilling.errors import ValidationFailed
 
 EXHAUSTION_THRESHOLD_PERCENT = 90
@@ -208,24 +208,6 @@ def _record_charge(
             used_after=allocation.used_credits,
         )
     return row
-
-
-def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bool:
-    """Whether the payer has ``amount`` free millicredits now (no lock: a hint, not a hold)."""
-    amount = validate_millicredits(amount)
-    if org_id is None:
-        balance = IndividualCreditBalance.objects.filter(user=user).first()
-        return balance is not None and balance.free_credits >= amount
-    if not OrganizationMember.objects.filter(
-        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE, org__is_active=True
-    ).exists():
-        return False
-    allocation = UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).first()
-    if allocation is None:
-        return False
-    if allocation.expires_at is not None and allocation.expires_at <= timezone.now():
-        return False
-    return allocation.free_credits >= amount
 
 
 def _find_reservation(org_id: str | None, user: User, request_id: str) -> CreditReservation | None:
@@ -483,7 +465,6 @@ __all__ = [
     "ReservationResult",
     "add_individual_credits",
     "expire_reservations",
-    "has_sufficient_credits",
     "release_reservation",
     "reserve_credits",
     "settle_reservation",

@@ -180,6 +180,12 @@ def _refusal(*, org_id: str | None, user: User, amount: int) -> Exception | None
     return None
 
 
+def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bool:
+    """Whether a charge of ``amount`` millicredits would go through now: the same rules the
+    deduction applies (no lock: a hint, not a hold)."""
+    return _refusal(org_id=org_id, user=user, amount=validate_millicredits(amount)) is None
+
+
 def deduct_credits(
     *,
     user: User,
