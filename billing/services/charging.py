@@ -15,6 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from billing.errors import (
     AllocationExpired,
@@ -34,6 +35,7 @@ from billing.models import (
     UserCreditAllocation,
 )
 from billing.money import validate_millicredits
+from billing.services import holds
 from billing.services.audit import record_audit_event
 from billing.services.locks import (
     lock_active_allocation,
@@ -41,6 +43,7 @@ from billing.services.locks import (
     lock_pool,
     lock_reservation,
 )
+from billing.services.sql import NotApplied, ledger_cursor
 from organizations.models import Organization, User
 from orgbilling.errors import ValidationFailed
 
@@ -158,11 +161,14 @@ def replay_charge(row: CreditUsageAttribution, *, user: User, amount: int | None
 
 
 def audit_exhaustion(
-    *, org_id: str, user: User, allocation_id: int, allocated: int, used_before: int, used_after: int
+    *, org_id: str, user: User | int, allocation_id: int, allocated: int, used_before: int, used_after: int
 ) -> None:
-    """Record ``allocation.exhausted`` when a charge takes an allocation across 90% used."""
+    """Record ``allocation.exhausted`` when a charge takes an allocation across 90% used
+    (``user`` may be a user id: the username is read only when the event is recorded)."""
     threshold = allocated * EXHAUSTION_THRESHOLD_PERCENT
     if allocated and used_before * 100 < threshold <= used_after * 100:
+        if not isinstance(user, User):
+            user = User.objects.get(pk=user)
         record_audit_event(
             action="allocation.exhausted",
             org_id=org_id,
@@ -229,6 +235,21 @@ def reserve_credits(
     amount = validate_millicredits(amount)
     validate_charge_fields(request_id=request_id)
     ttl = ttl_seconds if ttl_seconds is not None else settings.CREDIT_RESERVATION_TTL_SECONDS
+    now = timezone.now()
+    params = {
+        "org_id": org_id,
+        "user_id": user.pk,
+        "amount": amount,
+        "request_id": request_id,
+        "now": now,
+        "expires_at": now + timedelta(seconds=ttl),
+    }
+    try:
+        with transaction.atomic(), ledger_cursor() as cursor:
+            reservation_id, free = holds.hold(cursor, params)
+        return ReservationResult(reservation_id=reservation_id, amount=amount, remaining_credits=free)
+    except NotApplied:
+        pass  # rolled back: the ORM path below replays, refuses with a typed error, or holds
     if org_id is not None:
         _require_active_org(org_id)
     try:
@@ -314,6 +335,40 @@ def _lock_reservation_payer(reservation: CreditReservation, *, with_pool: bool) 
     return _Payer(pool=pool, account=allocation)
 
 
+def _settle_fast(
+    reservation_id: int, amount: int, caller_metadata: dict[str, Any], *, params: dict[str, Any]
+) -> DeductionResult | None:
+    """The common settlement (a held reservation, a cost the payer can pay) as SQL; None when
+    it does not apply (rolled back: ``settle_reservation``'s ORM path handles the rest)."""
+    try:
+        with transaction.atomic(), ledger_cursor() as cursor:
+            held = holds.read_held(cursor, reservation_id)
+            params["now"] = timezone.now()
+            params["metadata"] = Jsonb(
+                {
+                    **caller_metadata,
+                    "reservation_id": reservation_id,
+                    "held_credits": held.amount,
+                    "requested_credits": amount,
+                }
+            )
+            done = holds.settle(cursor, held, params)
+            if held.org_id is not None and done.allocation_id is not None:
+                audit_exhaustion(
+                    org_id=held.org_id,
+                    user=held.user_id,
+                    allocation_id=done.allocation_id,
+                    allocated=done.allocated,
+                    used_before=done.used - amount,
+                    used_after=done.used,
+                )
+    except NotApplied:
+        return None
+    return DeductionResult(
+        success=True, remaining_credits=done.free, credits_charged=amount, attribution_id=done.attribution_id
+    )
+
+
 def settle_reservation(
     *,
     reservation_id: int,
@@ -338,6 +393,15 @@ def settle_reservation(
         output_tokens=output_tokens,
         metadata=metadata,
     )
+    settled = _settle_fast(reservation_id, actual_amount, caller_metadata, params={
+        "amount": actual_amount,
+        "service_type": service_type,
+        "service_name": service_name,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+    })  # fmt: skip
+    if settled is not None:
+        return settled
     reservation = _load_reservation(reservation_id)
     user = reservation.user
     with transaction.atomic():

@@ -15,16 +15,12 @@ If any statement changes nothing the transaction rolls back, and only then does 
 path work out why: a replay (return the first result), or the typed refusal.
 Individual credits follow the same pattern with the user's balance row as the only lock.
 
-With ``LEDGER_PREPARED_STATEMENTS`` (default on) the statements run on a server-side binding
-psycopg cursor, so PostgreSQL plans them once per connection. Behind a transaction-mode
-pooler, that needs pgbouncer ≥ 1.21 with ``max_prepared_statements`` set; turn it off otherwise.
+Statements run through ``billing.services.sql`` (prepared once per connection).
 """
 
 from typing import Any
 
-import psycopg
-from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -49,6 +45,13 @@ from billing.services.charging import (
     find_charge,
     replay_charge,
     validate_charge_fields,
+)
+from billing.services.sql import (
+    INSERT_INDIVIDUAL_CHARGE,
+    INSERT_ORG_CHARGE,
+    NotApplied,
+    fetch_one,
+    ledger_cursor,
 )
 from organizations.models import Organization, OrganizationMember, User
 
@@ -81,64 +84,19 @@ CHARGE_INDIVIDUAL = """
     RETURNING NULL::bigint, total_credits, used_credits, total_credits - used_credits - reserved_credits
 """
 
-_INSERT_CHARGE = """
-    INSERT INTO credit_usage_attribution (
-        org_id, user_id, allocation_id, service_type, service_name, input_tokens, output_tokens,
-        credits_used, balance_after, request_id, request_metadata, created_at
-    ) VALUES (
-        %(org_id)s, %(user_id)s, %(allocation_id)s, %(service_type)s, %(service_name)s,
-        %(input_tokens)s, %(output_tokens)s, %(amount)s, %(balance_after)s, %(request_id)s,
-        %(metadata)s, %(now)s
-    )
-"""
-INSERT_ORG_CHARGE = (
-    _INSERT_CHARGE + "ON CONFLICT (org_id, request_id) WHERE org_id IS NOT NULL DO NOTHING RETURNING id"
-)
-INSERT_INDIVIDUAL_CHARGE = (
-    _INSERT_CHARGE + "ON CONFLICT (user_id, request_id) WHERE org_id IS NULL DO NOTHING RETURNING id"
-)
-
-
-class _NotCharged(Exception):
-    """Raised inside the atomic block to roll the attempt back; never leaves this module."""
-
-
-def _cursor() -> Any:
-    if not settings.LEDGER_PREPARED_STATEMENTS:
-        return connection.cursor()
-    connection.ensure_connection()
-    raw = connection.connection
-    # Django opens connections with prepare_threshold=None (no prepared statements at all) and
-    # binds parameters client-side, which never prepares. Re-enabling the threshold changes
-    # nothing for Django's cursors; this server-binding cursor then plans each statement once.
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = 5
-    return psycopg.Cursor(raw)
-
-
-def _fetch_one(cursor: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
-    if isinstance(cursor, psycopg.Cursor):
-        cursor.execute(sql, params, prepare=True)
-    else:
-        cursor.execute(sql, params)
-    row = cursor.fetchone()
-    if row is None:
-        raise _NotCharged
-    return tuple(row)
-
 
 def _try_charge(params: dict[str, Any], *, user: User) -> DeductionResult:
     org_id = params["org_id"]
-    with transaction.atomic(), _cursor() as cursor:
+    with transaction.atomic(), ledger_cursor() as cursor:
         if org_id is None:
-            _, allocated, used, free = _fetch_one(cursor, CHARGE_INDIVIDUAL, params)
+            _, allocated, used, free = fetch_one(cursor, CHARGE_INDIVIDUAL, params)
             insert = INSERT_INDIVIDUAL_CHARGE
         else:
-            _fetch_one(cursor, CHARGE_POOL, params)
-            params["allocation_id"], allocated, used, free = _fetch_one(cursor, CHARGE_ALLOCATION, params)
+            fetch_one(cursor, CHARGE_POOL, params)
+            params["allocation_id"], allocated, used, free = fetch_one(cursor, CHARGE_ALLOCATION, params)
             insert = INSERT_ORG_CHARGE
         params["balance_after"] = free
-        (attribution_id,) = _fetch_one(cursor, insert, params)
+        (attribution_id,) = fetch_one(cursor, insert, params)
         if org_id is not None:
             audit_exhaustion(
                 org_id=org_id,
@@ -230,7 +188,7 @@ def deduct_credits(
         params["now"] = timezone.now()
         try:
             return _try_charge(dict(params), user=user)
-        except _NotCharged:
+        except NotApplied:
             previous = find_charge(org_id, user, request_id)
             if previous is not None:
                 return replay_charge(previous, user=user, amount=amount)
