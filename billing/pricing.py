@@ -49,9 +49,10 @@ class PriceSnapshot:
 def price_for(model: str, *, size: str | None = None, quality: str | None = None) -> PriceSnapshot:
     """The active price of ``model`` now (``unknown_model`` if none); ``size``/``quality`` pick
     an image price from ``image_prices`` when one is set."""
-    price = ModelPrice.objects.filter(model=model, is_active=True).first()
-    if price is None:
-        raise UnknownModel(details={"model": model})
+    try:  # model is unique: .get() compiles no ORDER BY (this runs on every gateway call)
+        price = ModelPrice.objects.get(model=model, is_active=True)
+    except ModelPrice.DoesNotExist:
+        raise UnknownModel(details={"model": model}) from None
     image = price.image_credits
     key = f"{size}/{quality or 'standard'}" if size else None
     if key and key in price.image_prices:

@@ -127,16 +127,19 @@ def revoke_api_key(*, key_id: int, actor: User | None, actor_label: str = "") ->
 
 
 def authenticate_api_key(raw_key: str) -> ApiKey | None:
-    """The usable key ``raw_key`` is, with its user and org loaded; None when it is malformed,
+    """The usable key ``raw_key`` is, with its user loaded; None when it is malformed,
     unknown, revoked or expired, or its user is deactivated. Notes the use in ``last_used_at``
     (at most once a minute, so a busy key does not write on every request)."""
     if not KEY_PATTERN.fullmatch(raw_key):
         return None
-    key = ApiKey.objects.select_related("user", "org").filter(key_hash=hash_api_key(raw_key)).first()
+    # key_hash is unique: no ORDER BY, no LIMIT beyond Django's .get() guard (runs on every call).
+    try:
+        key = ApiKey.objects.select_related("user").get(key_hash=hash_api_key(raw_key))
+    except ApiKey.DoesNotExist:
+        return None
     now = timezone.now()
     if (
-        key is None
-        or key.revoked_at is not None
+        key.revoked_at is not None
         or (key.expires_at is not None and key.expires_at <= now)
         or not key.user.is_active
     ):

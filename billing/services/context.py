@@ -37,19 +37,24 @@ def resolve_billing_context(*, user: User, requested_org_id: str | None = None) 
     membership that would pay is suspended or its organization deactivated, the request is
     refused rather than silently billed to another organization (docs/decisions.md).
     """
-    memberships = OrganizationMember.objects.filter(user=user).select_related("org", "user")
+    # One query: a user has a handful of memberships, and this runs on every gateway call.
+    memberships = sorted(
+        OrganizationMember.objects.filter(user=user).select_related("org").order_by(),
+        key=lambda membership: (membership.joined_at, membership.pk),
+    )
+    for membership in memberships:
+        membership.user = user  # the error details name the user; no query for it
     if requested_org_id is not None:
-        membership = memberships.filter(org_id=requested_org_id).first()
-        if membership is None:
+        chosen = next((m for m in memberships if m.org_id == requested_org_id), None)
+        if chosen is None:
             raise NotAMember(details={"org_id": requested_org_id, "user_id": user.username})
-        return BillingContext(user=user, org_id=_usable(membership).org_id, source="explicit")
-    default = memberships.filter(is_default=True).first()
+        return BillingContext(user=user, org_id=_usable(chosen).org_id, source="explicit")
+    default = next((m for m in memberships if m.is_default), None)
     if default is not None:
         return BillingContext(user=user, org_id=_usable(default).org_id, source="default")
-    oldest = memberships.filter(status=OrganizationMember.Status.ACTIVE).order_by("joined_at", "id").first()
+    oldest = next((m for m in memberships if m.status == OrganizationMember.Status.ACTIVE), None)
     if oldest is not None:
         return BillingContext(user=user, org_id=_usable(oldest).org_id, source="oldest")
-    inactive = memberships.order_by("joined_at", "id").first()
-    if inactive is not None:
-        _usable(inactive)  # every membership is suspended or invited: this raises
+    if memberships:
+        _usable(memberships[0])  # every membership is suspended or invited: this raises
     return BillingContext(user=user, org_id=None, source="individual")
