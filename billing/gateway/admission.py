@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -56,12 +56,16 @@ def authenticate(request: HttpRequest, *, scope: str) -> Caller:
     classes = cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     # Parsers too: the session's CSRF check reads request.POST.
     parsers = cast(list[type[BaseParser]], api_settings.DEFAULT_PARSER_CLASSES)
-    drf_request = Request(
-        request, authenticators=[auth() for auth in classes], parsers=[parser() for parser in parsers]
-    )
-    user = drf_request.user  # raises AuthenticationFailed / PermissionDenied (CSRF)
-    if user is None or not user.is_authenticated:
-        raise NotAuthenticated()
+    authenticators = [auth() for auth in classes]
+    drf_request = Request(request, authenticators=authenticators, parsers=[parser() for parser in parsers])
+    try:
+        user = drf_request.user  # raises AuthenticationFailed / PermissionDenied (CSRF)
+        if user is None or not user.is_authenticated:
+            raise NotAuthenticated()
+    except (NotAuthenticated, AuthenticationFailed) as refusal:
+        # As DRF's views do: a 401 names the scheme to use (WWW-Authenticate).
+        refusal.auth_header = authenticators[0].authenticate_header(drf_request)  # type: ignore[union-attr]
+        raise
     key = request_api_key(drf_request)
     if key is not None and scope not in key.scopes:
         raise PermissionDenied(ApiKeyScopePermission.message)

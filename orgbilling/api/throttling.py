@@ -6,9 +6,9 @@ tightest as ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-R
 """
 
 import time
-from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from rest_framework.request import Request
@@ -75,15 +75,32 @@ class SubscriptionChangeThrottle(_ReportingThrottle):
 
 
 class RateLimitHeadersMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    """Copies the throttle's figures onto the response. Sync and async (no thread hop under
+    ASGI: it only touches the request and response objects)."""
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        figures = getattr(request, "rate_limit", None)
-        if figures is not None:
-            limit, remaining, _seconds, reset_at = figures
-            response["X-RateLimit-Limit"] = str(limit)
-            response["X-RateLimit-Remaining"] = str(remaining)
-            response["X-RateLimit-Reset"] = str(reset_at)
-        return response
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        return _with_rate_limit_headers(request, self.get_response(request))
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        return _with_rate_limit_headers(request, await self.get_response(request))
+
+
+def _with_rate_limit_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    figures = getattr(request, "rate_limit", None)
+    if figures is not None:
+        limit, remaining, _seconds, reset_at = figures
+        response["X-RateLimit-Limit"] = str(limit)
+        response["X-RateLimit-Remaining"] = str(remaining)
+        response["X-RateLimit-Reset"] = str(reset_at)
+    return response

@@ -24,3 +24,11 @@ LLM_GATEWAY_DB_THREADS: int = env.int("LLM_GATEWAY_DB_THREADS", default=8)
 LLM_DAILY_QUOTA_PERCENT: int = env.int("LLM_DAILY_QUOTA_PERCENT", default=10)
 # How long an organization's plan quota is cached (plan changes take effect within this).
 LLM_QUOTA_PLAN_CACHE_SECONDS: int = env.int("LLM_QUOTA_PLAN_CACHE_SECONDS", default=60)
+# The middleware of the gateway's endpoints (/api/v1/llm/, billing/gateway/asgi.py): each runs
+# on the event loop. Everything else is served with MIDDLEWARE.
+LLM_GATEWAY_MIDDLEWARE: list[str] = [
+    "billing.gateway.asgi.GatewaySecurityMiddleware",
+    "billing.gateway.asgi.GatewaySessionMiddleware",
+    "billing.gateway.asgi.GatewayAuthenticationMiddleware",
+    "orgbilling.api.throttling.RateLimitHeadersMiddleware",
+]
