@@ -3,11 +3,13 @@ charged less than it consumed; all arithmetic is ``Decimal``."""
 
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
+from functools import cache
 from typing import Any
 
 from billing.errors import UnknownModel
 from billing.models import ModelPrice
 from billing.money import MILLICREDITS_PER_CREDIT
+from orgbilling.db import Columns, fetch_instances
 
 TOKENS_PER_PRICE_UNIT = 1_000_000
 
@@ -46,13 +48,21 @@ class PriceSnapshot:
         return _to_millicredits(Decimal(count) * self.image_credits)
 
 
+_PRICE = Columns(ModelPrice, "p")
+
+
+@cache
+def _active_price_sql() -> str:
+    return f"SELECT {_PRICE.sql} FROM model_prices p WHERE p.model = %(model)s AND p.is_active"
+
+
 def price_for(model: str, *, size: str | None = None, quality: str | None = None) -> PriceSnapshot:
     """The active price of ``model`` now (``unknown_model`` if none); ``size``/``quality`` pick
     an image price from ``image_prices`` when one is set."""
-    try:  # model is unique: .get() compiles no ORDER BY (this runs on every gateway call)
-        price = ModelPrice.objects.get(model=model, is_active=True)
-    except ModelPrice.DoesNotExist:
-        raise UnknownModel(details={"model": model}) from None
+    rows = fetch_instances(_active_price_sql(), {"model": model}, _PRICE)
+    if not rows:
+        raise UnknownModel(details={"model": model})
+    (price,) = rows[0]
     image = price.image_credits
     key = f"{size}/{quality or 'standard'}" if size else None
     if key and key in price.image_prices:

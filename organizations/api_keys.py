@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.db import transaction
 from django.db.models import Q, QuerySet
@@ -21,6 +22,7 @@ from django.utils import timezone
 from billing.services.audit import record_audit_event
 from organizations.models import ApiKey, User
 from organizations.selectors import org_access
+from orgbilling.db import Columns, fetch_instances
 from orgbilling.errors import NotFound, ValidationFailed
 
 KEY_PREFIX = "obk_"
@@ -126,17 +128,30 @@ def revoke_api_key(*, key_id: int, actor: User | None, actor_label: str = "") ->
     return key
 
 
+_KEY = Columns(ApiKey, "k")
+_KEY_USER = Columns(User, "u")
+
+
+@cache
+def _key_with_user_sql() -> str:
+    """The key and its user in one prepared statement (every API-key request runs it)."""
+    return (
+        f"SELECT {_KEY.sql}, {_KEY_USER.sql} FROM api_keys k JOIN users u ON u.id = k.user_id"
+        " WHERE k.key_hash = %(key_hash)s"
+    )
+
+
 def authenticate_api_key(raw_key: str) -> ApiKey | None:
     """The usable key ``raw_key`` is, with its user loaded; None when it is malformed,
     unknown, revoked or expired, or its user is deactivated. Notes the use in ``last_used_at``
     (at most once a minute, so a busy key does not write on every request)."""
     if not KEY_PATTERN.fullmatch(raw_key):
         return None
-    # key_hash is unique: no ORDER BY, no LIMIT beyond Django's .get() guard (runs on every call).
-    try:
-        key = ApiKey.objects.select_related("user").get(key_hash=hash_api_key(raw_key))
-    except ApiKey.DoesNotExist:
+    rows = fetch_instances(_key_with_user_sql(), {"key_hash": hash_api_key(raw_key)}, _KEY, _KEY_USER)
+    if not rows:
         return None
+    key, user = rows[0]
+    key.user = user
     now = timezone.now()
     if (
         key.revoked_at is not None

@@ -66,6 +66,15 @@ class GatewayASGIHandler(ASGIHandler):
     """Django's ASGI handler with ``settings.LLM_GATEWAY_MIDDLEWARE`` instead of ``MIDDLEWARE``.
     Every entry must be async-capable and have no view, template-response or exception hooks."""
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"The gateway serves HTTP only, not {scope['type']}.")
+        # Django wraps each request in a ThreadSensitiveContext, which starts (and joins) a
+        # thread per request for its thread-sensitive calls. The gateway's few (the request
+        # signals' sync receivers, saving a browser's session) share asgiref's one thread
+        # instead; its database work has its own threads (billing.gateway.db).
+        await self.handle(scope, receive, send)
+
     def load_middleware(self, is_async: bool = False) -> None:
         if not is_async:
             raise ImproperlyConfigured("GatewayASGIHandler serves ASGI only.")

@@ -1,10 +1,12 @@
 """Which account pays for a user's request: an organization's allocation, or their own credits."""
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from billing.errors import NotAMember, OrganizationInactive
-from organizations.models import OrganizationMember, User
+from organizations.models import Organization, OrganizationMember, User
+from orgbilling.db import Columns, fetch_instances
 
 ContextSource = Literal["explicit", "default", "oldest", "individual"]
 
@@ -30,6 +32,19 @@ def _usable(membership: OrganizationMember) -> OrganizationMember:
     return membership
 
 
+_MEMBER = Columns(OrganizationMember, "m")
+_ORG = Columns(Organization, "o")
+
+
+@cache
+def _memberships_sql() -> str:
+    # One prepared query: a user has a handful of memberships, and this runs on every gateway call.
+    return (
+        f"SELECT {_MEMBER.sql}, {_ORG.sql} FROM organization_members m"
+        " JOIN organizations o ON o.id = m.org_id WHERE m.user_id = %(user_id)s ORDER BY m.joined_at, m.id"
+    )
+
+
 def resolve_billing_context(*, user: User, requested_org_id: str | None = None) -> BillingContext:
     """Explicit org → the default membership → the oldest membership → individual credits.
 
@@ -37,13 +52,10 @@ def resolve_billing_context(*, user: User, requested_org_id: str | None = None) 
     membership that would pay is suspended or its organization deactivated, the request is
     refused rather than silently billed to another organization (docs/decisions.md).
     """
-    # One query: a user has a handful of memberships, and this runs on every gateway call.
-    memberships = sorted(
-        OrganizationMember.objects.filter(user=user).select_related("org").order_by(),
-        key=lambda membership: (membership.joined_at, membership.pk),
-    )
-    for membership in memberships:
-        membership.user = user  # the error details name the user; no query for it
+    memberships = []
+    for membership, org in fetch_instances(_memberships_sql(), {"user_id": user.pk}, _MEMBER, _ORG):
+        membership.org, membership.user = org, user
+        memberships.append(membership)
     if requested_org_id is not None:
         chosen = next((m for m in memberships if m.org_id == requested_org_id), None)
         if chosen is None:

@@ -5,16 +5,13 @@ as a few conditional statements inside the caller's ``transaction.atomic()`` blo
 statement that changes nothing raises ``NotApplied``, which rolls the attempt back; the caller
 then works out why on the ORM path (a replay, a typed refusal, or a state that moved).
 
-With ``LEDGER_PREPARED_STATEMENTS`` (default on) the statements run on a server-side binding
-psycopg cursor, so PostgreSQL plans each once per connection. Behind a transaction-mode
-pooler, that needs pgbouncer ≥ 1.21 with ``max_prepared_statements`` set; turn it off otherwise.
+Statements are prepared once per connection (``orgbilling.db``, ``LEDGER_PREPARED_STATEMENTS``).
 """
 
 from typing import Any
 
-import psycopg
-from django.conf import settings
-from django.db import connection
+from orgbilling.db import execute
+from orgbilling.db import prepared_cursor as ledger_cursor
 
 # The attribution row of a charge (a deduction or a settled hold), unless its request id was
 # charged before: whoever wrote that row held the same lock first and has committed by now.
@@ -40,25 +37,12 @@ class NotApplied(Exception):
     """A conditional statement matched no row; raised inside ``atomic()`` to roll back."""
 
 
-def ledger_cursor() -> Any:
-    if not settings.LEDGER_PREPARED_STATEMENTS:
-        return connection.cursor()
-    connection.ensure_connection()
-    raw = connection.connection
-    # Django opens connections with prepare_threshold=None (no prepared statements at all) and
-    # binds parameters client-side, which never prepares. Re-enabling the threshold changes
-    # nothing for Django's cursors; this server-binding cursor then plans each statement once.
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = 5
-    return psycopg.Cursor(raw)
+__all__ = ["INSERT_INDIVIDUAL_CHARGE", "INSERT_ORG_CHARGE", "NotApplied", "fetch_one", "ledger_cursor"]
 
 
 def fetch_one(cursor: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
     """Run ``sql`` and return its one row, or raise ``NotApplied``."""
-    if isinstance(cursor, psycopg.Cursor):
-        cursor.execute(sql, params, prepare=True)
-    else:
-        cursor.execute(sql, params)
+    execute(cursor, sql, params)
     row = cursor.fetchone()
     if row is None:
         raise NotApplied

@@ -121,3 +121,31 @@ def test_individual_credits_hold_and_settle_in_sql(make_funded_member):
     assert (balance.used_credits, balance.reserved_credits, done.free) == (mc("0.5"), 0, mc("4.5"))
     assert CreditUsageAttribution.objects.get(pk=done.attribution_id).org_id is None
     assert find_all_drifts() == []
+
+
+@pytest.mark.parametrize("prepared", [True, False])
+def test_the_gateways_reads_and_holds_agree_with_and_without_prepared_statements(
+    settings, make_funded_member, prepared
+):
+    from decimal import Decimal
+
+    from billing.pricing import ensure_model_price, price_for
+    from billing.services import resolve_billing_context
+    from organizations.api_keys import authenticate_api_key, create_api_key
+
+    settings.LEDGER_PREPARED_STATEMENTS = prepared
+    org, user, allocation = make_funded_member(pool=100, allocation=10)
+    raw_key = create_api_key(user=user, name="hot path", scopes=["write"])[1]
+    ensure_model_price(model="hot-model", input_per_million=Decimal(1000), output_per_million=Decimal(2000),
+                       image=Decimal("0.5"))  # fmt: skip
+    for n in range(7):  # past psycopg's prepare threshold
+        key = authenticate_api_key(raw_key)
+        assert key is not None and (key.user, key.scopes) == (user, ["write"])
+        assert resolve_billing_context(user=key.user).org_id == org.id
+        price = price_for("hot-model")
+        assert (price.input_credits_per_million, price.image_credits) == (Decimal(1000), Decimal("0.5"))
+        hold = reserve_credits(user=user, org_id=org.id, amount=mc(1), request_id=f"hot-{n}")
+        settle_reservation(reservation_id=hold.reservation_id, actual_amount=mc("0.5"))
+    allocation.refresh_from_db()
+    assert (allocation.used_credits, allocation.reserved_credits) == (mc("3.5"), 0)
+    assert find_all_drifts() == []

@@ -1,0 +1,84 @@
+"""Prepared SQL for the per-request hot paths (the ledger's charges, the gateway's reads).
+
+On this project's hardware the ORM spends about a millisecond building and compiling each
+query (docs/benchmarks.md). The few statements that run on every metered call are written as
+SQL, run on a server-side binding psycopg cursor so PostgreSQL plans each once per connection,
+and turned back into model instances with ``Model.from_db`` (field converters applied), so
+callers still get ordinary models.
+
+With ``LEDGER_PREPARED_STATEMENTS`` off (a transaction-mode pooler older than pgbouncer 1.21,
+or without ``max_prepared_statements``) they run on Django's cursor, unprepared.
+"""
+
+from functools import cached_property
+from typing import Any, Generic, TypeVar
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+def prepared_cursor() -> Any:
+    """A cursor on the default connection whose statements are prepared (see the module)."""
+    if not settings.LEDGER_PREPARED_STATEMENTS:
+        return connection.cursor()
+    connection.ensure_connection()
+    raw = connection.connection
+    # Django opens connections with prepare_threshold=None (no prepared statements at all) and
+    # binds parameters client-side, which never prepares. Re-enabling the threshold changes
+    # nothing for Django's cursors; this server-binding cursor then plans each statement once.
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 5
+    return psycopg.Cursor(raw)
+
+
+def execute(cursor: Any, sql: str, params: dict[str, Any]) -> None:
+    if isinstance(cursor, psycopg.Cursor):
+        cursor.execute(sql, params, prepare=True)
+    else:
+        cursor.execute(sql, params)
+
+
+class Columns(Generic[M]):
+    """A model's columns in a SELECT (under a table alias), and the instance from a row."""
+
+    def __init__(self, model: type[M], alias: str) -> None:
+        self.model = model
+        self.alias = alias
+
+    @cached_property
+    def _fields(self) -> list[Any]:
+        return list(self.model._meta.concrete_fields)
+
+    @cached_property
+    def sql(self) -> str:
+        return ", ".join(f'{self.alias}."{field.column}"' for field in self._fields)
+
+    @property
+    def width(self) -> int:
+        return len(self._fields)
+
+    def build(self, values: tuple[Any, ...] | list[Any]) -> M:
+        converted = [
+            field.from_db_value(value, None, connection) if hasattr(field, "from_db_value") else value
+            for field, value in zip(self._fields, values, strict=True)
+        ]
+        return self.model.from_db(connection.alias, [field.attname for field in self._fields], converted)
+
+
+def fetch_instances(sql: str, params: dict[str, Any], *columns: Columns[Any]) -> list[tuple[Any, ...]]:
+    """Run a SELECT of ``columns`` (in that order) and build the instances of every row."""
+    with prepared_cursor() as cursor:
+        execute(cursor, sql, params)
+        rows = cursor.fetchall()
+    result = []
+    for row in rows:
+        instances, start = [], 0
+        for spec in columns:
+            instances.append(spec.build(row[start : start + spec.width]))
+            start += spec.width
+        result.append(tuple(instances))
+    return result
