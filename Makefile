@@ -60,8 +60,9 @@ run: venv
 	$(PY) manage.py ensure_dev_admin; \
 	celery_pids=""; started_redis=""; \
 	cleanup() { \
-		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; fi; \
-		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Celery and Redis."; fi; \
+		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; \
+			echo "Stopped the Celery worker and beat."; fi; \
+		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; fi; \
 	}; \
 	trap cleanup EXIT; \
 	if [ -z "$$CELERY_BROKER_URL" ] && command -v redis-server >/dev/null 2>&1; then \
