@@ -1,20 +1,31 @@
 """Allocations past expires_at are expired (unused credits back to the pool), with a frozen clock."""
 
+import logging
+import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 import time_machine
 from django.core.management import call_command
+from django.db import connection, transaction
 
 from billing.errors import AllocationExpired
 from billing.models import AuditEvent, CreditReservation, OrganizationCreditPool
 from billing.selectors.reconciliation import find_all_drifts
-from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits, reserve_credits
+from billing.services import (
+    add_credits_to_pool,
+    allocate_credits_to_user,
+    deduct_credits,
+    expiry,
+    reserve_credits,
+)
 from billing.services.expiry import Skipped, expire_allocation
 from billing.tasks import expire_allocations, expire_reservations
 from organizations.services import add_member
+from orgbilling.celery import app as celery_app
 from tests.billing.tasks.conftest import at
+from tests.concurrency import run_concurrently
 from tests.conftest import mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
 
@@ -146,3 +157,64 @@ def test_expire_allocations_command_dry_run_lists_and_changes_nothing():
     allocation.refresh_from_db()
     assert not allocation.is_active
     assert AuditEvent.objects.get(action="allocation.expired").actor_label == "command:expire_allocations"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_meets_a_lock_timeout_is_retried_until_it_succeeds(caplog):
+    # given: an expired allocation whose pool another transaction keeps locked for a moment
+    with time_machine.travel(START, tick=False):
+        org, _user, allocation = member_with_expiring_allocation()
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_pool_lock() -> None:
+        try:
+            with transaction.atomic():
+                OrganizationCreditPool.objects.select_for_update().get(org_id=org.id)
+                locked.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    blocker = threading.Thread(target=hold_pool_lock)
+    blocker.start()
+    assert locked.wait(10)
+    threading.Timer(1.0, release.set).start()
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '500ms'")
+    celery_app.conf.task_eager_propagates = False
+    try:
+        # when: the task runs while the lock is held (applied in-process, where Celery runs each
+        # retry at once instead of after its backoff; without propagation Celery handles them)
+        with (
+            time_machine.travel(START + timedelta(days=2)),
+            caplog.at_level(logging.INFO, logger="celery.app.trace"),
+        ):
+            outcome = expire_allocations.apply(throw=False)
+    finally:
+        celery_app.conf.task_eager_propagates = True
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
+        release.set()
+        blocker.join(10)
+
+    # then: the lock timeout was retried, and the retry expired the allocation
+    assert any("retry" in r.getMessage().lower() and "lock" in r.getMessage().lower() for r in caplog.records)
+    assert outcome.successful(), outcome.traceback
+    assert outcome.result["expired"] == 1
+    allocation.refresh_from_db()
+    assert not allocation.is_active
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_expiry_passes_return_the_credits_once():
+    with time_machine.travel(START, tick=False):
+        members = [member_with_expiring_allocation() for _ in range(3)]
+    with time_machine.travel(START + timedelta(days=1), tick=False):
+        results = run_concurrently(lambda _i: expiry.expire_allocations(), 6)
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    assert sum(len(r.expired) for r in results) == 3
+    assert sum(r.returned_to_pool for r in results) == mc(300)
+    assert AuditEvent.objects.filter(action="allocation.expired").count() == 3
+    for org, _user, _allocation in members:
+        assert OrganizationCreditPool.objects.get(org=org).allocated_credits == 0
+    assert find_all_drifts() == []
