@@ -8,11 +8,16 @@ PY := $(VENV)/bin/python
 PG := scripts/pg.sh
 DEV_PG_DIR := .pg/dev
 DEV_PG_PORT ?= 54329
+REDIS := scripts/redis.sh
+# Local dev state lives under .pg/ (git-ignored): the Redis server and beat's schedule file.
+DEV_REDIS_DIR := .pg/redis
+DEV_REDIS_PORT ?= 56379
+CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= orgbilling.settings.dev
 
-.PHONY: help venv db db-stop run test lint format bench migrate
+.PHONY: help venv db db-stop redis-stop run test lint format bench migrate
 
 help:
 	@echo "make run    set up everything and serve http://$(HOST):$(PORT)"
@@ -20,6 +25,7 @@ help:
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  deduction benchmark (benchmarks/deductions.py)"
 	@echo "make db-stop  stop the local dev PostgreSQL"
+	@echo "make redis-stop  stop the local dev Redis (make run stops it on exit)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,14 +46,38 @@ db:
 db-stop:
 	$(PG) stop $(DEV_PG_DIR)
 
+redis-stop:
+	$(REDIS) stop $(DEV_REDIS_DIR)
+
+# Celery: with Redis available (CELERY_BROKER_URL set, or redis-server installed, then started
+# here on loopback) a worker and beat run beside the web server and stop with it; otherwise
+# tasks run eagerly in-process and nothing periodic runs. Either way it says which.
 run: venv
 	@set -e; export DATABASE_URL="$(call dev_database_url)"; \
 	echo "Database: $$DATABASE_URL"; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
+	celery_pids=""; started_redis=""; \
+	cleanup() { \
+		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; \
+			echo "Stopped the Celery worker and beat."; fi; \
+		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; fi; \
+	}; \
+	trap cleanup EXIT; \
+	if [ -z "$$CELERY_BROKER_URL" ] && command -v redis-server >/dev/null 2>&1; then \
+		export CELERY_BROKER_URL=$$($(REDIS) start $(DEV_REDIS_DIR) $(DEV_REDIS_PORT)); started_redis=1; \
+	fi; \
+	if [ -n "$$CELERY_BROKER_URL" ]; then \
+		$(CELERY) -A orgbilling worker -l info --concurrency 2 & celery_pids="$$!"; \
+		$(CELERY) -A orgbilling beat -l info --schedule .pg/celerybeat-schedule & \
+		celery_pids="$$celery_pids $$!"; \
+		echo "Celery: a worker and beat on $$CELERY_BROKER_URL run the periodic tasks (their logs are interleaved below)"; \
+	else \
+		echo "Celery: no Redis (redis-server not installed, CELERY_BROKER_URL unset): tasks run eagerly in-process; periodic tasks do not run (scripts/redis.sh install, or set CELERY_BROKER_URL)"; \
+	fi; \
 	echo "Serving (ASGI, uvicorn) on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs/, health: /healthz)"; \
-	exec $(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
+	$(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
 		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates
 
 # A throwaway cluster for the whole run, removed afterwards whatever the outcome.

@@ -361,3 +361,7 @@ class ModelPriceAdmin(admin.ModelAdmin):
     list_filter = ("is_active",)
     search_fields = ("model",)
     list_editable = ("is_active",)
+
+
+# Rows kept by the periodic tasks (rollups, usage alerts).
+import billing.usage_admin  # noqa: E402,F401

@@ -543,3 +543,6 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return self.model
+
+
+from billing.usage_models import UsageAlert, UsageDailyRollup  # noqa: E402,F401

@@ -174,3 +174,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# Celery: task behaviour, the beat schedule, alert e-mail (its own module).
+from orgbilling.settings.tasks import *  # noqa: E402,F403

@@ -1,0 +1,108 @@
+"""Celery tasks of the billing app: thin wrappers over the services, retried with backoff.
+
+Every periodic task is idempotent (a re-run or a duplicate delivery changes nothing more), so
+tasks are acknowledged late and a worker lost mid-task means the task runs again. Transient
+database errors (a dropped connection, a deadlock victim, a lock timeout) are retried with
+exponential backoff and jitter; anything else fails the run and the next scheduled run
+starts over. The schedule is ``CELERY_BEAT_SCHEDULE`` in ``orgbilling/settings/tasks.py``.
+"""
+
+import logging
+from datetime import date
+from smtplib import SMTPException
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import InterfaceError, OperationalError
+
+from billing.errors import ReservationNotHeld
+from billing.services import alerts, expiry, rollups
+from billing.services.charging import expire_reservations as release_expired_holds
+
+logger = logging.getLogger(__name__)
+
+# Errors worth another try: the database was briefly unreachable, or chose us as a deadlock
+# victim / timed out on a lock (both surface as OperationalError).
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+_RETRYING: dict[str, Any] = {
+    "autoretry_for": TRANSIENT_DB_ERRORS,
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "acks_late": True,
+}
+
+RESERVATION_BATCH = 1000
+
+
+@shared_task(name="billing.tasks.expire_allocations", **_RETRYING)
+def expire_allocations() -> dict[str, Any]:
+    """Deactivate allocations past ``expires_at``; their unused credits return to the pool."""
+    outcome = expiry.expire_allocations()
+    return {
+        "expired": len(outcome.expired),
+        "returned_to_pool": outcome.returned_to_pool,
+        "skipped_with_holds": outcome.skipped_with_holds,
+    }
+
+
+@shared_task(name="billing.tasks.expire_reservations", **_RETRYING)
+def expire_reservations() -> dict[str, Any]:
+    """Release holds past their ``expires_at`` (their caller never settled them)."""
+    expired = 0
+    while True:
+        try:
+            batch = release_expired_holds(limit=RESERVATION_BATCH)
+        except ReservationNotHeld:
+            # Settled between being listed and being released: no longer stale. The listing
+            # is taken afresh, so the loop still ends.
+            continue
+        expired += batch
+        if batch < RESERVATION_BATCH:
+            return {"expired": expired}
+
+
+@shared_task(name="billing.tasks.rollup_usage", **_RETRYING)
+def rollup_usage(since: str | None = None) -> dict[str, Any]:
+    """Recompute ``UsageDailyRollup`` from ``since`` (ISO date) to today; default yesterday."""
+    first, last = rollups.default_days()
+    if since is not None:
+        first = date.fromisoformat(since)
+    rows = rollups.rollup_usage(first_day=first, last_day=last)
+    return {"first_day": first.isoformat(), "last_day": last.isoformat(), "rows": rows}
+
+
+@shared_task(name="billing.tasks.evaluate_usage_alerts", **_RETRYING)
+def evaluate_usage_alerts() -> dict[str, Any]:
+    """Fire and resolve the 50/80/90/100 % usage alerts of allocations and pools."""
+    result = alerts.evaluate_usage_alerts()
+    return {
+        "targets_checked": result.targets_checked,
+        "triggered": result.count("triggered"),
+        "resolved": result.count("resolved"),
+    }
+
+
+@shared_task(name="billing.tasks.reconcile_credits", **_RETRYING)
+def reconcile_credits() -> dict[str, Any]:
+    """Check every cross-row ledger invariant; alert operations on any drift."""
+    drifts = alerts.alert_on_ledger_drift()
+    return {"drifts": len(drifts)}
+
+
+@shared_task(
+    name="billing.tasks.send_email",
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=30,
+    retry_backoff_max=3600,
+    retry_jitter=True,
+    max_retries=8,
+    acks_late=True,
+)
+def send_email(*, subject: str, body: str, recipients: list[str]) -> int:
+    """Send one plain-text e-mail; a mail server that is down is retried for about a day."""
+    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)

@@ -1,0 +1,69 @@
+"""Celery, the beat schedule and alert e-mail settings. Star-imported at the end of base.py.
+
+The broker and result backend (``CELERY_BROKER_URL``, ``CELERY_RESULT_BACKEND``) are read in
+base.py: without a broker, tasks run eagerly in-process (dev, tests) and nothing is scheduled.
+"""
+
+from datetime import timedelta
+
+from celery.schedules import crontab
+
+from orgbilling.settings.env import env
+
+# Tasks are idempotent: acknowledge after they ran, so a worker killed mid-task means a re-run,
+# not a lost run. One message at a time per worker process (tasks are long-ish, not many).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=15 * 60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=20 * 60)
+# Redis redelivers an unacknowledged message after the visibility timeout: keep it above the
+# longest a task may run, or a slow task would be started twice.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Django's LOGGING stays in charge
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+
+# Beat skips (and logs) entries whose task is not installed, e.g. the payments tasks on a
+# checkout without billing/payments (orgbilling/celery.py).
+CELERY_BEAT_SCHEDULER = "orgbilling.celery:InstalledTasksScheduler"
+
+
+def _every(seconds: int, task: str) -> dict[str, object]:
+    # A run still queued when the next one is due is dropped, so a stopped worker does not come
+    # back to a pile of identical runs.
+    return {"task": task, "schedule": timedelta(seconds=seconds), "options": {"expires": seconds}}
+
+
+def _at(schedule: crontab, task: str, expires: int) -> dict[str, object]:
+    return {"task": task, "schedule": schedule, "options": {"expires": expires}}
+
+
+# Every entry names its task by its registered name. Times are UTC (CELERY_TIMEZONE).
+CELERY_BEAT_SCHEDULE = {
+    # Subscriptions and invoices (billing/payments/tasks.py).
+    "sync-lago-invoices": _at(crontab(minute=7), "billing.payments.tasks.sync_lago_invoices", 3600),
+    "retry-pending-subscriptions": _every(5 * 60, "billing.payments.tasks.retry_pending_subscriptions"),
+    # The ledger (billing/tasks.py).
+    "expire-reservations": _every(2 * 60, "billing.tasks.expire_reservations"),
+    "expire-allocations": _every(5 * 60, "billing.tasks.expire_allocations"),
+    "evaluate-usage-alerts": _every(5 * 60, "billing.tasks.evaluate_usage_alerts"),
+    "rollup-usage": _every(15 * 60, "billing.tasks.rollup_usage"),
+    "reconcile-credits": _at(crontab(minute=37), "billing.tasks.reconcile_credits", 3600),
+}
+
+# Alert e-mail. EMAIL_URL as django-environ reads it: smtp+tls://user:password@host:587,
+# consolemail:// (the default: printed to the log), dummymail://.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="orgbilling <billing@localhost>")
+SERVER_EMAIL = env("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = env("EMAIL_SUBJECT_PREFIX", default="[orgbilling] ")
+# Operations: who hears about ledger drift. DJANGO_ADMINS and OPS_ALERT_EMAILS are
+# comma-separated addresses; both receive drift alerts.
+ADMINS = [(email, email) for email in env.list("DJANGO_ADMINS", default=[])]
+OPS_ALERT_EMAILS: list[str] = env.list("OPS_ALERT_EMAILS", default=[])
