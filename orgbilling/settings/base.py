@@ -174,3 +174,4 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+from orgbilling.settings.payments import *  # noqa: E402,F403
