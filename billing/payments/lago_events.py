@@ -9,7 +9,7 @@ keyed by our subscription row. Only a succeeded payment carries an amount (reven
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -18,12 +18,12 @@ from django.utils.dateparse import parse_datetime
 
 from billing.backends.base import BackendSubscription
 from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_client
-from billing.errors import OrganizationNotFound
+from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
 from billing.services.audit import record_audit_event
 from billing.services.subscriptions import grant_initial_credits, mark_subscription_active
 from organizations.models import Organization
-from orgbilling.errors import Conflict, ValidationFailed
+from orgbilling.errors import ApplicationError, Conflict, ValidationFailed
 
 logger = logging.getLogger(__name__)
 
@@ -62,18 +62,17 @@ def _org_of(obj: dict[str, Any]) -> str:
 
 
 def _when(value: Any) -> datetime | None:
-    return parse_datetime(str(value)) if value else None
+    parsed = parse_datetime(str(value)) if value else None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and timezone.is_naive(parsed) else parsed
 
 
 def _occurred(obj: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         value = obj.get(key)
         if value:
-            parsed = parse_datetime(str(value))
-            if parsed is None and len(str(value)) == 10:  # a bare date (issuing_date)
-                parsed = parse_datetime(f"{value}T00:00:00+00:00")
+            parsed = parse_datetime(str(value))  # a bare date (issuing_date) parses as midnight
             if parsed is not None:
-                return parsed
+                return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=UTC)
     return timezone.now()
 
 
@@ -119,6 +118,9 @@ class InvoiceRecorded:
 def record_lago_invoice(*, invoice: dict[str, Any], org_id: str | None = None) -> InvoiceRecorded:
     """Mirror one Lago invoice (and its payment outcome, once per outcome) into the history."""
     lago_id = _required(invoice, "lago_id", "invoice")
+    named = (invoice.get("customer") or {}).get("external_id")
+    if org_id is not None and named and named != org_id:
+        raise Conflict("The invoice belongs to another customer.", details={"lago_id": lago_id})
     org_id = org_id or _org_of(invoice)
     outcome = InvoiceRecorded()
     with transaction.atomic():
@@ -288,6 +290,7 @@ class InvoiceSyncResult:
     invoices_created: int = 0
     payments_created: int = 0
     failed_orgs: list[str] = field(default_factory=list)
+    refused_invoices: list[str] = field(default_factory=list)
 
 
 def orgs_to_sync(org_id: str | None = None) -> list[str]:
@@ -304,16 +307,19 @@ def sync_lago_invoices(
 ) -> InvoiceSyncResult:
     """Pull every invoice of each organization from Lago (paged) into the history. Idempotent:
     a second run writes nothing new. An organization whose pages fail is reported and skipped."""
-    from billing.errors import BillingBackendUnavailable
-
     client = lago_client()
     result = InvoiceSyncResult()
     for org_id in org_ids:
         result.organizations += 1
         try:
             for invoice in fetch_lago_invoices(client, org_id=org_id):
-                recorded = record_lago_invoice(invoice=invoice, org_id=org_id)
                 result.invoices_seen += 1
+                try:
+                    recorded = record_lago_invoice(invoice=invoice, org_id=org_id)
+                except ApplicationError as exc:  # not this org's, or unreadable: for ops to look at
+                    logger.error("Lago invoice %s of %s refused: %s", invoice.get("lago_id"), org_id, exc)
+                    result.refused_invoices.append(str(invoice.get("lago_id")))
+                    continue
                 result.invoices_created += recorded.invoice_created
                 result.payments_created += recorded.payment_created
         except BillingBackendUnavailable:

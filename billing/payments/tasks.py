@@ -51,4 +51,5 @@ def sync_lago_invoices(org_id: str | None = None) -> dict[str, Any]:
         "invoices_created": result.invoices_created,
         "payments_created": result.payments_created,
         "failed_orgs": result.failed_orgs,
+        "refused_invoices": result.refused_invoices,
     }

@@ -81,13 +81,17 @@ class FakeLago:
         self.plans.clear()
         self.delay_seconds = 0.0
         self.server.expect_request("/api/v1/customers", method="POST").respond_with_handler(self._customer)
-        self.server.expect_request("/api/v1/subscriptions", method="POST").respond_with_handler(self._subscribe)
-        self.server.expect_request(
-            _Prefix("/api/v1/subscriptions/"), method="DELETE"
-        ).respond_with_handler(self._terminate)
+        self.server.expect_request("/api/v1/subscriptions", method="POST").respond_with_handler(
+            self._subscribe
+        )
+        self.server.expect_request(_Prefix("/api/v1/subscriptions/"), method="DELETE").respond_with_handler(
+            self._terminate
+        )
         self.server.expect_request("/api/v1/invoices", method="GET").respond_with_handler(self._invoices)
         self.server.expect_request("/api/v1/plans", method="POST").respond_with_handler(self._plan_create)
-        self.server.expect_request(_Prefix("/api/v1/plans/"), method="PUT").respond_with_handler(self._plan_update)
+        self.server.expect_request(_Prefix("/api/v1/plans/"), method="PUT").respond_with_handler(
+            self._plan_update
+        )
         self.server.expect_request("/api/v1/webhooks/json_public_key", method="GET").respond_with_handler(
             self._public_key
         )
@@ -188,7 +192,9 @@ class FakeLago:
         existing = self.subscriptions.get(sent["external_id"])
         if existing is None:
             existing = self.subscription_payload(
-                org_id=sent["external_customer_id"], external_id=sent["external_id"], plan_code=sent["plan_code"]
+                org_id=sent["external_customer_id"],
+                external_id=sent["external_id"],
+                plan_code=sent["plan_code"],
             )
             self.subscriptions[sent["external_id"]] = existing
         elif existing["plan_code"] != sent["plan_code"]:

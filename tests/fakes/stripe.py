@@ -132,7 +132,9 @@ class FakeStripe:
         session = self.sessions[session_id]
         intent = fixture("payment_intent")
         intent.update(
-            id=f"pi_for_{session_id}", amount=session["amount_total"], metadata=session["_payment_intent_metadata"]
+            id=f"pi_for_{session_id}",
+            amount=session["amount_total"],
+            metadata=session["_payment_intent_metadata"],
         )
         return intent
 

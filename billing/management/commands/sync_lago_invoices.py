@@ -35,5 +35,10 @@ class Command(BaseCommand):
             f"{result.organizations} organizations, {result.invoices_seen} invoices seen, "
             f"{result.invoices_created} new invoices, {result.payments_created} new payments"
         )
+        problems = []
         if result.failed_orgs:
-            raise CommandError(f"billing_backend_unavailable: not synced: {', '.join(result.failed_orgs)}")
+            problems.append(f"billing_backend_unavailable: not synced: {', '.join(result.failed_orgs)}")
+        if result.refused_invoices:
+            problems.append(f"invoices refused (see the log): {', '.join(result.refused_invoices)}")
+        if problems:
+            raise CommandError("; ".join(problems))

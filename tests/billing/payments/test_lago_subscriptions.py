@@ -228,7 +228,9 @@ def test_upgrade_while_lago_is_down_is_503_and_changes_nothing(api_client, fake_
 def test_cancel_while_lago_is_down_is_503_and_the_subscription_stays_active(api_client, fake_lago):
     user = UserFactory()
     assert subscribe(api_client, user).status_code == 201
-    fake_lago.fail_next(f"/api/v1/subscriptions/{OrganizationSubscription.objects.get().lago_external_id}", "DELETE")
+    fake_lago.fail_next(
+        f"/api/v1/subscriptions/{OrganizationSubscription.objects.get().lago_external_id}", "DELETE"
+    )
 
     assert_error(api_client.post(cancel_url("lago-org"), format="json"), 503, "billing_backend_unavailable")
     assert OrganizationSubscription.objects.get(org_id="lago-org").status == "active"
@@ -259,7 +261,9 @@ def test_service_level_create_through_lago_grants_initial_credits_once_live(fake
 
     assert change.subscription.status == "active"
     assert change.pool.total_credits == mc(100)
-    assert OrgBillingHistory.objects.filter(external_id=f"subscription-{change.subscription.pk}-started").exists()
+    assert OrgBillingHistory.objects.filter(
+        external_id=f"subscription-{change.subscription.pk}-started"
+    ).exists()
 
 
 def test_sync_lago_plans_creates_missing_plans_then_updates_them(fake_lago, capsys):
