@@ -163,10 +163,10 @@ def start_credit_purchase(
                 metadata={"error": exc.__class__.__name__},
             )
         raise
-    expires = session.get("expires_at")
+    expires = session.expires_at
     with transaction.atomic():
-        purchase.stripe_checkout_session_id = session["id"]
-        purchase.checkout_url = session.get("url") or ""
+        purchase.stripe_checkout_session_id = session.id
+        purchase.checkout_url = session.url or ""
         purchase.checkout_expires_at = datetime.fromtimestamp(expires, tz=UTC) if expires else None
         purchase.save(
             update_fields=["stripe_checkout_session_id", "checkout_url", "checkout_expires_at", "updated_at"]
