@@ -43,7 +43,9 @@ def lago_configured() -> bool:
     return bool(settings.LAGO_API_URL and settings.LAGO_API_KEY)
 
 
-def lago_client() -> Client:
+def lago_client() -> Any:
+    """The configured client. Typed ``Any``: the library's pydantic-v1 models and generic mixins
+    do not type-check (every optional field reads as required); this module is the boundary."""
     if not lago_configured():
         logger.error("Lago is selected but LAGO_API_URL or LAGO_API_KEY is not set")
         raise BillingBackendUnavailable(
@@ -86,15 +88,17 @@ def _when(value: str | None) -> datetime | None:
     return parse_datetime(value) if value else None
 
 
-def upsert_lago_customer(client: Client, org: Organization) -> str:
+def upsert_lago_customer(client: Any, org: Organization) -> str:
     """Create or update the organization's Lago customer; remember its Lago id. Returns it."""
     with lago_errors("customer upsert"):
         customer = client.customers.create(
-            Customer(
-                external_id=org.id,
-                name=org.org_name,
-                email=org.billing_email or None,
-                currency="USD",
+            Customer.parse_obj(
+                {
+                    "external_id": org.id,
+                    "name": org.org_name,
+                    "email": org.billing_email or None,
+                    "currency": "USD",
+                }
             ),
             timeout=_timeout(),
         )
@@ -126,12 +130,14 @@ class LagoSubscriptionBackend:
     def _subscribe(self, *, org_id: str, plan: Plan, external_id: str, action: str) -> BackendSubscription:
         with lago_errors(action):
             sub = self.client.subscriptions.create(
-                LagoSubscription(
-                    external_customer_id=org_id,
-                    plan_code=plan.plan_code,
-                    external_id=external_id,
-                    name=plan.name,
-                    billing_time="calendar",
+                LagoSubscription.parse_obj(
+                    {
+                        "external_customer_id": org_id,
+                        "plan_code": plan.plan_code,
+                        "external_id": external_id,
+                        "name": plan.name,
+                        "billing_time": "calendar",
+                    }
                 ),
                 timeout=_timeout(),
             )
@@ -175,14 +181,17 @@ def upsert_lago_plans() -> list[tuple[str, str]]:
     client = lago_client()
     done: list[tuple[str, str]] = []
     for plan in Plan.objects.order_by("plan_code"):
-        body = LagoPlan(
-            name=plan.name,
-            code=plan.plan_code,
-            interval=settings.LAGO_PLAN_INTERVAL,
-            amount_cents=int((plan.monthly_price * 100).to_integral_value()),
-            amount_currency=plan.currency,
-            pay_in_advance=True,
-            description=f"{plan.rate_limit_tier} tier, {plan.monthly_api_calls or 'unlimited'} calls/month",
+        calls = plan.monthly_api_calls or "unlimited"
+        body = LagoPlan.parse_obj(
+            {
+                "name": plan.name,
+                "code": plan.plan_code,
+                "interval": settings.LAGO_PLAN_INTERVAL,
+                "amount_cents": int((plan.monthly_price * 100).to_integral_value()),
+                "amount_currency": plan.currency,
+                "pay_in_advance": True,
+                "description": f"{plan.rate_limit_tier} tier, {calls} API calls a month",
+            }
         )
         try:
             with lago_errors("plan update", not_found_ok=True):
@@ -195,7 +204,7 @@ def upsert_lago_plans() -> list[tuple[str, str]]:
     return done
 
 
-def fetch_lago_invoices(client: Client, *, org_id: str) -> Iterator[dict[str, Any]]:
+def fetch_lago_invoices(client: Any, *, org_id: str) -> Iterator[dict[str, Any]]:
     """Every invoice of the organization's Lago customer, page by page (as plain dicts).
 
     ``invoices.find_all`` with ``external_customer_id``: the customer-scoped invoice client of
@@ -222,7 +231,8 @@ def fetch_webhook_public_key() -> bytes:
     """Lago's RSA public key (PEM) that signs ``jwt`` webhooks."""
     client = lago_client()
     with lago_errors("webhook public key"):
-        return client.webhooks.public_key()
+        key: bytes = client.webhooks.public_key()
+    return key
 
 
 def cents_to_decimal(cents: int | None) -> Decimal | None:

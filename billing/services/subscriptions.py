@@ -251,7 +251,8 @@ def retry_pending_subscriptions(*, older_than_seconds: int | None = None) -> Ret
         .order_by("created_at")
         .values_list("pk", flat=True)
     )
-    activated, still_pending = [], []
+    activated: list[int] = []
+    still_pending: list[int] = []
     for pk in pending:
         try:
             sub = complete_pending_subscription(subscription_id=pk, actor_label="retry_pending_subscriptions")
