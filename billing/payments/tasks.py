@@ -11,6 +11,7 @@ from typing import Any
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
+from billing.backends.lago import lago_configured
 from billing.errors import BillingBackendUnavailable
 from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
@@ -41,7 +42,11 @@ def retry_pending_subscriptions(older_than_seconds: int | None = None) -> dict[s
 
 @shared_task(name="billing.payments.tasks.sync_lago_invoices", **_RETRYING)
 def sync_lago_invoices(org_id: str | None = None) -> dict[str, Any]:
-    """Mirror Lago's invoices (every page) into the billing history; idempotent."""
+    """Mirror Lago's invoices (every page) into the billing history; idempotent. Skipped (not
+    retried) while Lago is not configured, e.g. with the local subscription backend."""
+    if not lago_configured():
+        logger.info("sync_lago_invoices skipped: LAGO_API_URL/LAGO_API_KEY not set")
+        return {"skipped": "lago_not_configured"}
     result = sync_invoices_service(org_ids=orgs_to_sync(org_id))
     if result.failed_orgs:
         logger.warning("invoice sync incomplete for %s", result.failed_orgs)

@@ -148,3 +148,10 @@ def test_an_invoice_of_another_org_under_a_known_id_is_refused(lago_orgs, fake_l
 def test_unknown_org_is_a_command_error(fake_lago):
     with pytest.raises(CommandError, match="organization_not_found"):
         call_command("sync_lago_invoices", "--org", "nope", "--no-progress")
+
+
+def test_the_task_is_skipped_while_lago_is_not_configured(fake_lago, settings):
+    settings.LAGO_API_URL = ""
+
+    assert sync_lago_invoices.apply().get() == {"skipped": "lago_not_configured"}
+    assert fake_lago.requests() == []
