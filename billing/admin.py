@@ -26,6 +26,7 @@ from billing.models import (
     OrgBillingHistory,
     Plan,
     UserCreditAllocation,
+    WebhookEvent,
 )
 
 
@@ -278,6 +279,9 @@ class OrgBillingHistoryAdmin(LedgerAdmin):
 
 @admin.register(CreditPurchase)
 class CreditPurchaseAdmin(ReadOnlyAdmin):
+    """Card purchases for ops: filter on ``refund_review`` for refunds whose credits were
+    already allocated or used (never taken back automatically)."""
+
     credits_column = credits_display("credits", "Credits")
 
     list_display = (
@@ -288,6 +292,7 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
         "amount",
         "currency",
         "status",
+        "refunded_amount",
         "created_at",
         "fulfilled_at",
     )
@@ -308,11 +313,39 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
         "amount",
         "currency",
         "status",
+        "failure_reason",
         "stripe_checkout_session_id",
         "stripe_payment_intent_id",
+        "checkout_url",
+        "checkout_expires_at",
         "fulfilled_at",
+        "refunded_amount",
+        "refunded_at",
         "created_at",
         "updated_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(LedgerAdmin):
+    """Every verified webhook as received. ``failed`` ones say why (and are processed again when
+    the provider redelivers them); ``refund_review`` purchases are in Credit purchases."""
+
+    list_display = ("received_at", "provider", "event_type", "event_id", "status", "attempts", "processed_at")
+    list_filter = ("provider", "status", "event_type")
+    search_fields = ("=event_id", "event_type")
+    date_hierarchy = "received_at"
+    fields = (
+        "provider",
+        "event_id",
+        "event_type",
+        "status",
+        "attempts",
+        "error",
+        "received_at",
+        "processed_at",
+        "payload",
     )
     readonly_fields = fields
 

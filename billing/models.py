@@ -52,6 +52,13 @@ class OrganizationSubscription(models.Model):
     current_period_start = models.DateTimeField(null=True, blank=True)
     current_period_end = models.DateTimeField(null=True, blank=True)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    initial_credits = models.BigIntegerField(
+        null=True, blank=True, help_text="millicredits granted once the subscription is live"
+    )
+    activation_attempts = models.PositiveIntegerField(
+        default=0, help_text="calls to the billing backend to start it (retried while pending)"
+    )
+    last_backend_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -408,7 +415,12 @@ class OrgBillingHistory(models.Model):
 
 
 class CreditPurchase(models.Model):
-    """Credits bought with money (Stripe). Fulfilled, i.e. added to the pool, exactly once."""
+    """Credits bought with money (Stripe). Fulfilled, i.e. added to the pool, exactly once.
+
+    ``pending`` (checkout open) → ``fulfilled`` (paid, credits added) | ``failed`` | ``canceled``
+    (checkout expired). A refund of a fulfilled purchase takes its credits back when the pool
+    still has them unallocated (``refunded``); otherwise ops decide (``refund_review``).
+    """
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -416,6 +428,7 @@ class CreditPurchase(models.Model):
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
         REFUNDED = "refunded", "Refunded"
+        REFUND_REVIEW = "refund_review", "Refunded, credits already used: needs review"
 
     org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="credit_purchases")
     purchased_by = models.ForeignKey(
@@ -427,7 +440,12 @@ class CreditPurchase(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     stripe_checkout_session_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
     stripe_payment_intent_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    checkout_url = models.URLField(max_length=2000, blank=True)
+    checkout_expires_at = models.DateTimeField(null=True, blank=True)
     fulfilled_at = models.DateTimeField(null=True, blank=True)
+    refunded_amount = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    refunded_at = models.DateTimeField(null=True, blank=True)
+    failure_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -438,6 +456,16 @@ class CreditPurchase(models.Model):
             models.CheckConstraint(condition=Q(credits__gt=0), name="purchase_credits_positive"),
             models.CheckConstraint(condition=Q(amount__gte=0), name="purchase_amount_nonnegative"),
             models.CheckConstraint(
+                condition=Q(refunded_amount__gte=0) & Q(refunded_amount__lte=F("amount")),
+                name="purchase_refund_within_amount",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    status__in=["pending", "fulfilled", "failed", "canceled", "refunded", "refund_review"]
+                ),
+                name="purchase_status_valid",
+            ),
+            models.CheckConstraint(
                 condition=Q(status="fulfilled", fulfilled_at__isnull=False) | ~Q(status="fulfilled"),
                 name="purchase_fulfilled_has_time",
             ),
@@ -445,6 +473,53 @@ class CreditPurchase(models.Model):
 
     def __str__(self) -> str:
         return f"purchase #{self.pk} {self.org_id} ({self.status})"
+
+
+class WebhookEvent(models.Model):
+    """A webhook received from Lago or Stripe, stored verbatim before it is processed.
+
+    Unique per (provider, event id), so a redelivered or concurrently delivered event is one
+    row, processed once: processing locks the row and skips it once ``processed``/``ignored``.
+    """
+
+    class Provider(models.TextChoices):
+        LAGO = "lago", "Lago"
+        STRIPE = "stripe", "Stripe"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (type not handled)"
+        FAILED = "failed", "Failed"
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    event_id = models.CharField(max_length=255, help_text="Stripe's event id; Lago's X-Lago-Unique-Key")
+    event_type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "webhook_events"
+        ordering = ["-received_at", "-id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["provider", "event_id"], name="webhook_events_unique_per_provider"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["received", "processed", "ignored", "failed"]),
+                name="webhook_events_status_valid",
+            ),
+        ]
+        indexes: ClassVar = [
+            models.Index(fields=["status", "received_at"], name="webhook_events_status_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.event_id} ({self.status})"
 
 
 class AuditEvent(models.Model):

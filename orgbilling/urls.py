@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/v1/", include("organizations.api.urls")),
     path("api/v1/org-billing/", include("billing.api.urls")),
     path("api/v1/llm/", include("billing.gateway.urls")),
+    path("api/v1/webhooks/", include("billing.webhooks.urls")),
 ]
 
 handler404 = "orgbilling.api.exceptions.json_or_html_404"

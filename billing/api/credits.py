@@ -1,6 +1,9 @@
-"""Credit-pool endpoints: pool status, adding credits to the pool, allocating to a member."""
+"""Credit-pool endpoints: pool status, adding (granting or buying) credits, allocating to a member."""
+
+from typing import Any
 
 from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,16 +13,18 @@ from billing.api.common import ORG_ID_PARAM, caller, user_by_id, valid_input
 from billing.api.serializers import (
     AllocateInput,
     AllocationChangeSerializer,
+    CreditCheckoutSerializer,
     CreditsAddedSerializer,
     CreditsAddInput,
     PoolStatusSerializer,
 )
-from billing.errors import PaymentsNotConfigured
+from billing.payments.purchases import start_credit_purchase
 from billing.selectors.ledger import active_allocation, pool_of
 from billing.services import add_credits_to_pool, allocate_credits_to_user
 from organizations.selectors import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
 from orgbilling.api.schema import error_responses, example
+from orgbilling.errors import ValidationFailed
 
 TAGS = ["credits"]
 
@@ -44,25 +49,51 @@ class CreditPoolView(APIView):
         return Response(PoolStatusSerializer(pool_of(org=access.org), context={"my_allocation": mine}).data)
 
 
+_CHECKOUT_EXAMPLE = {
+    "purchase": {
+        "id": 7,
+        "org_id": "org_abc123",
+        "status": "pending",
+        "credits": 5000.0,
+        "amount_usd": 50.0,
+        "currency": "USD",
+        "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1B2c3",
+        "checkout_expires_at": "2026-01-02T10:00:00Z",
+        "created_at": "2026-01-01T10:00:00Z",
+    },
+    "checkout_url": "https://checkout.stripe.com/c/pay/cs_test_a1B2c3",
+}
+
+
 class CreditsAddView(APIView):
     @extend_schema(
         operation_id="org_billing_credits_add",
-        summary="Add credits to the pool (system admins grant; card purchases are not available yet)",
+        summary="Add credits: system admins grant them; org admins buy them by card (Stripe Checkout)",
         description=(
-            "A system admin grants credits, or records a purchase when `purchase_amount` (USD) is "
-            "given. Org admins get 503 `payments_not_configured` until card checkout exists; "
-            "members get 403. Accepts an `Idempotency-Key` header."
+            "A **system admin** grants `credits` at once (200), or records an off-line purchase when "
+            "`purchase_amount` (USD) is given. An **org admin** buys `credits` (or credits worth "
+            "`amount_usd`; 1 credit = $0.01): the answer (201) is a `pending` purchase with the Stripe "
+            "Checkout URL to pay at; the credits are added when Stripe reports the payment (webhook), "
+            "exactly once. Card purchases answer 503 `payments_not_configured` while Stripe is not "
+            "configured, and 503 `billing_backend_unavailable` when Stripe is down. Members get 403. "
+            "Accepts an `Idempotency-Key` header (a retry gets the same checkout)."
         ),
         tags=TAGS,
         parameters=[ORG_ID_PARAM],
         request=CreditsAddInput,
-        responses={200: CreditsAddedSerializer, **error_responses(400, 401, 403, 404, 409, 429, 503)},
+        responses={
+            200: CreditsAddedSerializer,
+            201: CreditCheckoutSerializer,
+            **error_responses(400, 401, 403, 404, 409, 429, 503),
+        },
         examples=[
             example(
                 "purchase record",
                 {"credits": 5000.0, "purchase_amount": 50.0, "description": "Invoice 2026-001"},
                 request=True,
             ),
+            example("buy by card", {"credits": 5000.0}, request=True),
+            example("buy for an amount", {"amount_usd": 50.0}, request=True),
             example(
                 "added",
                 {
@@ -72,6 +103,7 @@ class CreditsAddView(APIView):
                     "history_id": 41,
                 },
             ),
+            example("checkout opened", _CHECKOUT_EXAMPLE, status=201),
         ],
     )
     @idempotent
@@ -79,7 +111,12 @@ class CreditsAddView(APIView):
         access = org_admin_access(user=caller(request), org_id=org_id)
         data = valid_input(CreditsAddInput, request)
         if access.role != "system_admin":
-            raise PaymentsNotConfigured(details={"org_id": org_id})
+            return self._buy(request, org_id=access.org.id, data=data)
+        if "credits" not in data:
+            raise ValidationFailed(
+                "System admins grant credits; amount_usd is for card purchases.",
+                details={"credits": "required"},
+            )
         change = add_credits_to_pool(
             org_id=access.org.id,
             amount=data["credits"],
@@ -97,6 +134,22 @@ class CreditsAddView(APIView):
                 }
             ).data
         )
+
+    def _buy(self, request: Request, *, org_id: str, data: dict[str, Any]) -> Response:
+        refused = [name for name in ("purchase_amount", "description") if name in data]
+        if refused:
+            raise ValidationFailed(
+                "Only system admins record off-line purchases.",
+                details={name: "not allowed" for name in refused},
+            )
+        purchase = start_credit_purchase(
+            org_id=org_id,
+            actor=caller(request),
+            credits=data.get("credits"),
+            amount_usd=data.get("amount_usd"),
+        )
+        body = {"purchase": purchase, "checkout_url": purchase.checkout_url}
+        return Response(CreditCheckoutSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 class CreditsAllocateView(APIView):

@@ -11,7 +11,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.models import OrganizationSubscription, UserCreditAllocation
+from billing.models import CreditPurchase, OrganizationSubscription, UserCreditAllocation
 from billing.money import MAX_CREDITS
 from organizations.models import ORG_ID_VALIDATOR
 from orgbilling.api.fields import (
@@ -76,9 +76,23 @@ class EmptyInput(StrictSerializer):
 
 
 class CreditsAddInput(StrictSerializer):
-    credits = CreditsIn()
-    purchase_amount = UsdIn(required=False, help_text="Money paid, when this records a purchase.")
+    """System admins: ``credits`` (+ ``purchase_amount``/``description`` to record a purchase).
+    Org admins: ``credits`` or ``amount_usd`` to buy by card (Stripe Checkout)."""
+
+    credits = CreditsIn(required=False, help_text="Credits to grant (system admins) or to buy (org admins).")
+    amount_usd = UsdIn(
+        required=False,
+        help_text="Org admins: buy credits for this many US dollars instead (1 credit = $0.01).",
+    )
+    purchase_amount = UsdIn(
+        required=False, help_text="System admins: money paid, when this records an off-line purchase."
+    )
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if ("credits" in attrs) == ("amount_usd" in attrs):
+            raise serializers.ValidationError({"credits": "Give either credits or amount_usd."})
+        return attrs
 
 
 class AllocateInput(StrictSerializer):
@@ -211,6 +225,23 @@ class CreditsAddedSerializer(serializers.Serializer):
     credits_added = Credits()
     purchase_amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     history_id = serializers.IntegerField(help_text="The billing-history row recording this addition")
+
+
+class CreditPurchaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    org_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=CreditPurchase.Status.choices)
+    credits = Credits()
+    amount_usd = serializers.DecimalField(source="amount", max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    checkout_url = serializers.URLField(help_text="Send the buyer here to pay (Stripe Checkout).")
+    checkout_expires_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class CreditCheckoutSerializer(serializers.Serializer):
+    purchase = CreditPurchaseSerializer()
+    checkout_url = serializers.URLField(help_text="Stripe Checkout page; credits are added once it is paid.")
 
 
 class AllocationChangeSerializer(serializers.Serializer):

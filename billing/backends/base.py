@@ -1,7 +1,8 @@
 """The ``SubscriptionBackend`` interface and the ``local`` backend (no external service).
 
 A backend is called outside any database transaction; it raises ``BillingBackendUnavailable``
-when the external service is down or refuses, and nothing else.
+when the external service is down or refuses, and nothing else. ``start`` is idempotent on
+``external_id`` (our id of the subscription), so a retry after a lost answer never subscribes twice.
 """
 
 import uuid
@@ -29,7 +30,7 @@ class BackendSubscription:
 class SubscriptionBackend(Protocol):
     name: str
 
-    def start(self, *, org: Organization, plan: Plan) -> BackendSubscription: ...
+    def start(self, *, org: Organization, plan: Plan, external_id: str) -> BackendSubscription: ...
 
     def change_plan(self, *, subscription: OrganizationSubscription, plan: Plan) -> BackendSubscription: ...
 
@@ -41,7 +42,7 @@ class LocalSubscriptionBackend:
 
     name = "local"
 
-    def start(self, *, org: Organization, plan: Plan) -> BackendSubscription:
+    def start(self, *, org: Organization, plan: Plan, external_id: str) -> BackendSubscription:
         now = timezone.now()
         return BackendSubscription(f"local_sub_{uuid.uuid4().hex}", now, now + BILLING_PERIOD)
 
@@ -56,7 +57,10 @@ class LocalSubscriptionBackend:
         return None
 
 
-BACKENDS = {"local": "billing.backends.base.LocalSubscriptionBackend"}
+BACKENDS = {
+    "local": "billing.backends.base.LocalSubscriptionBackend",
+    "lago": "billing.backends.lago.LagoSubscriptionBackend",
+}
 
 
 def get_subscription_backend() -> SubscriptionBackend:

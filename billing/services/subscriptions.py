@@ -7,12 +7,16 @@ answered. A backend failure leaves the ``pending`` row (retried later) and raise
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from billing.backends import get_subscription_backend
+from billing.backends import BackendSubscription, get_subscription_backend
 from billing.errors import (
+    BillingBackendUnavailable,
     DuplicateSubscription,
     OrganizationNotFound,
     PlanUnchanged,
@@ -96,55 +100,112 @@ def create_subscription(
                 raise Conflict("This organization id is taken.", details={"org_id": org_id})
             if membership.role != OrganizationMember.Role.ADMIN:
                 raise Forbidden("Only organization admins can subscribe it.", details={"org_id": org_id})
-        if OrganizationSubscription.objects.filter(org=org, status__in=LIVE).exists():
+        live = OrganizationSubscription.objects.filter(org=org, status__in=LIVE).first()
+        if live is not None and not _resumable(live, plan=plan, initial_credits=initial_credits):
             raise DuplicateSubscription(details={"org_id": org_id})
-        subscription = OrganizationSubscription.objects.create(org=org, plan=plan)
-        record_audit_event(
-            action="subscription.requested",
-            actor=actor or owner,
-            actor_label=actor_label,
-            org_id=org.id,
-            target_type="subscription",
-            target_id=subscription.pk,
-            metadata={"plan_code": plan_code, "org_created": org_created},
-        )
-    subscription = activate_subscription(
-        subscription=subscription, actor=actor or owner, actor_label=actor_label
+        if live is None:
+            subscription = OrganizationSubscription.objects.create(
+                org=org, plan=plan, initial_credits=initial_credits or None
+            )
+            # Our id of the subscription at the backend, fixed before the first call so every
+            # retry sends the same one (Lago answers a repeated create with the same subscription).
+            subscription.lago_external_id = f"{org.id}-{subscription.pk}"
+            subscription.save(update_fields=["lago_external_id", "updated_at"])
+            record_audit_event(
+                action="subscription.requested",
+                actor=actor or owner,
+                actor_label=actor_label,
+                org_id=org.id,
+                target_type="subscription",
+                target_id=subscription.pk,
+                metadata={"plan_code": plan_code, "org_created": org_created},
+            )
+        else:
+            # The same request again after the backend failed: finish that subscription.
+            subscription = live
+    subscription = complete_pending_subscription(
+        subscription_id=subscription.pk, actor=actor or owner, actor_label=actor_label
     )
-    if initial_credits:
-        add_credits_to_pool(
-            org_id=org.id,
-            amount=initial_credits,
-            actor=actor or owner,
-            actor_label=actor_label,
-            external_id=f"subscription-{subscription.pk}-initial-credits",
-            description="Initial credits with the subscription",
-        )
     pool = OrganizationCreditPool.objects.get(org=org)
     return SubscriptionChange(subscription=subscription, org=org, pool=pool, org_created=org_created)
+
+
+def _resumable(live: OrganizationSubscription, *, plan: Plan, initial_credits: int | None) -> bool:
+    return (
+        live.status == OrganizationSubscription.Status.PENDING
+        and live.plan_id == plan.pk
+        and (live.initial_credits or None) == (initial_credits or None)
+    )
+
+
+def complete_pending_subscription(
+    *, subscription_id: int, actor: User | None = None, actor_label: str = ""
+) -> OrganizationSubscription:
+    """Start a subscription at the backend if still ``pending``, then grant its initial credits
+    (once: the grant is keyed by the subscription). Safe to call again at any point."""
+    subscription = OrganizationSubscription.objects.select_related("org", "plan").get(pk=subscription_id)
+    if subscription.status == OrganizationSubscription.Status.PENDING:
+        subscription = activate_subscription(subscription=subscription, actor=actor, actor_label=actor_label)
+    grant_initial_credits(subscription=subscription, actor=actor, actor_label=actor_label)
+    return subscription
 
 
 def activate_subscription(
     *, subscription: OrganizationSubscription, actor: User | None = None, actor_label: str = ""
 ) -> OrganizationSubscription:
-    """Start a ``pending`` subscription at the backend and mark it active (retry-safe)."""
+    """Start a ``pending`` subscription at the backend and mark it active (retry-safe).
+
+    A backend failure is counted on the row (``activation_attempts``, ``last_backend_error``)
+    and re-raised; the row stays ``pending`` for ``retry_pending_subscriptions``."""
     backend = get_subscription_backend()
-    external = backend.start(org=subscription.org, plan=subscription.plan)
+    external_id = subscription.lago_external_id or f"{subscription.org_id}-{subscription.pk}"
+    try:
+        external = backend.start(org=subscription.org, plan=subscription.plan, external_id=external_id)
+    except BillingBackendUnavailable as exc:
+        OrganizationSubscription.objects.filter(pk=subscription.pk).update(
+            activation_attempts=F("activation_attempts") + 1,
+            last_backend_error=f"{backend.name}: {exc.message} {exc.details}"[:500],
+            updated_at=timezone.now(),
+        )
+        raise
+    return mark_subscription_active(
+        subscription_id=subscription.pk,
+        external=external,
+        external_id=external_id,
+        backend_name=backend.name,
+        actor=actor,
+        actor_label=actor_label,
+    )
+
+
+def mark_subscription_active(
+    *,
+    subscription_id: int,
+    external: BackendSubscription,
+    external_id: str,
+    backend_name: str,
+    actor: User | None = None,
+    actor_label: str = "",
+) -> OrganizationSubscription:
+    """Record that the backend started a ``pending`` subscription (its answer, or its webhook).
+    A row no longer pending is left as it is."""
     with transaction.atomic():
         sub = (
             OrganizationSubscription.objects.select_for_update()
             .select_related("plan")
-            .get(pk=subscription.pk)
+            .get(pk=subscription_id)
         )
         if sub.status != OrganizationSubscription.Status.PENDING:
             return sub
         sub.status = OrganizationSubscription.Status.ACTIVE
         sub.lago_subscription_id = external.external_id
-        sub.lago_external_id = f"{sub.org_id}-{sub.pk}"
+        sub.lago_external_id = external_id
         sub.current_period_start = external.period_start
         sub.current_period_end = external.period_end
+        sub.activation_attempts += 1
+        sub.last_backend_error = ""
         sub.save()
-        _history(sub, "started", f"Subscribed to {sub.plan.name} ({backend.name})")
+        _history(sub, "started", f"Subscribed to {sub.plan.name} ({backend_name})")
         record_audit_event(
             action="subscription.created",
             actor=actor,
@@ -152,9 +213,54 @@ def activate_subscription(
             org_id=sub.org_id,
             target_type="subscription",
             target_id=sub.pk,
-            metadata={"plan_code": sub.plan.plan_code, "backend": backend.name},
+            metadata={"plan_code": sub.plan.plan_code, "backend": backend_name},
         )
     return sub
+
+
+def grant_initial_credits(
+    *, subscription: OrganizationSubscription, actor: User | None = None, actor_label: str = ""
+) -> None:
+    """The initial credits of a live subscription, granted once (keyed by the subscription)."""
+    if subscription.initial_credits and subscription.status == OrganizationSubscription.Status.ACTIVE:
+        add_credits_to_pool(
+            org_id=subscription.org_id,
+            amount=subscription.initial_credits,
+            actor=actor,
+            actor_label=actor_label,
+            external_id=f"subscription-{subscription.pk}-initial-credits",
+            description="Initial credits with the subscription",
+        )
+
+
+@dataclass(frozen=True)
+class RetryOutcome:
+    activated: list[int]
+    still_pending: list[int]
+
+
+def retry_pending_subscriptions(*, older_than_seconds: int | None = None) -> RetryOutcome:
+    """Try again every subscription left ``pending`` by a backend failure (oldest first).
+    Rows younger than ``older_than_seconds`` are left to the request that is creating them."""
+    age = settings.LAGO_PENDING_RETRY_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
+    cutoff = timezone.now() - timedelta(seconds=age)
+    pending = list(
+        OrganizationSubscription.objects.filter(
+            status=OrganizationSubscription.Status.PENDING, created_at__lte=cutoff
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)
+    )
+    activated: list[int] = []
+    still_pending: list[int] = []
+    for pk in pending:
+        try:
+            sub = complete_pending_subscription(subscription_id=pk, actor_label="retry_pending_subscriptions")
+        except BillingBackendUnavailable:
+            still_pending.append(pk)
+            continue
+        (activated if sub.status == OrganizationSubscription.Status.ACTIVE else still_pending).append(pk)
+    return RetryOutcome(activated=activated, still_pending=still_pending)
 
 
 def _live_subscription(org_id: str) -> OrganizationSubscription:

@@ -175,5 +175,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 
-# Celery: task behaviour, the beat schedule, alert e-mail (its own module).
+# Lago and Stripe (subscriptions, credit purchases, webhooks); Celery task behaviour, the beat
+# schedule and alert e-mail.
+from orgbilling.settings.payments import *  # noqa: E402,F403
 from orgbilling.settings.tasks import *  # noqa: E402,F403

@@ -1,0 +1,403 @@
+"""Credit purchases by card through Stripe Checkout: open one, fulfil it once, record failures
+and refunds.
+
+Lock order here: the webhook event row (``billing.webhooks.events``), then the purchase row,
+then the organization's pool (``billing.services.locks``). No Stripe call is made while any of
+them is held: the checkout is opened between two short transactions.
+
+Fulfilment is exactly once twice over: the purchase row is locked and must still be open, and
+the pool top-up is keyed by the Checkout Session (``add_credits_to_pool(external_id=...)``).
+A refund takes the credits back only when the pool still holds them unallocated; otherwise the
+purchase goes to ``refund_review`` for ops (credits already handed out are never clawed back
+silently).
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
+from billing.models import CreditPurchase, OrgBillingHistory
+from billing.money import MILLICREDITS_PER_CREDIT, USD_QUANTUM, millicredits_to_credits, parse_usd
+from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
+from billing.services.audit import record_audit_event
+from billing.services.locks import lock_pool
+from billing.services.pool import add_credits_to_pool
+from organizations.models import Organization, User
+from orgbilling.errors import Conflict, InvalidAmount, NotFound, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+OPEN = (CreditPurchase.Status.PENDING, CreditPurchase.Status.FAILED, CreditPurchase.Status.CANCELED)
+
+
+class PurchaseNotFound(NotFound):
+    code = "purchase_not_found"
+    default_message = "No credit purchase matches this payment."
+
+
+@dataclass(frozen=True)
+class Quote:
+    credits: int  # millicredits
+    amount: Decimal  # USD
+
+
+def quote_purchase(*, credits: int | None = None, amount_usd: Decimal | None = None) -> Quote:
+    """Price a purchase given credits (millicredits) or dollars; exactly one of them."""
+    if (credits is None) == (amount_usd is None):
+        raise ValidationFailed(
+            "Give either credits or amount_usd.", details={"fields": ["credits", "amount_usd"]}
+        )
+    price = settings.CREDIT_PRICE_USD
+    if credits is not None:
+        amount = Decimal(credits) * price / MILLICREDITS_PER_CREDIT
+        if amount != amount.quantize(USD_QUANTUM):
+            raise InvalidAmount(
+                "Credits must cost a whole number of cents.",
+                details={"credits": str(millicredits_to_credits(credits)), "credit_price_usd": str(price)},
+            )
+        amount = amount.quantize(USD_QUANTUM)
+    else:
+        amount = parse_usd(amount_usd)  # type: ignore[arg-type]
+        exact = amount / price * MILLICREDITS_PER_CREDIT
+        credits = int(exact.to_integral_value(rounding=ROUND_DOWN))
+        if Decimal(credits) != exact:
+            raise InvalidAmount(
+                "This amount does not buy a whole number of millicredits.",
+                details={"amount_usd": str(amount), "credit_price_usd": str(price)},
+            )
+    if not settings.CREDIT_PURCHASE_MIN_USD <= amount <= settings.CREDIT_PURCHASE_MAX_USD:
+        raise InvalidAmount(
+            "A card purchase must be between the minimum and the maximum amount.",
+            details={
+                "amount_usd": str(amount),
+                "min_usd": str(settings.CREDIT_PURCHASE_MIN_USD),
+                "max_usd": str(settings.CREDIT_PURCHASE_MAX_USD),
+            },
+        )
+    return Quote(credits=credits, amount=amount)
+
+
+def _cents(amount: Decimal) -> int:
+    return int((amount * 100).to_integral_value())
+
+
+def start_credit_purchase(
+    *, org_id: str, actor: User, credits: int | None = None, amount_usd: Decimal | None = None
+) -> CreditPurchase:
+    """Open a Stripe Checkout Session for credits: a ``pending`` purchase carrying its checkout
+    URL. Stripe down → the purchase is ``failed`` and ``BillingBackendUnavailable`` (503)."""
+    if not stripe_configured():
+        raise PaymentsNotConfigured(details={"org_id": org_id})
+    quote = quote_purchase(credits=credits, amount_usd=amount_usd)
+    org = Organization.objects.filter(pk=org_id).first()
+    if org is None:
+        raise OrganizationNotFound(details={"org_id": org_id})
+    if not org.is_active:
+        raise OrganizationInactive(details={"org_id": org_id})
+    with transaction.atomic():
+        purchase = CreditPurchase.objects.create(
+            org=org, purchased_by=actor, credits=quote.credits, amount=quote.amount, currency="USD"
+        )
+        record_audit_event(
+            action="purchase.created",
+            actor=actor,
+            org_id=org.id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={"credits": quote.credits, "amount": str(quote.amount)},
+        )
+    references = {"purchase_id": str(purchase.pk), "org_id": org.id}
+    credits_label = f"{millicredits_to_credits(quote.credits).normalize():,f} credits"
+    params: dict[str, Any] = {
+        "mode": "payment",
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": _cents(quote.amount),
+                    "product_data": {
+                        "name": credits_label,
+                        "description": f"Prepaid credits for {org.org_name}",
+                    },
+                },
+                "quantity": 1,
+            }
+        ],
+        "success_url": settings.STRIPE_CHECKOUT_SUCCESS_URL,
+        "cancel_url": settings.STRIPE_CHECKOUT_CANCEL_URL,
+        "client_reference_id": str(purchase.pk),
+        "metadata": references,
+        "payment_intent_data": {"metadata": references},
+    }
+    email = org.billing_email or actor.email
+    if org.stripe_customer_id:
+        params["customer"] = org.stripe_customer_id
+    elif email:
+        params["customer_email"] = email
+    try:
+        with stripe_errors("checkout session create"):
+            session = stripe_client().v1.checkout.sessions.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"credit-purchase-{purchase.pk}"},
+            )
+    except Exception as exc:
+        with transaction.atomic():
+            CreditPurchase.objects.filter(pk=purchase.pk).update(
+                status=CreditPurchase.Status.FAILED,
+                failure_reason=f"checkout could not be opened: {exc.__class__.__name__}"[:500],
+                updated_at=timezone.now(),
+            )
+            record_audit_event(
+                action="purchase.checkout_failed",
+                actor=actor,
+                org_id=org.id,
+                target_type="credit_purchase",
+                target_id=purchase.pk,
+                metadata={"error": exc.__class__.__name__},
+            )
+        raise
+    expires = session.expires_at
+    with transaction.atomic():
+        purchase.stripe_checkout_session_id = session.id
+        purchase.checkout_url = session.url or ""
+        purchase.checkout_expires_at = datetime.fromtimestamp(expires, tz=UTC) if expires else None
+        purchase.save(
+            update_fields=["stripe_checkout_session_id", "checkout_url", "checkout_expires_at", "updated_at"]
+        )
+    return purchase
+
+
+# --- webhook-driven changes (each runs inside the webhook event's transaction) -------------------
+
+
+def _purchase_ref(obj: dict[str, Any]) -> str | None:
+    metadata = obj.get("metadata") or {}
+    ref = metadata.get("purchase_id") or obj.get("client_reference_id")
+    return str(ref) if ref else None
+
+
+def _lock_purchase(*, purchase_id: str | None = None, **lookup: Any) -> CreditPurchase | None:
+    query = CreditPurchase.objects.select_for_update(of=("self",))
+    if purchase_id is not None:
+        if not purchase_id.isdigit():
+            return None
+        return query.filter(pk=int(purchase_id)).first()
+    lookup = {key: value for key, value in lookup.items() if value}
+    return query.filter(**lookup).first() if lookup else None
+
+
+def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
+    """A paid Checkout Session: add the purchase's credits to the pool, exactly once.
+    Returns False when the session is not one of our purchases."""
+    ref = _purchase_ref(session)
+    if ref is None:
+        return False
+    if session.get("payment_status") != "paid":
+        # Completed but not paid yet (a delayed payment method): async_payment_succeeded follows.
+        return True
+    with transaction.atomic():
+        purchase = _lock_purchase(purchase_id=ref)
+        if purchase is None:
+            raise PurchaseNotFound(details={"purchase_id": ref, "session": session.get("id")})
+        if purchase.stripe_checkout_session_id and purchase.stripe_checkout_session_id != session.get("id"):
+            raise Conflict("The session does not belong to this purchase.", details={"purchase_id": ref})
+        if purchase.status not in OPEN:
+            return True  # fulfilled (or refunded) already: a redelivery changes nothing
+        paid = session.get("amount_total")
+        currency = str(session.get("currency") or "").upper()
+        if paid != _cents(purchase.amount) or currency != purchase.currency:
+            raise Conflict(
+                "The amount paid does not match the purchase.",
+                details={
+                    "purchase_id": purchase.pk,
+                    "expected_cents": _cents(purchase.amount),
+                    "paid_cents": paid,
+                    "currency": currency,
+                },
+            )
+        change = add_credits_to_pool(
+            org_id=purchase.org_id,
+            amount=purchase.credits,
+            purchase_amount=purchase.amount,
+            actor_label="stripe",
+            external_id=f"stripe-checkout-{session['id']}",
+            description=f"{millicredits_to_credits(purchase.credits).normalize():,f} credits bought by card",
+        )
+        purchase.status = CreditPurchase.Status.FULFILLED
+        purchase.fulfilled_at = timezone.now()
+        purchase.stripe_checkout_session_id = session["id"]
+        purchase.stripe_payment_intent_id = session.get("payment_intent") or None
+        purchase.failure_reason = ""
+        purchase.save()
+        record_audit_event(
+            action="purchase.fulfilled",
+            actor=purchase.purchased_by,
+            actor_label="stripe",
+            org_id=purchase.org_id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={
+                "credits": purchase.credits,
+                "amount": str(purchase.amount),
+                "history_id": change.history.pk if change.history else None,
+                "total_after": change.pool.total_credits,
+            },
+        )
+    return True
+
+
+def close_checkout_session(*, session: dict[str, Any], status: str, reason: str) -> bool:
+    """An expired session (``canceled``) or a delayed payment that failed (``failed``)."""
+    ref = _purchase_ref(session)
+    if ref is None:
+        return False
+    with transaction.atomic():
+        purchase = _lock_purchase(purchase_id=ref)
+        if purchase is None:
+            raise PurchaseNotFound(details={"purchase_id": ref, "session": session.get("id")})
+        if purchase.status != CreditPurchase.Status.PENDING:
+            return True
+        purchase.status = status
+        purchase.failure_reason = reason
+        purchase.save(update_fields=["status", "failure_reason", "updated_at"])
+        record_audit_event(
+            action=f"purchase.{status}",
+            actor_label="stripe",
+            org_id=purchase.org_id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={"reason": reason, "session": session.get("id")},
+        )
+    return True
+
+
+def record_payment_failed(*, payment_intent: dict[str, Any], event_id: str) -> bool:
+    """A card was declined: recorded in the history and on the purchase, which stays open
+    (the buyer may try another card in the same checkout)."""
+    ref = _purchase_ref(payment_intent)
+    if ref is None:
+        return False
+    error = payment_intent.get("last_payment_error") or {}
+    reason = str(error.get("message") or error.get("code") or "payment failed")[:500]
+    with transaction.atomic():
+        purchase = _lock_purchase(purchase_id=ref)
+        if purchase is None:
+            raise PurchaseNotFound(details={"purchase_id": ref, "payment_intent": payment_intent.get("id")})
+        if purchase.status == CreditPurchase.Status.PENDING:
+            purchase.failure_reason = reason
+            purchase.save(update_fields=["failure_reason", "updated_at"])
+        OrgBillingHistory.objects.get_or_create(
+            external_id=f"stripe-payment-failed-{event_id}",
+            defaults={
+                "org_id": purchase.org_id,
+                "event_type": OrgBillingHistory.EventType.PAYMENT,
+                "amount": None,  # nothing was received
+                "currency": purchase.currency,
+                "status": "failed",
+                "description": f"Card payment for purchase #{purchase.pk} failed: {reason}"[:500],
+                "metadata": {
+                    "purchase_id": purchase.pk,
+                    "payment_intent": payment_intent.get("id"),
+                    "amount_cents": payment_intent.get("amount"),
+                    "decline_code": error.get("decline_code"),
+                },
+                "occurred_at": timezone.now(),
+            },
+        )
+        record_audit_event(
+            action="purchase.payment_failed",
+            actor_label="stripe",
+            org_id=purchase.org_id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={"reason": reason, "payment_intent": payment_intent.get("id")},
+        )
+    return True
+
+
+def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
+    """A (partial or full) refund of a purchase's charge. ``amount_refunded`` is cumulative, so
+    only the part not yet recorded is written; a redelivery writes nothing."""
+    payment_intent = charge.get("payment_intent")
+    with transaction.atomic():
+        purchase = _lock_purchase(stripe_payment_intent_id=payment_intent)
+        if purchase is None and _purchase_ref(charge) is not None:
+            purchase = _lock_purchase(purchase_id=_purchase_ref(charge))
+        if purchase is None:
+            return False
+        refunded_total = (Decimal(int(charge.get("amount_refunded") or 0)) / 100).quantize(USD_QUANTUM)
+        refunded_total = min(refunded_total, purchase.amount)
+        delta = refunded_total - purchase.refunded_amount
+        if delta <= 0:
+            return True
+        full = refunded_total >= purchase.amount
+        history = OrgBillingHistory.objects.create(
+            org_id=purchase.org_id,
+            event_type=OrgBillingHistory.EventType.REFUND,
+            external_id=f"stripe-refund-{charge.get('id')}-{_cents(refunded_total)}",
+            amount=delta,
+            currency=purchase.currency,
+            status="refunded",
+            description=f"Refund of {delta} USD for purchase #{purchase.pk}",
+            metadata={
+                "purchase_id": purchase.pk,
+                "charge": charge.get("id"),
+                "refunded_total": str(refunded_total),
+            },
+            occurred_at=timezone.now(),
+        )
+        was = purchase.status
+        purchase.refunded_amount = refunded_total
+        purchase.refunded_at = timezone.now()
+        if was == CreditPurchase.Status.FULFILLED and full:
+            pool = lock_pool(purchase.org_id)
+            if pool.available_credits >= purchase.credits:
+                # The credits bought are still unallocated in the pool: take them back.
+                pool.total_credits -= purchase.credits
+                pool.save(update_fields=["total_credits", "updated_at"])
+                history.credits = purchase.credits
+                history.save(update_fields=["credits"])
+                purchase.status = CreditPurchase.Status.REFUNDED
+                action = "purchase.refunded"
+                metadata: dict[str, Any] = {
+                    "credits_removed": purchase.credits,
+                    "total_after": pool.total_credits,
+                }
+            else:
+                purchase.status = CreditPurchase.Status.REFUND_REVIEW
+                action = "purchase.refund_needs_review"
+                metadata = {
+                    "reason": "credits already allocated or used",
+                    "credits": purchase.credits,
+                    "pool_available": pool.available_credits,
+                }
+        elif was in (CreditPurchase.Status.FULFILLED, CreditPurchase.Status.REFUND_REVIEW):
+            purchase.status = CreditPurchase.Status.REFUND_REVIEW
+            action = "purchase.refund_needs_review"
+            metadata = {"reason": "partial refund", "refunded_total": str(refunded_total)}
+        elif was in OPEN:
+            # Refunded before we fulfilled it: no credits were added, none will be.
+            purchase.status = CreditPurchase.Status.REFUNDED if full else CreditPurchase.Status.REFUND_REVIEW
+            action = "purchase.refunded" if full else "purchase.refund_needs_review"
+            metadata = {"reason": "refunded before fulfilment", "refunded_total": str(refunded_total)}
+        else:
+            action = "purchase.refund_needs_review"
+            metadata = {"reason": f"refund on a {was} purchase", "refunded_total": str(refunded_total)}
+            purchase.status = CreditPurchase.Status.REFUND_REVIEW
+        purchase.save(update_fields=["status", "refunded_amount", "refunded_at", "updated_at"])
+        record_audit_event(
+            action=action,
+            actor_label="stripe",
+            org_id=purchase.org_id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={**metadata, "refund": str(delta), "history_id": history.pk},
+        )
+    return True

@@ -1,0 +1,60 @@
+"""Celery tasks of subscriptions and invoices: thin over the services, idempotent, retried.
+
+Scheduled by beat (``orgbilling/settings/tasks.py``) under exactly these names:
+``billing.payments.tasks.retry_pending_subscriptions`` and
+``billing.payments.tasks.sync_lago_invoices``.
+"""
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from billing.backends.lago import lago_configured
+from billing.errors import BillingBackendUnavailable
+from billing.payments.lago_events import orgs_to_sync
+from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
+from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
+
+logger = logging.getLogger(__name__)
+
+_RETRYING: dict[str, Any] = {
+    # The database briefly away, or Lago entirely down: try again with exponential backoff.
+    "autoretry_for": (OperationalError, InterfaceError, BillingBackendUnavailable),
+    "retry_backoff": 30,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "acks_late": True,
+}
+
+
+@shared_task(name="billing.payments.tasks.retry_pending_subscriptions", **_RETRYING)
+def retry_pending_subscriptions(older_than_seconds: int | None = None) -> dict[str, list[int]]:
+    """Start at the backend every subscription a failed call left ``pending``. A row that fails
+    again stays pending for the next run (no task retry: the next beat run is the retry)."""
+    outcome = retry_pending_service(older_than_seconds=older_than_seconds)
+    if outcome.still_pending:
+        logger.warning("subscriptions still pending after retry: %s", outcome.still_pending)
+    return {"activated": outcome.activated, "still_pending": outcome.still_pending}
+
+
+@shared_task(name="billing.payments.tasks.sync_lago_invoices", **_RETRYING)
+def sync_lago_invoices(org_id: str | None = None) -> dict[str, Any]:
+    """Mirror Lago's invoices (every page) into the billing history; idempotent. Skipped (not
+    retried) while Lago is not configured, e.g. with the local subscription backend."""
+    if not lago_configured():
+        logger.info("sync_lago_invoices skipped: LAGO_API_URL/LAGO_API_KEY not set")
+        return {"skipped": "lago_not_configured"}
+    result = sync_invoices_service(org_ids=orgs_to_sync(org_id))
+    if result.failed_orgs:
+        logger.warning("invoice sync incomplete for %s", result.failed_orgs)
+    return {
+        "organizations": result.organizations,
+        "invoices_seen": result.invoices_seen,
+        "invoices_created": result.invoices_created,
+        "payments_created": result.payments_created,
+        "failed_orgs": result.failed_orgs,
+        "refused_invoices": result.refused_invoices,
+    }

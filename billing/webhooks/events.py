@@ -1,0 +1,159 @@
+"""Store a verified webhook, then process it exactly once.
+
+``store_webhook_event`` inserts the raw event in its own transaction (the unique
+(provider, event id) constraint makes a redelivery or a concurrent duplicate the same row).
+``process_webhook_event`` locks that row and runs the handler for its type in the same
+transaction, so the event is marked ``processed`` together with what it changed; an event
+already ``processed``/``ignored`` is a no-op. A handler that refuses (an ``ApplicationError``)
+leaves the event ``failed`` with the reason, and a redelivery tries again.
+Handlers never call out over the network (they run with the event row locked).
+"""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from billing.models import CreditPurchase, WebhookEvent
+from billing.payments import lago_events, purchases
+from orgbilling.errors import ApplicationError, ValidationFailed
+
+logger = logging.getLogger(__name__)
+
+# A handler gets the event's payload and id; it returns False when the event is not about
+# anything of ours (stored as ``ignored``).
+Handler = Callable[[dict[str, Any], str], bool]
+
+DONE = (WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED)
+
+
+def _object(payload: dict[str, Any], *path: str) -> dict[str, Any]:
+    value: Any = payload
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        raise ValidationFailed("The event carries no object.", details={"path": ".".join(path)})
+    return value
+
+
+LAGO_HANDLERS: dict[str, Handler] = {
+    "invoice.created": lambda p, _id: bool(lago_events.record_lago_invoice(invoice=_object(p, "invoice"))),
+    "invoice.payment_status_updated": lambda p, _id: bool(
+        lago_events.record_lago_invoice(invoice=_object(p, "invoice"))
+    ),
+    "subscription.started": lambda p, _id: (
+        lago_events.record_lago_subscription_started(subscription=_object(p, "subscription")) or True
+    ),
+    "subscription.terminated": lambda p, _id: (
+        lago_events.record_lago_subscription_terminated(subscription=_object(p, "subscription")) or True
+    ),
+}
+
+STRIPE_HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": lambda p, _id: purchases.fulfil_checkout_session(
+        session=_object(p, "data", "object")
+    ),
+    "checkout.session.async_payment_succeeded": lambda p, _id: purchases.fulfil_checkout_session(
+        session=_object(p, "data", "object")
+    ),
+    "checkout.session.async_payment_failed": lambda p, _id: purchases.close_checkout_session(
+        session=_object(p, "data", "object"),
+        status=CreditPurchase.Status.FAILED,
+        reason="the delayed payment failed",
+    ),
+    "checkout.session.expired": lambda p, _id: purchases.close_checkout_session(
+        session=_object(p, "data", "object"),
+        status=CreditPurchase.Status.CANCELED,
+        reason="the checkout expired unpaid",
+    ),
+    "payment_intent.payment_failed": lambda p, event_id: purchases.record_payment_failed(
+        payment_intent=_object(p, "data", "object"), event_id=event_id
+    ),
+    "charge.refunded": lambda p, _id: purchases.record_charge_refunded(charge=_object(p, "data", "object")),
+}
+
+HANDLERS: dict[str, dict[str, Handler]] = {
+    WebhookEvent.Provider.LAGO: LAGO_HANDLERS,
+    WebhookEvent.Provider.STRIPE: STRIPE_HANDLERS,
+}
+
+
+@dataclass(frozen=True)
+class WebhookOutcome:
+    event: WebhookEvent
+    replayed: bool  # the event had been received before
+    error: ApplicationError | None = None
+
+
+def store_webhook_event(
+    *, provider: str, event_id: str, event_type: str, payload: dict[str, Any]
+) -> tuple[WebhookEvent, bool]:
+    """Insert the raw event, or find it when it was received before. Returns (event, created)."""
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=provider, event_id=event_id, event_type=event_type[:100], payload=payload
+            )
+        return event, True
+    except IntegrityError:
+        # A redelivery, or the same event arriving concurrently: its row is committed by now
+        # (the unique index made this insert wait for the other transaction).
+        return WebhookEvent.objects.get(provider=provider, event_id=event_id), False
+
+
+def process_webhook_event(*, event_pk: int) -> tuple[WebhookEvent, ApplicationError | None]:
+    """Run the event's handler once. Returns the event and the refusal, if any."""
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+        if event.status in DONE:
+            return event, None
+        handler = HANDLERS[event.provider].get(event.event_type)
+        event.attempts += 1
+        refusal: ApplicationError | None = None
+        if handler is None:
+            event.status = WebhookEvent.Status.IGNORED
+        else:
+            try:
+                with transaction.atomic():
+                    ours = handler(event.payload, event.event_id)
+            except ApplicationError as exc:
+                refusal = exc
+                event.status = WebhookEvent.Status.FAILED
+                event.error = f"{exc.code}: {exc.message} {exc.details}"
+                logger.warning(
+                    "%s webhook %s (%s) refused: %s", event.provider, event.event_id, event.event_type, exc
+                )
+            else:
+                event.status = WebhookEvent.Status.PROCESSED if ours else WebhookEvent.Status.IGNORED
+                event.error = ""
+        if event.status in DONE:
+            event.processed_at = timezone.now()
+        event.save(update_fields=["status", "attempts", "error", "processed_at"])
+    return event, refusal
+
+
+def mark_webhook_failed(*, event_pk: int, error: str) -> None:
+    """Record an unexpected processing error (the provider will deliver the event again)."""
+    with transaction.atomic():
+        WebhookEvent.objects.filter(pk=event_pk).exclude(status__in=DONE).update(
+            status=WebhookEvent.Status.FAILED, error=error[:5000]
+        )
+
+
+def receive_webhook(
+    *, provider: str, event_id: str, event_type: str, payload: dict[str, Any]
+) -> WebhookOutcome:
+    """Store, then process. Unexpected errors are recorded on the event and re-raised."""
+    event, created = store_webhook_event(
+        provider=provider, event_id=event_id, event_type=event_type, payload=payload
+    )
+    try:
+        event, refusal = process_webhook_event(event_pk=event.pk)
+    except Exception as exc:
+        logger.exception("%s webhook %s failed", provider, event_id)
+        mark_webhook_failed(event_pk=event.pk, error=f"{exc.__class__.__name__}: {exc}")
+        raise
+    return WebhookOutcome(event=event, replayed=not created, error=refusal)

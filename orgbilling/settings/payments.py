@@ -1,0 +1,50 @@
+"""Subscriptions through Lago, credit purchases through Stripe, and their webhooks.
+Star-imported at the end of base.py. Every secret comes from the environment; none has a default.
+
+``SUBSCRIPTION_BACKEND`` (base.py) picks the backend: ``local`` (default) or ``lago``.
+"""
+
+from decimal import Decimal
+
+from orgbilling.settings.env import env
+
+# --- Lago (subscriptions, invoices) ------------------------------------------------------------
+# The Lago API root, e.g. https://api.getlago.com/ or http://lago-api:3000/ (self-hosted).
+LAGO_API_URL: str = env("LAGO_API_URL", default="")
+LAGO_API_KEY: str = env("LAGO_API_KEY", default="")
+# Longest wait for one Lago call; a slower answer is "Lago unavailable" (503, retried later).
+LAGO_TIMEOUT_SECONDS: float = env.float("LAGO_TIMEOUT_SECONDS", default=10.0)
+# The plans' billing interval in Lago (Plan.monthly_price is a monthly price).
+LAGO_PLAN_INTERVAL: str = env("LAGO_PLAN_INTERVAL", default="monthly")
+# Invoices fetched per page by the invoice sync.
+LAGO_INVOICE_PAGE_SIZE: int = env.int("LAGO_INVOICE_PAGE_SIZE", default=100)
+# Webhooks signed with "hmac": the HMAC signature token of Lago (Developers > Webhooks).
+LAGO_WEBHOOK_HMAC_SECRET: str = env("LAGO_WEBHOOK_HMAC_SECRET", default="")
+# Webhooks signed with "jwt" (Lago's default): RS256 with Lago's public key, fetched from Lago
+# and cached this long (a signature that fails is re-checked once with a freshly fetched key).
+LAGO_WEBHOOK_JWT_ISSUER: str = env("LAGO_WEBHOOK_JWT_ISSUER", default="https://api.getlago.com")
+LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS: int = env.int("LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS", default=86400)
+# A pending subscription is retried by the task once it is this old (a request may still be on it).
+LAGO_PENDING_RETRY_AFTER_SECONDS: int = env.int("LAGO_PENDING_RETRY_AFTER_SECONDS", default=60)
+
+# --- Stripe (credit purchases) ------------------------------------------------------------------
+# Without a secret key, org admins get 503 payments_not_configured from POST /credits/{org}/add.
+STRIPE_SECRET_KEY: str = env("STRIPE_SECRET_KEY", default="")
+# The signing secret of the webhook endpoint (whsec_...); without it the Stripe webhook is 503.
+STRIPE_WEBHOOK_SECRET: str = env("STRIPE_WEBHOOK_SECRET", default="")
+# Oldest signature timestamp accepted (replay protection), in seconds.
+STRIPE_WEBHOOK_TOLERANCE_SECONDS: int = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# Only to point the client at a stand-in (tests); empty means Stripe's own API.
+STRIPE_API_BASE: str = env("STRIPE_API_BASE", default="")
+STRIPE_TIMEOUT_SECONDS: float = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0)
+# Where Checkout sends the buyer back (both required for purchases), e.g.
+# https://app.example.com/billing?checkout=success&session={CHECKOUT_SESSION_ID} (Stripe fills it in).
+STRIPE_CHECKOUT_SUCCESS_URL: str = env("STRIPE_CHECKOUT_SUCCESS_URL", default="")
+STRIPE_CHECKOUT_CANCEL_URL: str = env("STRIPE_CHECKOUT_CANCEL_URL", default="")
+
+# --- Credit prices -------------------------------------------------------------------------------
+# What one credit costs (DESIGN.md: 1 credit = $0.01, $50 buys 5,000 credits).
+CREDIT_PRICE_USD: Decimal = Decimal(env("CREDIT_PRICE_USD", default="0.01"))
+# Bounds of one card purchase, in USD (Stripe refuses charges under $0.50).
+CREDIT_PURCHASE_MIN_USD: Decimal = Decimal(env("CREDIT_PURCHASE_MIN_USD", default="5.00"))
+CREDIT_PURCHASE_MAX_USD: Decimal = Decimal(env("CREDIT_PURCHASE_MAX_USD", default="10000.00"))

@@ -1,0 +1,72 @@
+"""Fixtures of the payments tests: a real local Lago and a real local Stripe stand-in (each a
+threaded HTTP server started once per session and reset per test), and settings pointing at them."""
+
+from types import SimpleNamespace
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from organizations.services import add_member
+from tests.factories import UserFactory
+from tests.fakes import lago as fake_lago_module
+from tests.fakes import stripe as fake_stripe_module
+from tests.fakes.lago import FakeLago
+from tests.fakes.stripe import FakeStripe
+
+
+@pytest.fixture(scope="session")
+def _lago_server():
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _stripe_server():
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def fake_lago(_lago_server, settings) -> FakeLago:
+    """Lago at a local URL, selected as the subscription backend."""
+    fake = FakeLago(_lago_server)
+    fake.install()
+    settings.SUBSCRIPTION_BACKEND = "lago"
+    settings.LAGO_API_URL = fake.url
+    settings.LAGO_API_KEY = fake_lago_module.API_KEY
+    settings.LAGO_TIMEOUT_SECONDS = 2.0
+    settings.LAGO_WEBHOOK_HMAC_SECRET = "lago-hmac-token"
+    settings.LAGO_PENDING_RETRY_AFTER_SECONDS = 0
+    settings.LAGO_INVOICE_PAGE_SIZE = 2
+    yield fake
+    _lago_server.clear()
+
+
+@pytest.fixture
+def fake_stripe(_stripe_server, settings) -> FakeStripe:
+    """Stripe's API at a local URL, with keys, return URLs and the webhook secret configured."""
+    fake = FakeStripe(_stripe_server)
+    fake.install()
+    settings.STRIPE_SECRET_KEY = fake_stripe_module.SECRET_KEY
+    settings.STRIPE_API_BASE = fake.api_base
+    settings.STRIPE_WEBHOOK_SECRET = fake_stripe_module.WEBHOOK_SECRET
+    settings.STRIPE_CHECKOUT_SUCCESS_URL = "https://app.example.test/billing?checkout=success"
+    settings.STRIPE_CHECKOUT_CANCEL_URL = "https://app.example.test/billing?checkout=canceled"
+    settings.STRIPE_TIMEOUT_SECONDS = 5.0
+    yield fake
+    _stripe_server.clear()
+
+
+@pytest.fixture
+def org_team(make_funded_member):
+    """An org with 1,000 credits, a member holding 100 of them, an admin, an outsider."""
+    org, member, allocation = make_funded_member(pool=1000, allocation=100)
+    admin = UserFactory()
+    add_member(org_id=org.id, user=admin, role="admin")
+    return SimpleNamespace(org=org, member=member, allocation=allocation, admin=admin, outsider=UserFactory())
