@@ -28,7 +28,7 @@ from billing.money import MILLICREDITS_PER_CREDIT, USD_QUANTUM, millicredits_to_
 from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
 from billing.services.audit import record_audit_event
 from billing.services.locks import lock_pool
-from billing.services.pool import add_credits_to_pool
+from billing.services.pool import add_credits_to_pool, take_back_unallocated_credits
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, InvalidAmount, NotFound, ValidationFailed
 
@@ -357,11 +357,9 @@ def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
         purchase.refunded_amount = refunded_total
         purchase.refunded_at = timezone.now()
         if was == CreditPurchase.Status.FULFILLED and full:
-            pool = lock_pool(purchase.org_id)
-            if pool.available_credits >= purchase.credits:
-                # The credits bought are still unallocated in the pool: take them back.
-                pool.total_credits -= purchase.credits
-                pool.save(update_fields=["total_credits", "updated_at"])
+            pool = take_back_unallocated_credits(org_id=purchase.org_id, amount=purchase.credits)
+            if pool is not None:
+                # The credits bought were still unallocated in the pool: taken back.
                 history.credits = purchase.credits
                 history.save(update_fields=["credits"])
                 purchase.status = CreditPurchase.Status.REFUNDED
@@ -376,7 +374,7 @@ def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
                 metadata = {
                     "reason": "credits already allocated or used",
                     "credits": purchase.credits,
-                    "pool_available": pool.available_credits,
+                    "pool_available": lock_pool(purchase.org_id).available_credits,  # locked already
                 }
         elif was in (CreditPurchase.Status.FULFILLED, CreditPurchase.Status.REFUND_REVIEW):
             purchase.status = CreditPurchase.Status.REFUND_REVIEW

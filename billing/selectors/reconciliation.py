@@ -84,13 +84,17 @@ _ORG_CHECKS: dict[str, str] = {
                    AND used_credits + reserved_credits <= allocated_credits)
     """,
     "pool_total_equals_credits_added": """
-        SELECT p.org_id, 'pool', COALESCE(SUM(h.credits), 0), p.total_credits
+        SELECT p.org_id, 'pool', COALESCE(SUM(h.signed), 0), p.total_credits
         FROM organization_credit_pools p
-        LEFT JOIN org_billing_history h
-               ON h.org_id = p.org_id AND h.event_type IN ('credit_purchase', 'credit_grant')
+        LEFT JOIN (
+            -- credits added, less those a refund took back (a refund left for review has none)
+            SELECT org_id, CASE WHEN event_type = 'refund' THEN -credits ELSE credits END AS signed
+            FROM org_billing_history
+            WHERE event_type IN ('credit_purchase', 'credit_grant', 'refund') AND credits IS NOT NULL
+        ) h ON h.org_id = p.org_id
         WHERE p.org_id = ANY(%(orgs)s)
         GROUP BY p.org_id, p.total_credits
-        HAVING p.total_credits <> COALESCE(SUM(h.credits), 0)
+        HAVING p.total_credits <> COALESCE(SUM(h.signed), 0)
     """,
     "settled_reservation_matches_its_charge": """
         SELECT r.org_id, 'reservation #' || r.id, COALESCE(c.credits_used, -1), r.credits_charged

@@ -160,6 +160,21 @@ def add_credits_to_pool(
     return PoolChange(pool=pool, history=history)
 
 
+def take_back_unallocated_credits(*, org_id: str, amount: int) -> OrganizationCreditPool | None:
+    """Lower the pool's total by ``amount`` millicredits if that much is still unallocated (a
+    refunded purchase); return the pool, or None and change nothing when the credits are
+    already handed out. The caller records the refund's history row (its ``credits`` count
+    against the total in reconciliation) and audit event in the same transaction."""
+    amount = validate_millicredits(amount)
+    with transaction.atomic():
+        pool = lock_pool(org_id)
+        if pool.available_credits < amount:
+            return None
+        pool.total_credits -= amount
+        _save_pool(pool)
+    return pool
+
+
 def allocate_credits_to_user(
     *,
     org_id: str,

@@ -181,3 +181,15 @@ def test_allocation_with_expiry_is_recorded(make_funded_member):
     when = timezone.now() + timedelta(days=30)
     change = allocate_credits_to_user(org_id=org.id, user=user, amount=mc(5), expires_at=when)
     assert change.allocation.expires_at == when
+
+
+def test_taking_back_unallocated_credits_lowers_the_total_only_while_they_are_unallocated(make_funded_member):
+    from billing.services.pool import take_back_unallocated_credits
+
+    org, _, _ = make_funded_member(pool=100, allocation=70)
+
+    pool = take_back_unallocated_credits(org_id=org.id, amount=mc(20))
+    assert pool is not None and (pool.total_credits, pool.available_credits) == (mc(80), mc(10))
+    before = snapshot_balances()
+    assert take_back_unallocated_credits(org_id=org.id, amount=mc(11)) is None
+    assert snapshot_balances() == before

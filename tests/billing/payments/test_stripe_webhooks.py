@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from billing.models import AuditEvent, CreditPurchase, OrganizationCreditPool, OrgBillingHistory, WebhookEvent
+from billing.selectors.reconciliation import find_all_drifts
 from billing.services import allocate_credits_to_user
 from tests.concurrency import run_concurrently
 from tests.conftest import assert_error, mc
@@ -209,6 +210,7 @@ def test_a_full_refund_of_unallocated_credits_takes_them_back(client, checkout, 
     (row,) = OrgBillingHistory.objects.filter(event_type="refund")
     assert (row.amount, row.credits) == (Decimal("50.00"), mc(5000))
     assert AuditEvent.objects.filter(action="purchase.refunded").count() == 1
+    assert find_all_drifts() == []  # the pool's total still equals its credit history
 
 
 def test_a_refund_of_credits_already_handed_out_is_flagged_for_ops_not_clawed_back(
