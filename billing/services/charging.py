@@ -342,17 +342,18 @@ def _settle_fast(
     it does not apply (rolled back: ``settle_reservation``'s ORM path handles the rest)."""
     try:
         with transaction.atomic(), ledger_cursor() as cursor:
-            held = holds.read_held(cursor, reservation_id)
             params["now"] = timezone.now()
-            params["metadata"] = Jsonb(
-                {
+            held, done = holds.settle(
+                cursor,
+                reservation_id,
+                params,
+                metadata=lambda held: Jsonb({
                     **caller_metadata,
                     "reservation_id": reservation_id,
                     "held_credits": held.amount,
                     "requested_credits": amount,
-                }
-            )
-            done = holds.settle(cursor, held, params)
+                }),
+            )  # fmt: skip
             if held.org_id is not None and done.allocation_id is not None:
                 audit_exhaustion(
                     org_id=held.org_id,

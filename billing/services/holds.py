@@ -5,78 +5,87 @@ reservation settled at a cost the payer can pay) and raise ``NotApplied`` for an
 the caller then rolls back and takes the ORM path, which replays, refuses with a typed error,
 or settles the unusual cases (late settlement, a cost above what is free, a foreign charge).
 
-Hold (level 2 only, like the ORM path):
-1. ``HOLD_ALLOCATION`` locks the active allocation of an active member of an active org and
-   adds to ``reserved_credits`` if its free credits cover the amount;
-2. ``INSERT_ORG_HOLD`` adds the reservation unless the request id was charged or held before.
+Hold (level 2 only, like the ORM path), one statement: ``HOLD_ORG`` locks the active
+allocation of an active member of an active org, adds to ``reserved_credits`` if its free
+credits cover the amount, and inserts the reservation unless the request id was held before
+(``ON CONFLICT``) or charged (``NOT EXISTS``; a charge committed while we waited for the lock is
+caught at settlement instead, where the attribution insert conflicts and the ORM path releases
+the hold).
 
-Settle (pool → allocation → reservation):
-1. ``SETTLE_POOL`` locks the pool and counts the charge in ``used_credits``;
-2. ``SETTLE_ALLOCATION`` moves the hold out of ``reserved_credits`` and the charge into
-   ``used_credits``, if what is free with the hold returned covers the charge;
-3. the attribution row (``billing.services.sql.INSERT_ORG_CHARGE``);
-4. ``FINISH_RESERVATION`` marks the reservation settled, only if it was still held.
+Settle (pool → allocation → reservation), three statements:
+1. ``SETTLE_POOL`` reads the held reservation and, for an org, locks the pool and counts the
+   charge in ``used_credits``;
+2. ``SETTLE_ALLOCATION`` (or ``SETTLE_INDIVIDUAL``) moves the hold out of ``reserved_credits``
+   and the charge into ``used_credits``, if what is free with the hold returned covers it;
+3. ``CHARGE_AND_FINISH_ORG`` appends the attribution row and marks the reservation settled,
+   only if it was still held.
+The statements of one transaction depend on each other's output, so PostgreSQL runs each
+statement's parts in that order; no lock of an earlier level is taken after a later one.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billing.services.sql import INSERT_INDIVIDUAL_CHARGE, INSERT_ORG_CHARGE, fetch_one
+from billing.services.sql import INSERT_INDIVIDUAL_CHARGE, INSERT_ORG_CHARGE, NotApplied, fetch_one
 
-HOLD_ALLOCATION = """
-    UPDATE user_credit_allocations AS a
-       SET reserved_credits = a.reserved_credits + %(amount)s, updated_at = %(now)s
-     WHERE a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
-       AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
-       AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
-       AND EXISTS (
-           SELECT 1 FROM organization_members m
-            WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
-       )
-       AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.org_id AND o.is_active)
-    RETURNING a.id, a.allocated_credits - a.used_credits - a.reserved_credits
-"""
-
-HOLD_INDIVIDUAL = """
-    UPDATE individual_credit_balances
-       SET reserved_credits = reserved_credits + %(amount)s, updated_at = %(now)s
-     WHERE user_id = %(user_id)s AND total_credits - used_credits - reserved_credits >= %(amount)s
-    RETURNING NULL::bigint, total_credits - used_credits - reserved_credits
-"""
-
-# A new statement, so a new snapshot: a charge committed under the same request id by whoever
-# held the lock before us is visible here (READ COMMITTED).
-_INSERT_HOLD = """
+_HOLD = """
+    WITH held AS ({lock})
     INSERT INTO credit_reservations (
         org_id, user_id, allocation_id, request_id, amount, status, credits_charged, expires_at,
         created_at
     )
-    SELECT %(org_id)s::varchar, %(user_id)s::bigint, %(allocation_id)s::bigint, %(request_id)s::varchar,
+    SELECT %(org_id)s::varchar, %(user_id)s::bigint, held.id, %(request_id)s::varchar,
            %(amount)s::bigint, 'held', 0, %(expires_at)s::timestamptz, %(now)s::timestamptz
+      FROM held
      WHERE NOT EXISTS (
-           SELECT 1 FROM credit_usage_attribution c
-            WHERE c.request_id = %(request_id)s::varchar AND {payer}
+           SELECT 1 FROM credit_usage_attribution c WHERE c.request_id = %(request_id)s::varchar AND {payer}
      )
+    ON CONFLICT {conflict} DO NOTHING
+    RETURNING id, (SELECT free FROM held)
 """
-INSERT_ORG_HOLD = (
-    _INSERT_HOLD.format(payer="c.org_id = %(org_id)s::varchar")
-    + "ON CONFLICT (org_id, request_id) WHERE org_id IS NOT NULL DO NOTHING RETURNING id"
+HOLD_ORG = _HOLD.format(
+    lock="""
+        UPDATE user_credit_allocations AS a
+           SET reserved_credits = a.reserved_credits + %(amount)s, updated_at = %(now)s
+         WHERE a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
+           AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
+           AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
+           AND EXISTS (
+               SELECT 1 FROM organization_members m
+                WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
+           )
+           AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.org_id AND o.is_active)
+        RETURNING a.id, a.allocated_credits - a.used_credits - a.reserved_credits AS free
+    """,
+    payer="c.org_id = %(org_id)s::varchar",
+    conflict="(org_id, request_id) WHERE org_id IS NOT NULL",
 )
-INSERT_INDIVIDUAL_HOLD = (
-    _INSERT_HOLD.format(payer="c.org_id IS NULL AND c.user_id = %(user_id)s::bigint")
-    + "ON CONFLICT (user_id, request_id) WHERE org_id IS NULL DO NOTHING RETURNING id"
+HOLD_INDIVIDUAL = _HOLD.format(
+    lock="""
+        UPDATE individual_credit_balances
+           SET reserved_credits = reserved_credits + %(amount)s, updated_at = %(now)s
+         WHERE user_id = %(user_id)s AND total_credits - used_credits - reserved_credits >= %(amount)s
+        RETURNING NULL::bigint AS id, total_credits - used_credits - reserved_credits AS free
+    """,
+    payer="c.org_id IS NULL AND c.user_id = %(user_id)s::bigint",
+    conflict="(user_id, request_id) WHERE org_id IS NULL",
 )
 
-READ_RESERVATION = """
-    SELECT org_id, user_id, allocation_id, amount, request_id
-      FROM credit_reservations WHERE id = %(reservation_id)s AND status = 'held'
-"""
-
+# The reservation (if still held) and, for an org, the pool charged: 1 when the pool took it.
 SETTLE_POOL = """
-    UPDATE organization_credit_pools
-       SET used_credits = used_credits + %(amount)s, updated_at = %(now)s
-     WHERE org_id = %(org_id)s AND used_credits + %(amount)s <= allocated_credits
-    RETURNING org_id
+    WITH r AS (
+        SELECT org_id, user_id, allocation_id, amount, request_id
+          FROM credit_reservations WHERE id = %(reservation_id)s AND status = 'held'
+    ), pool AS (
+        UPDATE organization_credit_pools p
+           SET used_credits = p.used_credits + %(amount)s, updated_at = %(now)s
+          FROM r
+         WHERE p.org_id = r.org_id AND p.used_credits + %(amount)s <= p.allocated_credits
+        RETURNING p.org_id
+    )
+    SELECT r.org_id, r.user_id, r.allocation_id, r.amount, r.request_id, (SELECT count(*) FROM pool)
+      FROM r
 """
 
 _SETTLE_FREE = "- {used} - reserved_credits + %(held)s >= %(amount)s AND reserved_credits >= %(held)s"
@@ -95,13 +104,17 @@ SETTLE_INDIVIDUAL = f"""
     RETURNING NULL::bigint, total_credits, used_credits, total_credits - used_credits - reserved_credits
 """
 
-FINISH_RESERVATION = """
-    UPDATE credit_reservations
+_CHARGE_AND_FINISH = """
+    WITH charge AS ({insert})
+    UPDATE credit_reservations r
        SET status = 'settled', credits_charged = %(amount)s, credits_requested = %(amount)s,
-           attribution_id = %(attribution_id)s, finished_at = %(now)s
-     WHERE id = %(reservation_id)s AND status = 'held'
-    RETURNING id
+           attribution_id = charge.id, finished_at = %(now)s
+      FROM charge
+     WHERE r.id = %(reservation_id)s AND r.status = 'held'
+    RETURNING charge.id
 """
+CHARGE_AND_FINISH_ORG = _CHARGE_AND_FINISH.format(insert=INSERT_ORG_CHARGE)
+CHARGE_AND_FINISH_INDIVIDUAL = _CHARGE_AND_FINISH.format(insert=INSERT_INDIVIDUAL_CHARGE)
 
 
 @dataclass(frozen=True)
@@ -128,42 +141,29 @@ class Settled:
 def hold(cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
     """Hold ``amount`` for ``user_id`` in ``org_id`` (None: individual credits) under a new
     ``request_id``. Returns (reservation id, free credits after the hold)."""
-    individual = params["org_id"] is None
-    params["allocation_id"], free = fetch_one(
-        cursor, HOLD_INDIVIDUAL if individual else HOLD_ALLOCATION, params
-    )
-    (reservation_id,) = fetch_one(cursor, INSERT_INDIVIDUAL_HOLD if individual else INSERT_ORG_HOLD, params)
+    sql = HOLD_INDIVIDUAL if params["org_id"] is None else HOLD_ORG
+    reservation_id, free = fetch_one(cursor, sql, params)
     return reservation_id, free
 
 
-def read_held(cursor: Any, reservation_id: int) -> HeldReservation:
-    org_id, user_id, allocation_id, amount, request_id = fetch_one(
-        cursor, READ_RESERVATION, {"reservation_id": reservation_id}
-    )
-    return HeldReservation(reservation_id, org_id, user_id, allocation_id, amount, request_id)
-
-
-def settle(cursor: Any, reservation: HeldReservation, params: dict[str, Any]) -> Settled:
-    """Charge ``amount`` against a held reservation and free the hold. ``params`` carries the
-    charge columns (amount, service type/name, tokens, metadata, now)."""
+def settle(
+    cursor: Any, reservation_id: int, params: dict[str, Any], metadata: Callable[[HeldReservation], Any]
+) -> tuple[HeldReservation, Settled]:
+    """Charge ``params["amount"]`` against a held reservation and free the hold. ``params``
+    carries the charge columns (service type/name, tokens, now); ``metadata`` makes the row's
+    metadata from the reservation."""
+    params["reservation_id"] = reservation_id
+    org_id, user_id, allocation_id, amount, request_id, pool_charged = fetch_one(cursor, SETTLE_POOL, params)
+    if org_id is not None and not pool_charged:
+        raise NotApplied
+    held = HeldReservation(reservation_id, org_id, user_id, allocation_id, amount, request_id)
     params.update(
-        reservation_id=reservation.reservation_id,
-        org_id=reservation.org_id,
-        user_id=reservation.user_id,
-        allocation_id=reservation.allocation_id,
-        held=reservation.amount,
-        request_id=reservation.request_id,
+        org_id=org_id, user_id=user_id, allocation_id=allocation_id, held=amount, request_id=request_id
     )
-    if reservation.org_id is None:
-        row = fetch_one(cursor, SETTLE_INDIVIDUAL, params)
-        insert = INSERT_INDIVIDUAL_CHARGE
-    else:
-        fetch_one(cursor, SETTLE_POOL, params)
-        row = fetch_one(cursor, SETTLE_ALLOCATION, params)
-        insert = INSERT_ORG_CHARGE
+    row = fetch_one(cursor, SETTLE_INDIVIDUAL if org_id is None else SETTLE_ALLOCATION, params)
     allocation_id, allocated, used, free = row
     params["balance_after"] = free
-    (attribution_id,) = fetch_one(cursor, insert, params)
-    params["attribution_id"] = attribution_id
-    fetch_one(cursor, FINISH_RESERVATION, params)
-    return Settled(attribution_id, allocation_id, allocated, used, free)
+    params["metadata"] = metadata(held)
+    finish = CHARGE_AND_FINISH_INDIVIDUAL if org_id is None else CHARGE_AND_FINISH_ORG
+    (attribution_id,) = fetch_one(cursor, finish, params)
+    return held, Settled(attribution_id, allocation_id, allocated, used, free)
