@@ -49,6 +49,7 @@ from billing.services.charging import (
 from billing.services.sql import (
     INSERT_INDIVIDUAL_CHARGE,
     INSERT_ORG_CHARGE,
+    SPENDABLE_ALLOCATION,
     NotApplied,
     fetch_one,
     ledger_cursor,
@@ -63,16 +64,10 @@ CHARGE_POOL = """
     RETURNING org_id
 """
 
-CHARGE_ALLOCATION = """
+CHARGE_ALLOCATION = f"""
     UPDATE user_credit_allocations AS a
        SET used_credits = a.used_credits + %(amount)s, updated_at = %(now)s
-     WHERE a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
-       AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
-       AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
-       AND EXISTS (
-           SELECT 1 FROM organization_members m
-            WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
-       )
+     WHERE {SPENDABLE_ALLOCATION}
     RETURNING a.id, a.allocated_credits, a.used_credits,
               a.allocated_credits - a.used_credits - a.reserved_credits
 """

@@ -27,7 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billing.services.sql import INSERT_INDIVIDUAL_CHARGE, INSERT_ORG_CHARGE, NotApplied, fetch_one
+from billing.services.sql import (
+    INSERT_INDIVIDUAL_CHARGE,
+    INSERT_ORG_CHARGE,
+    SPENDABLE_ALLOCATION,
+    NotApplied,
+    fetch_one,
+)
 
 _HOLD = """
     WITH held AS ({lock})
@@ -45,16 +51,10 @@ _HOLD = """
     RETURNING id, (SELECT free FROM held)
 """
 HOLD_ORG = _HOLD.format(
-    lock="""
+    lock=f"""
         UPDATE user_credit_allocations AS a
            SET reserved_credits = a.reserved_credits + %(amount)s, updated_at = %(now)s
-         WHERE a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
-           AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
-           AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
-           AND EXISTS (
-               SELECT 1 FROM organization_members m
-                WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
-           )
+         WHERE {SPENDABLE_ALLOCATION}
            AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.org_id AND o.is_active)
         RETURNING a.id, a.allocated_credits - a.used_credits - a.reserved_credits AS free
     """,

@@ -13,6 +13,18 @@ from typing import Any
 from orgbilling.db import execute
 from orgbilling.db import prepared_cursor as ledger_cursor
 
+# Which allocation may spend ``amount`` for ``user_id`` in ``org_id`` (the table aliased ``a``):
+# the active, unexpired allocation of an active member, with that much free.
+SPENDABLE_ALLOCATION = """
+    a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
+    AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
+    AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
+    AND EXISTS (
+        SELECT 1 FROM organization_members m
+         WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
+    )
+"""
+
 # The attribution row of a charge (a deduction or a settled hold), unless its request id was
 # charged before: whoever wrote that row held the same lock first and has committed by now.
 _INSERT_CHARGE = """
@@ -37,7 +49,14 @@ class NotApplied(Exception):
     """A conditional statement matched no row; raised inside ``atomic()`` to roll back."""
 
 
-__all__ = ["INSERT_INDIVIDUAL_CHARGE", "INSERT_ORG_CHARGE", "NotApplied", "fetch_one", "ledger_cursor"]
+__all__ = [
+    "INSERT_INDIVIDUAL_CHARGE",
+    "INSERT_ORG_CHARGE",
+    "SPENDABLE_ALLOCATION",
+    "NotApplied",
+    "fetch_one",
+    "ledger_cursor",
+]
 
 
 def fetch_one(cursor: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...]:
