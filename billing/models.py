@@ -356,7 +356,7 @@ class CreditReservation(models.Model):
                 condition=Q(org__isnull=True),
                 name="reservation_request_id_unique_per_individual",
             ),
-            models.CheckConstraint(condition=Q(amount__gt=0), name="reservation_amount_positive"),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="reservation_amount_nonnegative"),
             models.CheckConstraint(
                 condition=(Q(org__isnull=True) & Q(allocation__isnull=True))
                 | (Q(org__isnull=False) & Q(allocation__isnull=False)),

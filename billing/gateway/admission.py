@@ -40,8 +40,6 @@ from organizations.models import ApiKey, User
 
 ORG_HEADER = "X-Org-Id"
 PROVIDER_KEY_HEADER = "X-Provider-Key"
-# A hold must be positive: a free model or a BYOK call holds one millicredit and settles at 0.
-MIN_HOLD = 1
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ def _hold(
     context = resolve_billing_context(user=caller.user, requested_org_id=requested_org(request, caller))
     ticket = take_quota(org_id=context.org_id)
     request_id = str(uuid.uuid4())
-    amount = MIN_HOLD if byok else max(MIN_HOLD, worst_case)
+    amount = 0 if byok else worst_case  # 0 still checks the payer may spend
     try:
         held = reserve_credits(user=caller.user, org_id=context.org_id, amount=amount, request_id=request_id)
     except NoActiveAllocation as refusal:

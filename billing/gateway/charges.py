@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.errors import NoActiveAllocation
-from billing.gateway.admission import MIN_HOLD
 from billing.gateway.errors import NoAllocation
 from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS
@@ -107,10 +106,10 @@ def charge_external_usage(
 
 
 def _record_free_call(*, user: User, org_id: str | None, request_id: str, **fields: Any) -> DeductionResult:
-    """A 0-credit attribution row, through a minimal hold settled at 0 (the ledger has no
-    zero charge yet). Two transactions, not one: settling takes the pool lock, which must not
-    be requested while the hold's allocation lock is held (billing.services.locks)."""
-    held = reserve_credits(user=user, org_id=org_id, amount=MIN_HOLD, request_id=request_id)
+    """A 0-credit attribution row, through a hold of 0 settled at 0 (the deduction charges
+    positive amounts only). Two transactions, not one: settling takes the pool lock, which must
+    not be requested while the hold's allocation lock is held (billing.services.locks)."""
+    held = reserve_credits(user=user, org_id=org_id, amount=0, request_id=request_id)
     try:
         return settle_reservation(reservation_id=held.reservation_id, actual_amount=0, **fields)
     except BaseException:

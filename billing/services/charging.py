@@ -231,8 +231,10 @@ def reserve_credits(
     ttl_seconds: int | None = None,
 ) -> ReservationResult:
     """Hold ``amount`` millicredits for a call about to run. Idempotent on ``request_id`` while
-    the hold lasts; a request id that was already charged, settled or released is refused."""
-    amount = validate_millicredits(amount)
+    the hold lasts; a request id that was already charged, settled or released is refused.
+    A hold of 0 (a free model, a caller's own provider key) still checks that the payer may
+    spend: an active member with a usable allocation, or the user's own balance."""
+    amount = validate_millicredits(amount, allow_zero=True)
     validate_charge_fields(request_id=request_id)
     ttl = ttl_seconds if ttl_seconds is not None else settings.CREDIT_RESERVATION_TTL_SECONDS
     now = timezone.now()

@@ -162,3 +162,27 @@ def test_byok_call_is_forwarded_with_the_callers_key_charged_zero_and_attributed
     allocation.refresh_from_db()
     assert (allocation.used_credits, allocation.reserved_credits) == (0, 0)
     assert find_all_drifts() == []
+
+
+def test_byok_works_with_no_credits_left_but_not_without_an_allocation(gateway, upstream, make_funded_member):
+    from billing.services import deduct_credits
+    from organizations.services import add_member
+    from tests.factories import UserFactory
+
+    org, user, allocation = make_funded_member(pool=100, allocation=10)
+    deduct_credits(user=user, org_id=org.id, amount=allocation.allocated_credits, request_id="spent-all")
+    client = openai_client(gateway, api_key(user), **{"X-Provider-Key": "sk-callers-own"})
+
+    _, raw = chat(client, "four words of prompt")
+
+    assert raw.headers["X-Cost-Incurred"] == "0.000"
+    assert CreditUsageAttribution.objects.filter(service_type="byok", credits_used=0).count() == 1
+    stranger = UserFactory()
+    add_member(org_id=org.id, user=stranger, actor_label="test")  # a member, but no allocation
+    refused = openai_client(gateway, api_key(stranger), **{"X-Provider-Key": "sk-callers-own"})
+    with pytest.raises(openai.APIStatusError) as refusal:
+        chat(refused, "four words of prompt")
+    assert refusal.value.status_code == 402
+    assert refusal.value.body["code"] == "no_allocation"  # openai puts the "error" object here
+    assert upstream.behaviour.authorizations == ["Bearer sk-callers-own"]  # only the allowed call
+    assert find_all_drifts() == []
