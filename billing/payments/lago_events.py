@@ -21,7 +21,7 @@ from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_cl
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
 from billing.services.audit import record_audit_event
-from billing.services.subscriptions import grant_initial_credits, mark_subscription_active
+from billing.services.subscriptions import mark_subscription_active
 from organizations.models import Organization
 from orgbilling.errors import ApplicationError, Conflict, ValidationFailed
 
@@ -191,7 +191,7 @@ def record_lago_subscription_started(*, subscription: dict[str, Any]) -> bool:
         if ours.status == OrganizationSubscription.Status.PENDING:
             # Our create call failed after Lago had done it: Lago's word completes it (no call
             # back to Lago needed; the retry task would get this same subscription).
-            sub = mark_subscription_active(
+            mark_subscription_active(  # grants the initial credits with the activation
                 subscription_id=ours.pk,
                 external=BackendSubscription(
                     external_id=str(lago_id),
@@ -202,7 +202,6 @@ def record_lago_subscription_started(*, subscription: dict[str, Any]) -> bool:
                 backend_name="lago",
                 actor_label="lago webhook",
             )
-            grant_initial_credits(subscription=sub, actor_label="lago webhook")
             return True
         external_id = f"subscription-{ours.pk}-started"
     else:

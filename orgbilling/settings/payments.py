@@ -26,6 +26,10 @@ LAGO_WEBHOOK_JWT_ISSUER: str = env("LAGO_WEBHOOK_JWT_ISSUER", default="https://a
 LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS: int = env.int("LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS", default=86400)
 # A pending subscription is retried by the task once it is this old (a request may still be on it).
 LAGO_PENDING_RETRY_AFTER_SECONDS: int = env.int("LAGO_PENDING_RETRY_AFTER_SECONDS", default=60)
+# Calls to start a pending subscription before the retry task gives up on it (then it is ended
+# ``failed``, after terminating it at the backend in case a lost answer had started it there).
+# The task runs every 5 minutes: 288 attempts are about a day.
+LAGO_MAX_ACTIVATION_ATTEMPTS: int = env.int("LAGO_MAX_ACTIVATION_ATTEMPTS", default=288)
 
 # --- Stripe (credit purchases) ------------------------------------------------------------------
 # Without a secret key, org admins get 503 payments_not_configured from POST /credits/{org}/add.
