@@ -185,7 +185,11 @@ def test_lago_unreachable_is_503_and_the_retry_keeps_it_pending(api_client, fake
     assert_error(subscribe(api_client, user), 503, "billing_backend_unavailable")
     sub = OrganizationSubscription.objects.get(org_id="lago-org")
 
-    assert retry_pending_subscriptions.apply().get() == {"activated": [], "still_pending": [sub.pk], "failed": []}
+    assert retry_pending_subscriptions.apply().get() == {
+        "activated": [],
+        "still_pending": [sub.pk],
+        "failed": [],
+    }
     sub.refresh_from_db()
     assert (sub.status, sub.activation_attempts) == ("pending", 2)
 

@@ -356,9 +356,7 @@ def test_a_refund_before_the_checkout_event_is_retried_and_the_payment_is_never_
     assert find_all_drifts() == []
 
 
-def test_a_refund_is_matched_through_a_stored_checkout_event_not_yet_processed(
-    client, checkout, fake_stripe
-):
+def test_a_refund_is_matched_through_a_stored_checkout_event_not_yet_processed(client, checkout, fake_stripe):
     team, purchase = checkout
     before = pool_total(team.org.id)
     session = {**fake_stripe.completed_session(purchase.stripe_checkout_session_id), "amount_total": 100}

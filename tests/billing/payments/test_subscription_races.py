@@ -8,7 +8,13 @@ import importlib
 
 import pytest
 
-from billing.models import AuditEvent, OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
+from billing.models import (
+    AuditEvent,
+    OrganizationCreditPool,
+    OrganizationSubscription,
+    OrgBillingHistory,
+    Plan,
+)
 from billing.payments.tasks import retry_pending_subscriptions
 from billing.services.subscriptions import (
     cancel_subscription,
@@ -40,7 +46,12 @@ def plans(transactional_db) -> None:
     for code, name, price, tier, calls in PLANS:
         Plan.objects.get_or_create(
             plan_code=code,
-            defaults={"name": name, "monthly_price": price, "rate_limit_tier": tier, "monthly_api_calls": calls},
+            defaults={
+                "name": name,
+                "monthly_price": price,
+                "rate_limit_tier": tier,
+                "monthly_api_calls": calls,
+            },
         )
 
 
@@ -143,7 +154,12 @@ def test_two_concurrent_cancels_both_succeed_and_cancel_once(fake_lago, plans):
 
     assert all(isinstance(r, OrganizationSubscription) for r in results), results
     assert {r.status for r in results} == {"canceled"}
-    assert OrgBillingHistory.objects.filter(external_id=f"subscription-{change.subscription.pk}-canceled").count() == 1
+    assert (
+        OrgBillingHistory.objects.filter(
+            external_id=f"subscription-{change.subscription.pk}-canceled"
+        ).count()
+        == 1
+    )
     assert AuditEvent.objects.filter(action="subscription.canceled").count() == 1
 
 
