@@ -23,7 +23,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LI
 # A retry is a message with an ETA that a worker holds unacknowledged until it is due: Redis
 # would hand it to a second worker once the visibility timeout passes (a duplicate run, e.g. a
 # duplicate e-mail). So the longest retry delay plus the longest run stays within the timeout.
-TASK_RETRY_BACKOFF_MAX_SECONDS = CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] - CELERY_TASK_TIME_LIMIT
+TASK_RETRY_BACKOFF_MAX_SECONDS = (
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] - CELERY_TASK_TIME_LIMIT
+)
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

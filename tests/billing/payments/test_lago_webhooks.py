@@ -369,7 +369,7 @@ def test_the_algorithm_not_pinned_is_refused_even_when_correctly_signed(
 
     response = post(client, body, signature=signature, algorithm=claimed, unique_key="pin-1")
 
-    assert_error(response, 400, "invalid_signature")["details"]["expected"] == pinned
+    assert assert_error(response, 400, "invalid_signature")["details"]["expected"] == pinned
     assert not WebhookEvent.objects.exists()
     # Without the header, the pinned algorithm is used.
     settings.LAGO_WEBHOOK_SIGNATURE = claimed

@@ -2,9 +2,8 @@
 together, the retry task survives a failing row and gives up after its cap, Lago's refusals are
 final, and plan changes and cancels racing on real threads leave Lago and our row in line."""
 
-import time
-
 import importlib
+import time
 
 import pytest
 
@@ -21,7 +20,7 @@ from billing.services.subscriptions import (
     change_subscription_plan,
     create_subscription,
 )
-from orgbilling.errors import Conflict
+from orgbilling.errors import ApplicationError, Conflict
 from tests.concurrency import run_concurrently
 from tests.conftest import assert_error, mc
 from tests.factories import UserFactory
@@ -120,7 +119,7 @@ def test_a_lago_refusal_is_502_and_ends_the_subscription_failed(api_client, fake
 def test_lago_429_is_still_a_503_to_retry(fake_lago):
     fake_lago.fail_next("/api/v1/subscriptions", "POST", status=429)
 
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ApplicationError) as caught:
         create_subscription(org_id="busy-org", plan_code="starter", owner=UserFactory())
 
     assert (caught.value.status_code, caught.value.code) == (503, "billing_backend_unavailable")
