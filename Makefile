@@ -9,8 +9,10 @@ PG := scripts/pg.sh
 DEV_PG_DIR := .pg/dev
 DEV_PG_PORT ?= 54329
 REDIS := scripts/redis.sh
-# Local dev state lives under .pg/ (git-ignored): the Redis server and beat's schedule file.
-DEV_REDIS_DIR := .pg/redis
+# Local dev state lives under .pg/ (git-ignored), beat's schedule file included. The dev Redis
+# lives in a directory of its own under /var/tmp, one per checkout, which the `redis` user can
+# reach without any host permission being changed (scripts/redis.sh).
+DEV_REDIS_DIR := /var/tmp/orgbilling-redis-$(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
 DEV_REDIS_PORT ?= 56379
 CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
@@ -72,7 +74,7 @@ run: venv
 		$(CELERY) -A orgbilling worker -l info --concurrency 2 & celery_pids="$$!"; \
 		$(CELERY) -A orgbilling beat -l info --schedule .pg/celerybeat-schedule & \
 		celery_pids="$$celery_pids $$!"; \
-		echo "Celery: a worker and beat on $$CELERY_BROKER_URL run the periodic tasks (their logs are interleaved below)"; \
+		echo "Celery: a worker and beat on $$(printf '%s' "$$CELERY_BROKER_URL" | sed -E 's#//[^@/]*@#//***@#') run the periodic tasks (their logs are interleaved below)"; \
 	else \
 		echo "Celery: no Redis (redis-server not installed, CELERY_BROKER_URL unset): tasks run eagerly in-process; periodic tasks do not run (scripts/redis.sh install, or set CELERY_BROKER_URL)"; \
 	fi; \

@@ -14,6 +14,7 @@ __all__ = [
     "AllocationExceedsPool",
     "AllocationExpired",
     "AllocationHasHolds",
+    "BillingBackendRejected",
     "BillingBackendUnavailable",
     "DuplicateSubscription",
     "InsufficientCredits",
@@ -140,6 +141,15 @@ class PaymentRequired(ApplicationError):
 class BillingBackendUnavailable(ServiceUnavailable):
     code = "billing_backend_unavailable"
     default_message = "The billing backend is unavailable; the change was not completed. Try again."
+
+
+class BillingBackendRejected(ApplicationError):
+    """The billing backend refused the request itself (an HTTP 4xx other than 429): trying the
+    same call again cannot succeed."""
+
+    status_code = 502
+    code = "billing_backend_rejected"
+    default_message = "The billing backend refused the request; the change was not made."
 
 
 class PaymentsNotConfigured(ServiceUnavailable):

@@ -43,6 +43,7 @@ class OrganizationSubscription(models.Model):
         ACTIVE = "active", "Active"
         CANCELED = "canceled", "Canceled"
         TERMINATED = "terminated", "Terminated"
+        FAILED = "failed", "Failed"  # the backend refused to start it (never live)
 
     org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="subscriptions")
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
@@ -73,7 +74,7 @@ class OrganizationSubscription(models.Model):
                 name="org_subscriptions_one_live_per_org",
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "active", "canceled", "terminated"]),
+                condition=Q(status__in=["pending", "active", "canceled", "terminated", "failed"]),
                 name="org_subscriptions_status_valid",
             ),
         ]

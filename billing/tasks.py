@@ -98,11 +98,14 @@ def reconcile_credits() -> dict[str, Any]:
     name="billing.tasks.send_email",
     autoretry_for=(SMTPException, OSError),
     retry_backoff=30,
-    retry_backoff_max=3600,
+    # Below the broker's visibility timeout minus the hard time limit: a longer countdown would
+    # be redelivered to a second worker and the e-mail sent twice (orgbilling/settings/tasks.py).
+    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
     retry_jitter=True,
-    max_retries=8,
+    max_retries=100,
     acks_late=True,
 )
 def send_email(*, subject: str, body: str, recipients: list[str]) -> int:
-    """Send one plain-text e-mail; a mail server that is down is retried for about a day."""
+    """Send one plain-text e-mail; a mail server that is down is retried for most of a day
+    (delays doubling from 30 s up to ``TASK_RETRY_BACKOFF_MAX_SECONDS``, with jitter)."""
     return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)

@@ -4,8 +4,10 @@
 One organization is one Lago customer (external id = org id); our subscription row's
 ``lago_external_id`` is the Lago subscription's ``external_id``, so creating it again (a retry)
 returns the same subscription and a plan change is the same call with another ``plan_code``.
-Every client error (HTTP error, 5xx, timeout, connection refused, malformed answer) leaves this
-module as ``BillingBackendUnavailable``; nothing here holds a database lock while calling out.
+A refusal (HTTP 4xx other than 429) leaves this module as ``BillingBackendRejected`` (permanent:
+the same call cannot succeed); every other client error (5xx, 429, timeout, connection refused,
+malformed answer) as ``BillingBackendUnavailable`` (try again later). Nothing here holds a
+database lock while calling out.
 """
 
 import logging
@@ -26,13 +28,14 @@ from lago_python_client.models.subscription import Subscription as LagoSubscript
 from lago_python_client.models.subscription import SubscriptionResponse
 
 from billing.backends.base import BackendSubscription
-from billing.errors import BillingBackendUnavailable
+from billing.errors import BillingBackendRejected, BillingBackendUnavailable
 from billing.models import OrganizationSubscription, Plan
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
 
 NOT_FOUND = 404
+TOO_MANY_REQUESTS = 429
 
 
 class LagoNotFound(Exception):
@@ -68,6 +71,12 @@ def lago_errors(action: str, *, not_found_ok: bool = False) -> Iterator[None]:
     except LagoApiError as exc:
         if not_found_ok and exc.status_code == NOT_FOUND:
             raise LagoNotFound(action) from exc
+        status = exc.status_code
+        if isinstance(status, int) and 400 <= status < 500 and status != TOO_MANY_REQUESTS:
+            logger.error("Lago refused %s: HTTP %s %s", action, status, exc.detail)
+            raise BillingBackendRejected(
+                details={"provider": "lago", "action": action, "status": status}
+            ) from exc
         logger.warning("Lago %s failed: HTTP %s %s", action, exc.status_code, exc.detail)
         raise BillingBackendUnavailable(
             details={"provider": "lago", "action": action, "status": exc.status_code}

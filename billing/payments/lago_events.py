@@ -21,7 +21,7 @@ from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_cl
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
 from billing.services.audit import record_audit_event
-from billing.services.subscriptions import grant_initial_credits, mark_subscription_active
+from billing.services.subscriptions import mark_subscription_active
 from organizations.models import Organization
 from orgbilling.errors import ApplicationError, Conflict, ValidationFailed
 
@@ -38,8 +38,13 @@ INVOICE_FIELDS_KEPT = (
     "payment_overdue",
     "file_url",
     "voided_at",
+    "updated_at",
 )
 PAYMENT_OUTCOMES = ("succeeded", "failed")
+# How far along an invoice is, for events that carry the same (or no) updated_at: a mirrored
+# row never moves back (Lago delivers out of order, and may replay an old event).
+INVOICE_STATUS_RANK = {"draft": 0, "generating": 0, "pending": 0, "finalized": 1, "failed": 1, "voided": 2}
+PAYMENT_STATUS_RANK = {"pending": 0, "failed": 1, "succeeded": 2}
 
 
 def _required(obj: dict[str, Any], key: str, what: str) -> Any:
@@ -76,10 +81,18 @@ def _occurred(obj: dict[str, Any], *keys: str) -> Any:
     return timezone.now()
 
 
-def _upsert_row(*, external_id: str, org_id: str, defaults: dict[str, Any], mirror: tuple[str, ...]) -> bool:
+def _upsert_row(
+    *,
+    external_id: str,
+    org_id: str,
+    defaults: dict[str, Any],
+    mirror: tuple[str, ...],
+    newer: Callable[[OrgBillingHistory], bool] | None = None,
+) -> bool:
     """Create the history row once; on a later sighting only refresh the ``mirror`` fields
-    (an invoice's status and details follow Lago). Returns whether the row was created."""
-    row, created = OrgBillingHistory.objects.get_or_create(
+    (an invoice's status and details follow Lago), and only when ``newer(row)`` says the
+    sighting is not older than what is stored. Returns whether the row was created."""
+    row, created = OrgBillingHistory.objects.select_for_update(of=("self",)).get_or_create(
         external_id=external_id, defaults={"org_id": org_id, **defaults}
     )
     if created:
@@ -88,12 +101,37 @@ def _upsert_row(*, external_id: str, org_id: str, defaults: dict[str, Any], mirr
         raise Conflict(
             "This Lago object belongs to another organization.", details={"external_id": external_id}
         )
+    if newer is not None and not newer(row):
+        logger.info("Lago sent an older state of %s; kept the stored one", external_id)
+        return False
     changed = [name for name in mirror if getattr(row, name) != defaults[name]]
     if changed:
         for name in changed:
             setattr(row, name, defaults[name])
         row.save(update_fields=changed)
     return False
+
+
+def _invoice_progress(metadata: dict[str, Any], status: str) -> tuple[int, int]:
+    return (
+        INVOICE_STATUS_RANK.get(status, 0),
+        PAYMENT_STATUS_RANK.get(str(metadata.get("payment_status") or ""), 0),
+    )
+
+
+def _invoice_not_older(invoice: dict[str, Any]) -> Callable[[OrgBillingHistory], bool]:
+    """Lago's ``updated_at`` decides; on a tie (or without it) the invoice must not go back in
+    status or payment status."""
+    incoming_at = _when(invoice.get("updated_at"))
+    incoming = _invoice_progress(invoice, str(invoice.get("status") or ""))
+
+    def not_older(row: OrgBillingHistory) -> bool:
+        stored_at = _when((row.metadata or {}).get("updated_at"))
+        if incoming_at is not None and stored_at is not None and incoming_at != stored_at:
+            return incoming_at > stored_at
+        return incoming >= _invoice_progress(row.metadata or {}, row.status)
+
+    return not_older
 
 
 def _invoice_defaults(invoice: dict[str, Any]) -> dict[str, Any]:
@@ -129,6 +167,7 @@ def record_lago_invoice(*, invoice: dict[str, Any], org_id: str | None = None) -
             org_id=org_id,
             defaults=_invoice_defaults(invoice),
             mirror=("status", "amount", "metadata"),
+            newer=_invoice_not_older(invoice),
         )
         payment_status = invoice.get("payment_status")
         if payment_status in PAYMENT_OUTCOMES:
@@ -191,7 +230,7 @@ def record_lago_subscription_started(*, subscription: dict[str, Any]) -> bool:
         if ours.status == OrganizationSubscription.Status.PENDING:
             # Our create call failed after Lago had done it: Lago's word completes it (no call
             # back to Lago needed; the retry task would get this same subscription).
-            sub = mark_subscription_active(
+            mark_subscription_active(  # grants the initial credits with the activation
                 subscription_id=ours.pk,
                 external=BackendSubscription(
                     external_id=str(lago_id),
@@ -202,7 +241,6 @@ def record_lago_subscription_started(*, subscription: dict[str, Any]) -> bool:
                 backend_name="lago",
                 actor_label="lago webhook",
             )
-            grant_initial_credits(subscription=sub, actor_label="lago webhook")
             return True
         external_id = f"subscription-{ours.pk}-started"
     else:

@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
-from billing.models import CreditPurchase, OrgBillingHistory
+from billing.models import CreditPurchase, OrgBillingHistory, WebhookEvent
 from billing.money import MILLICREDITS_PER_CREDIT, USD_QUANTUM, millicredits_to_credits, parse_usd
 from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
 from billing.services.audit import record_audit_event
@@ -193,6 +193,45 @@ def _lock_purchase(*, purchase_id: str | None = None, **lookup: Any) -> CreditPu
     return query.filter(**lookup).first() if lookup else None
 
 
+# Stripe events that take a payment back: a paid checkout whose payment intent already has one
+# is not credited (they can arrive before the checkout's own event).
+REVERSALS = ("charge.refunded", "charge.dispute.created")
+SESSION_EVENTS = (
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+)
+
+
+def _stored_stripe_events(*, types: tuple[str, ...], payment_intent: str) -> Any:
+    return WebhookEvent.objects.filter(
+        provider=WebhookEvent.Provider.STRIPE,
+        event_type__in=types,
+        payload__data__object__payment_intent=payment_intent,
+    )
+
+
+def _lock_purchase_of_payment(*, payment_intent: str | None, obj: dict[str, Any]) -> CreditPurchase | None:
+    """The purchase a charge or dispute is about. Stripe's charges carry no metadata of ours;
+    they name the payment intent, which we learn from the checkout session (fulfilment, or a
+    stored ``checkout.session.*`` event not processed yet) or a declined attempt."""
+    purchase = _lock_purchase(stripe_payment_intent_id=payment_intent)
+    if purchase is None and _purchase_ref(obj) is not None:
+        purchase = _lock_purchase(purchase_id=_purchase_ref(obj))
+    if purchase is None and payment_intent:
+        sessions = (
+            _stored_stripe_events(types=SESSION_EVENTS, payment_intent=payment_intent)
+            .order_by("pk")
+            .values_list("payload__data__object__id", flat=True)
+        )
+        for session_id in sessions:
+            purchase = _lock_purchase(stripe_checkout_session_id=session_id)
+            if purchase is not None:
+                break
+    return purchase
+
+
 def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
     """A paid Checkout Session: add the purchase's credits to the pool, exactly once.
     Returns False when the session is not one of our purchases."""
@@ -222,6 +261,32 @@ def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
                     "currency": currency,
                 },
             )
+        payment_intent = session.get("payment_intent") or None
+        reversal = (
+            _stored_stripe_events(types=REVERSALS, payment_intent=payment_intent)
+            .values_list("event_type", flat=True)
+            .first()
+            if payment_intent
+            else None
+        )
+        if reversal is not None:
+            # Paid back (or disputed) before we credited it: no credits for that money; the
+            # refund/dispute event, redelivered, now finds the purchase by its payment intent.
+            purchase.status = CreditPurchase.Status.REFUND_REVIEW
+            purchase.stripe_checkout_session_id = session["id"]
+            purchase.stripe_payment_intent_id = payment_intent
+            purchase.failure_reason = f"{reversal} arrived before the payment was fulfilled"
+            purchase.save()
+            record_audit_event(
+                action="purchase.refund_needs_review",
+                actor_label="stripe",
+                org_id=purchase.org_id,
+                target_type="credit_purchase",
+                target_id=purchase.pk,
+                metadata={"reason": f"{reversal} before fulfilment", "credits_added": 0},
+            )
+            return True
+        # Money was taken: the credits are owed even if the org was deactivated meanwhile.
         change = add_credits_to_pool(
             org_id=purchase.org_id,
             amount=purchase.credits,
@@ -229,11 +294,12 @@ def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
             actor_label="stripe",
             external_id=f"stripe-checkout-{session['id']}",
             description=f"{millicredits_to_credits(purchase.credits).normalize():,f} credits bought by card",
+            require_active_org=False,
         )
         purchase.status = CreditPurchase.Status.FULFILLED
         purchase.fulfilled_at = timezone.now()
         purchase.stripe_checkout_session_id = session["id"]
-        purchase.stripe_payment_intent_id = session.get("payment_intent") or None
+        purchase.stripe_payment_intent_id = payment_intent
         purchase.failure_reason = ""
         purchase.save()
         record_audit_event(
@@ -248,6 +314,7 @@ def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
                 "amount": str(purchase.amount),
                 "history_id": change.history.pk if change.history else None,
                 "total_after": change.pool.total_credits,
+                "org_active": Organization.objects.filter(pk=purchase.org_id, is_active=True).exists(),
             },
         )
     return True
@@ -293,6 +360,10 @@ def record_payment_failed(*, payment_intent: dict[str, Any], event_id: str) -> b
         if purchase.status == CreditPurchase.Status.PENDING:
             purchase.failure_reason = reason
             purchase.save(update_fields=["failure_reason", "updated_at"])
+        if payment_intent.get("id") and not purchase.stripe_payment_intent_id:
+            # Links later charge events (which carry no metadata of ours) to the purchase.
+            purchase.stripe_payment_intent_id = payment_intent["id"]
+            purchase.save(update_fields=["stripe_payment_intent_id", "updated_at"])
         OrgBillingHistory.objects.get_or_create(
             external_id=f"stripe-payment-failed-{event_id}",
             defaults={
@@ -324,14 +395,13 @@ def record_payment_failed(*, payment_intent: dict[str, Any], event_id: str) -> b
 
 def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
     """A (partial or full) refund of a purchase's charge. ``amount_refunded`` is cumulative, so
-    only the part not yet recorded is written; a redelivery writes nothing."""
+    only the part not yet recorded is written; a redelivery writes nothing. A refund matching no
+    purchase (yet) is refused, so the event stays ``failed`` and Stripe delivers it again."""
     payment_intent = charge.get("payment_intent")
     with transaction.atomic():
-        purchase = _lock_purchase(stripe_payment_intent_id=payment_intent)
-        if purchase is None and _purchase_ref(charge) is not None:
-            purchase = _lock_purchase(purchase_id=_purchase_ref(charge))
+        purchase = _lock_purchase_of_payment(payment_intent=payment_intent, obj=charge)
         if purchase is None:
-            return False
+            raise PurchaseNotFound(details={"charge": charge.get("id"), "payment_intent": payment_intent})
         refunded_total = (Decimal(int(charge.get("amount_refunded") or 0)) / 100).quantize(USD_QUANTUM)
         refunded_total = min(refunded_total, purchase.amount)
         delta = refunded_total - purchase.refunded_amount
@@ -376,15 +446,15 @@ def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
                     "credits": purchase.credits,
                     "pool_available": lock_pool(purchase.org_id).available_credits,  # locked already
                 }
-        elif was in (CreditPurchase.Status.FULFILLED, CreditPurchase.Status.REFUND_REVIEW):
-            purchase.status = CreditPurchase.Status.REFUND_REVIEW
-            action = "purchase.refund_needs_review"
-            metadata = {"reason": "partial refund", "refunded_total": str(refunded_total)}
-        elif was in OPEN:
+        elif was in OPEN or (was == CreditPurchase.Status.REFUND_REVIEW and purchase.fulfilled_at is None):
             # Refunded before we fulfilled it: no credits were added, none will be.
             purchase.status = CreditPurchase.Status.REFUNDED if full else CreditPurchase.Status.REFUND_REVIEW
             action = "purchase.refunded" if full else "purchase.refund_needs_review"
             metadata = {"reason": "refunded before fulfilment", "refunded_total": str(refunded_total)}
+        elif was in (CreditPurchase.Status.FULFILLED, CreditPurchase.Status.REFUND_REVIEW):
+            purchase.status = CreditPurchase.Status.REFUND_REVIEW
+            action = "purchase.refund_needs_review"
+            metadata = {"reason": "partial refund", "refunded_total": str(refunded_total)}
         else:
             action = "purchase.refund_needs_review"
             metadata = {"reason": f"refund on a {was} purchase", "refunded_total": str(refunded_total)}
@@ -397,5 +467,34 @@ def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
             target_type="credit_purchase",
             target_id=purchase.pk,
             metadata={**metadata, "refund": str(delta), "history_id": history.pk},
+        )
+    return True
+
+
+def record_dispute_opened(*, dispute: dict[str, Any]) -> bool:
+    """A chargeback: the buyer's bank is taking the money back. Nothing is clawed back
+    automatically; the purchase goes to ``refund_review`` (and is never fulfilled afterwards)."""
+    payment_intent = dispute.get("payment_intent")
+    with transaction.atomic():
+        purchase = _lock_purchase_of_payment(payment_intent=payment_intent, obj=dispute)
+        if purchase is None:
+            raise PurchaseNotFound(details={"dispute": dispute.get("id"), "payment_intent": payment_intent})
+        was = purchase.status
+        purchase.status = CreditPurchase.Status.REFUND_REVIEW
+        purchase.save(update_fields=["status", "updated_at"])
+        record_audit_event(
+            action="purchase.disputed",
+            actor_label="stripe",
+            org_id=purchase.org_id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={
+                "dispute": dispute.get("id"),
+                "charge": dispute.get("charge"),
+                "amount_cents": dispute.get("amount"),
+                "reason": dispute.get("reason"),
+                "from": was,
+                "credits": purchase.credits if was == CreditPurchase.Status.FULFILLED else 0,
+            },
         )
     return True

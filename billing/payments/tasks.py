@@ -37,7 +37,9 @@ def retry_pending_subscriptions(older_than_seconds: int | None = None) -> dict[s
     outcome = retry_pending_service(older_than_seconds=older_than_seconds)
     if outcome.still_pending:
         logger.warning("subscriptions still pending after retry: %s", outcome.still_pending)
-    return {"activated": outcome.activated, "still_pending": outcome.still_pending}
+    if outcome.failed:
+        logger.error("subscriptions that failed in retry: %s", outcome.failed)
+    return {"activated": outcome.activated, "still_pending": outcome.still_pending, "failed": outcome.failed}
 
 
 @shared_task(name="billing.payments.tasks.sync_lago_invoices", **_RETRYING)

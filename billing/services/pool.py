@@ -108,12 +108,18 @@ def add_credits_to_pool(
     actor_label: str = "",
     external_id: str | None = None,
     description: str = "",
+    require_active_org: bool = True,
 ) -> PoolChange:
     """Add ``amount`` millicredits to the pool (a grant, or a purchase when ``purchase_amount``
-    is given); record a billing-history row keyed by ``external_id`` and an audit event."""
+    is given); record a billing-history row keyed by ``external_id`` and an audit event.
+    ``require_active_org=False`` is for money already taken (a paid card purchase): the credits
+    are owed even when the organization was deactivated meanwhile."""
     amount = validate_millicredits(amount)
     paid = parse_usd(purchase_amount) if purchase_amount is not None else None
-    _active_org(org_id)
+    if require_active_org:
+        _active_org(org_id)
+    elif not Organization.objects.filter(pk=org_id).exists():
+        raise OrganizationNotFound(details={"org_id": org_id})
     with transaction.atomic():
         OrganizationCreditPool.objects.get_or_create(org_id=org_id)
         pool = lock_pool(org_id)

@@ -2,20 +2,29 @@
 
 The external backend (``billing.backends``) is called between two transactions, never while a
 row is locked: the subscription is written ``pending`` first, then activated once the backend
-answered. A backend failure leaves the ``pending`` row (retried later) and raises
-``BillingBackendUnavailable``; nothing else is half-written.
+answered, together with its initial credits (one transaction: subscription row, then pool). A
+backend failure leaves the ``pending`` row (retried later, up to ``LAGO_MAX_ACTIVATION_ATTEMPTS``)
+and raises ``BillingBackendUnavailable``; a backend refusal (``BillingBackendRejected``) ends it
+``failed``. Nothing else is half-written.
+
+Plan changes and cancellations re-check the row under its lock after the backend call: whoever
+lost a race is refused (``Conflict``) or, for a cancel of an ended subscription, succeeds as a
+no-op; a backend call that may have re-subscribed behind a concurrent cancel is undone.
 """
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import models, transaction
+from django.db.models import Exists, F, OuterRef, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
-from billing.backends import BackendSubscription, get_subscription_backend
+from billing.backends import BackendSubscription, SubscriptionBackend, get_subscription_backend
 from billing.errors import (
+    BillingBackendRejected,
     BillingBackendUnavailable,
     DuplicateSubscription,
     OrganizationNotFound,
@@ -31,7 +40,12 @@ from organizations.models import Organization, OrganizationMember, User
 from organizations.services import create_organization
 from orgbilling.errors import Conflict, Forbidden
 
+logger = logging.getLogger(__name__)
+
 LIVE = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)
+ENDED = (OrganizationSubscription.Status.CANCELED, OrganizationSubscription.Status.TERMINATED)
+# Attempts of a cancel whose row keeps changing under it (a concurrent plan change each time).
+CANCEL_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -141,8 +155,8 @@ def _resumable(live: OrganizationSubscription, *, plan: Plan, initial_credits: i
 def complete_pending_subscription(
     *, subscription_id: int, actor: User | None = None, actor_label: str = ""
 ) -> OrganizationSubscription:
-    """Start a subscription at the backend if still ``pending``, then grant its initial credits
-    (once: the grant is keyed by the subscription). Safe to call again at any point."""
+    """Start a subscription at the backend if still ``pending`` (its initial credits are granted
+    with the activation); grant them if an older activation did not. Safe to call again."""
     subscription = OrganizationSubscription.objects.select_related("org", "plan").get(pk=subscription_id)
     if subscription.status == OrganizationSubscription.Status.PENDING:
         subscription = activate_subscription(subscription=subscription, actor=actor, actor_label=actor_label)
@@ -156,11 +170,20 @@ def activate_subscription(
     """Start a ``pending`` subscription at the backend and mark it active (retry-safe).
 
     A backend failure is counted on the row (``activation_attempts``, ``last_backend_error``)
-    and re-raised; the row stays ``pending`` for ``retry_pending_subscriptions``."""
+    and re-raised; the row stays ``pending`` for ``retry_pending_subscriptions``. A refusal
+    (``BillingBackendRejected``: asking again cannot help) ends the row ``failed``."""
     backend = get_subscription_backend()
     external_id = subscription.lago_external_id or f"{subscription.org_id}-{subscription.pk}"
     try:
         external = backend.start(org=subscription.org, plan=subscription.plan, external_id=external_id)
+    except BillingBackendRejected as exc:
+        mark_subscription_failed(
+            subscription_id=subscription.pk,
+            error=f"{backend.name} refused: {exc.message} {exc.details}",
+            actor=actor,
+            actor_label=actor_label,
+        )
+        raise
     except BillingBackendUnavailable as exc:
         OrganizationSubscription.objects.filter(pk=subscription.pk).update(
             activation_attempts=F("activation_attempts") + 1,
@@ -187,8 +210,10 @@ def mark_subscription_active(
     actor: User | None = None,
     actor_label: str = "",
 ) -> OrganizationSubscription:
-    """Record that the backend started a ``pending`` subscription (its answer, or its webhook).
-    A row no longer pending is left as it is."""
+    """Record that the backend started a ``pending`` subscription (its answer, or its webhook),
+    and grant its initial credits in the same transaction (lock order: subscription row, then
+    the pool), so an active subscription never lacks them. A row no longer pending is left as
+    it is."""
     with transaction.atomic():
         sub = (
             OrganizationSubscription.objects.select_for_update()
@@ -215,33 +240,91 @@ def mark_subscription_active(
             target_id=sub.pk,
             metadata={"plan_code": sub.plan.plan_code, "backend": backend_name},
         )
+        grant_initial_credits(subscription=sub, actor=actor, actor_label=actor_label)
+    return sub
+
+
+def mark_subscription_failed(
+    *, subscription_id: int, error: str, actor: User | None = None, actor_label: str = ""
+) -> OrganizationSubscription:
+    """End a ``pending`` subscription that the backend will not start (it never went live; the
+    organization may subscribe again). A row no longer pending is left as it is."""
+    with transaction.atomic():
+        sub = OrganizationSubscription.objects.select_for_update().get(pk=subscription_id)
+        if sub.status != OrganizationSubscription.Status.PENDING:
+            return sub
+        sub.status = OrganizationSubscription.Status.FAILED
+        sub.activation_attempts += 1
+        sub.last_backend_error = error[:500]
+        sub.save(update_fields=["status", "activation_attempts", "last_backend_error", "updated_at"])
+        record_audit_event(
+            action="subscription.failed",
+            actor=actor,
+            actor_label=actor_label,
+            org_id=sub.org_id,
+            target_type="subscription",
+            target_id=sub.pk,
+            metadata={"error": sub.last_backend_error, "attempts": sub.activation_attempts},
+        )
     return sub
 
 
 def grant_initial_credits(
     *, subscription: OrganizationSubscription, actor: User | None = None, actor_label: str = ""
 ) -> None:
-    """The initial credits of a live subscription, granted once (keyed by the subscription)."""
+    """The initial credits of a live subscription, granted once (keyed by the subscription).
+    They come with a subscription the backend already started (and bills), so an organization
+    deactivated meanwhile still gets them."""
     if subscription.initial_credits and subscription.status == OrganizationSubscription.Status.ACTIVE:
         add_credits_to_pool(
+            require_active_org=False,
             org_id=subscription.org_id,
             amount=subscription.initial_credits,
             actor=actor,
             actor_label=actor_label,
-            external_id=f"subscription-{subscription.pk}-initial-credits",
+            external_id=initial_credit_key(subscription.pk),
             description="Initial credits with the subscription",
         )
+
+
+def initial_credit_key(subscription_id: int) -> str:
+    return f"subscription-{subscription_id}-initial-credits"
 
 
 @dataclass(frozen=True)
 class RetryOutcome:
     activated: list[int]
     still_pending: list[int]
+    failed: list[int] = field(default_factory=list)  # refused, out of attempts, or an error
+
+
+def _ungranted_active() -> list[int]:
+    """Active subscriptions with initial credits but no grant in the history (an activation
+    committed before grants were part of it, then interrupted)."""
+    grant = OrgBillingHistory.objects.filter(
+        external_id=Concat(
+            Value("subscription-"),
+            Cast(OuterRef("pk"), models.TextField()),
+            Value("-initial-credits"),
+            output_field=models.CharField(),
+        )
+    )
+    return list(
+        OrganizationSubscription.objects.filter(
+            status=OrganizationSubscription.Status.ACTIVE, initial_credits__gt=0
+        )
+        .filter(~Exists(grant))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def retry_pending_subscriptions(*, older_than_seconds: int | None = None) -> RetryOutcome:
-    """Try again every subscription left ``pending`` by a backend failure (oldest first).
-    Rows younger than ``older_than_seconds`` are left to the request that is creating them."""
+    """Try again every subscription left ``pending`` by a backend failure (oldest first), and
+    grant initial credits an active subscription lacks. Rows younger than ``older_than_seconds``
+    are left to the request creating them. A row that reached ``LAGO_MAX_ACTIVATION_ATTEMPTS`` is
+    ended ``failed`` (after making sure the backend holds no live subscription for it). One row's
+    error is logged and counted; the others are still tried."""
     age = settings.LAGO_PENDING_RETRY_AFTER_SECONDS if older_than_seconds is None else older_than_seconds
     cutoff = timezone.now() - timedelta(seconds=age)
     pending = list(
@@ -253,14 +336,50 @@ def retry_pending_subscriptions(*, older_than_seconds: int | None = None) -> Ret
     )
     activated: list[int] = []
     still_pending: list[int] = []
-    for pk in pending:
+    failed: list[int] = []
+    for pk in pending + _ungranted_active():
         try:
+            sub = OrganizationSubscription.objects.select_related("org", "plan").get(pk=pk)
+            if (
+                sub.status == OrganizationSubscription.Status.PENDING
+                and sub.activation_attempts >= settings.LAGO_MAX_ACTIVATION_ATTEMPTS
+            ):
+                _give_up(sub)
+                failed.append(pk)
+                continue
             sub = complete_pending_subscription(subscription_id=pk, actor_label="retry_pending_subscriptions")
         except BillingBackendUnavailable:
             still_pending.append(pk)
             continue
-        (activated if sub.status == OrganizationSubscription.Status.ACTIVE else still_pending).append(pk)
-    return RetryOutcome(activated=activated, still_pending=still_pending)
+        except Exception as exc:
+            logger.exception("retrying subscription %s failed", pk)
+            OrganizationSubscription.objects.filter(
+                pk=pk, status=OrganizationSubscription.Status.PENDING
+            ).update(
+                activation_attempts=F("activation_attempts") + 1,
+                last_backend_error=f"{exc.__class__.__name__}: {exc}"[:500],
+                updated_at=timezone.now(),
+            )
+            failed.append(pk)
+            continue
+        if sub.status == OrganizationSubscription.Status.ACTIVE:
+            activated.append(pk)
+        elif sub.status == OrganizationSubscription.Status.PENDING:
+            still_pending.append(pk)
+        else:
+            failed.append(pk)
+    return RetryOutcome(activated=activated, still_pending=still_pending, failed=failed)
+
+
+def _give_up(sub: OrganizationSubscription) -> None:
+    """Out of attempts: an earlier call may have started it at the backend (its answer was
+    lost), so it is terminated there first; only then is our row ended ``failed``."""
+    get_subscription_backend().cancel(subscription=sub)  # Unavailable: still pending, next run
+    mark_subscription_failed(
+        subscription_id=sub.pk,
+        error=f"gave up after {sub.activation_attempts} attempts: {sub.last_backend_error}",
+        actor_label="retry_pending_subscriptions",
+    )
 
 
 def _live_subscription(org_id: str) -> OrganizationSubscription:
@@ -279,54 +398,94 @@ def _live_subscription(org_id: str) -> OrganizationSubscription:
 def change_subscription_plan(
     *, org_id: str, plan_code: str, actor: User | None = None, actor_label: str = ""
 ) -> OrganizationSubscription:
-    """Move the live subscription to another plan (upgrade or downgrade)."""
+    """Move the live subscription to another plan (upgrade or downgrade). Re-checked under the
+    row lock after the backend call: a subscription canceled or changed meanwhile is a
+    ``Conflict``, and the backend is put back in line with the row (see ``_undo_plan_change``)."""
     plan = _plan(plan_code)
     sub = _live_subscription(org_id)
     if sub.plan_id == plan.pk:
         raise PlanUnchanged(details={"plan_code": plan_code})
     previous = sub.plan.plan_code
-    external = get_subscription_backend().change_plan(subscription=sub, plan=plan)
+    backend = get_subscription_backend()
+    external = backend.change_plan(subscription=sub, plan=plan)
     with transaction.atomic():
-        sub = OrganizationSubscription.objects.select_for_update().get(pk=sub.pk)
-        sub.plan = plan
-        sub.current_period_start = external.period_start
-        sub.current_period_end = external.period_end
-        sub.save()
-        _history(
-            sub,
-            f"plan-{previous}-to-{plan.plan_code}-{timezone.now():%Y%m%d%H%M%S%f}",
-            f"Plan changed to {plan.name}",
+        locked = OrganizationSubscription.objects.select_for_update().select_related("plan").get(pk=sub.pk)
+        lost = locked.status != OrganizationSubscription.Status.ACTIVE or locked.plan_id != sub.plan_id
+        if not lost:
+            locked.plan = plan
+            locked.current_period_start = external.period_start
+            locked.current_period_end = external.period_end
+            locked.save()
+            _history(
+                locked,
+                f"plan-{previous}-to-{plan.plan_code}-{timezone.now():%Y%m%d%H%M%S%f}",
+                f"Plan changed to {plan.name}",
+            )
+            record_audit_event(
+                action="subscription.plan_changed",
+                actor=actor,
+                actor_label=actor_label,
+                org_id=org_id,
+                target_type="subscription",
+                target_id=locked.pk,
+                metadata={"from": previous, "to": plan.plan_code},
+            )
+    if lost:
+        _undo_plan_change(backend, locked)
+        raise Conflict(
+            "The subscription was changed or canceled meanwhile; the plan was not changed.",
+            details={"org_id": org_id, "status": locked.status, "plan_code": locked.plan.plan_code},
         )
-        record_audit_event(
-            action="subscription.plan_changed",
-            actor=actor,
-            actor_label=actor_label,
-            org_id=org_id,
-            target_type="subscription",
-            target_id=sub.pk,
-            metadata={"from": previous, "to": plan.plan_code},
+    return locked
+
+
+def _undo_plan_change(backend: SubscriptionBackend, current: OrganizationSubscription) -> None:
+    """Our plan-change call lost a race: it may have re-subscribed at the backend behind a
+    cancel, or left it on our plan after another change won. Put the backend back in line with
+    the row (best effort, outside any transaction; a failure is logged for ops)."""
+    try:
+        if current.status == OrganizationSubscription.Status.ACTIVE:
+            backend.change_plan(subscription=current, plan=current.plan)
+        else:
+            backend.cancel(subscription=current)
+    except (BillingBackendUnavailable, BillingBackendRejected):
+        logger.error(
+            "subscription %s: could not undo a plan change that lost a race (backend may differ)",
+            current.pk,
         )
-    return sub
 
 
 def cancel_subscription(
     *, org_id: str, actor: User | None = None, actor_label: str = ""
 ) -> OrganizationSubscription:
-    """Cancel the live subscription at the backend and here. Credits already bought stay."""
+    """Cancel the live subscription at the backend and here. Credits already bought stay.
+    Canceling one that was canceled or terminated meanwhile is a success that changes nothing.
+    When the row changed while we called the backend (a plan change, which may have
+    re-subscribed there), the backend is called again before the row is canceled."""
     sub = _live_subscription(org_id)
-    get_subscription_backend().cancel(subscription=sub)
-    with transaction.atomic():
-        sub = OrganizationSubscription.objects.select_for_update().select_related("plan").get(pk=sub.pk)
-        sub.status = OrganizationSubscription.Status.CANCELED
-        sub.canceled_at = timezone.now()
-        sub.save()
-        _history(sub, "canceled", f"Subscription to {sub.plan.name} canceled")
-        record_audit_event(
-            action="subscription.canceled",
-            actor=actor,
-            actor_label=actor_label,
-            org_id=org_id,
-            target_type="subscription",
-            target_id=sub.pk,
-        )
-    return sub
+    backend = get_subscription_backend()
+    for _ in range(CANCEL_ROUNDS):
+        seen = sub.updated_at
+        backend.cancel(subscription=sub)
+        with transaction.atomic():
+            sub = OrganizationSubscription.objects.select_for_update().select_related("plan").get(pk=sub.pk)
+            if sub.status in ENDED:
+                return sub
+            if sub.status != OrganizationSubscription.Status.ACTIVE:
+                raise Conflict("The subscription is not active.", details={"status": sub.status})
+            if sub.updated_at != seen:
+                continue  # changed under us: terminate at the backend again, then re-check
+            sub.status = OrganizationSubscription.Status.CANCELED
+            sub.canceled_at = timezone.now()
+            sub.save()
+            _history(sub, "canceled", f"Subscription to {sub.plan.name} canceled")
+            record_audit_event(
+                action="subscription.canceled",
+                actor=actor,
+                actor_label=actor_label,
+                org_id=org_id,
+                target_type="subscription",
+                target_id=sub.pk,
+            )
+            return sub
+    raise Conflict("The subscription keeps changing; try again.", details={"org_id": org_id})

@@ -73,6 +73,9 @@ STRIPE_HANDLERS: dict[str, Handler] = {
         payment_intent=_object(p, "data", "object"), event_id=event_id
     ),
     "charge.refunded": lambda p, _id: purchases.record_charge_refunded(charge=_object(p, "data", "object")),
+    "charge.dispute.created": lambda p, _id: purchases.record_dispute_opened(
+        dispute=_object(p, "data", "object")
+    ),
 }
 
 HANDLERS: dict[str, dict[str, Handler]] = {

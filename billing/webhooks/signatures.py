@@ -4,6 +4,7 @@
 issuer ``https://api.getlago.com``, whose ``data`` claim is the raw body; the key is Lago's
 public key (``client.webhooks.public_key()``), cached. ``hmac``: the header is the base64
 HMAC-SHA256 of the raw body with the webhook's HMAC token (``LAGO_WEBHOOK_HMAC_SECRET``).
+Only the algorithm pinned by ``LAGO_WEBHOOK_SIGNATURE`` is accepted; the header may repeat it.
 """
 
 import base64
@@ -86,12 +87,14 @@ def verify_lago_signature(*, body: bytes, signature: str | None, algorithm: str 
     """Raise ``InvalidWebhookSignature`` unless Lago signed exactly this body."""
     if not signature:
         raise InvalidWebhookSignature("X-Lago-Signature is missing.")
-    chosen = (algorithm or "jwt").strip().lower()
-    if chosen == "jwt":
-        _verify_jwt(body, signature)
-    elif chosen == "hmac":
-        _verify_hmac(body, signature)
-    else:
+    pinned = settings.LAGO_WEBHOOK_SIGNATURE
+    claimed = (algorithm or pinned).strip().lower()
+    if claimed != pinned:
         raise InvalidWebhookSignature(
-            "Unknown X-Lago-Signature-Algorithm.", details={"algorithm": chosen[:20]}
+            "X-Lago-Signature-Algorithm is not the algorithm configured for this endpoint.",
+            details={"algorithm": claimed[:20], "expected": pinned},
         )
+    if pinned == "jwt":
+        _verify_jwt(body, signature)
+    else:
+        _verify_hmac(body, signature)

@@ -6,6 +6,8 @@ Star-imported at the end of base.py. Every secret comes from the environment; no
 
 from decimal import Decimal
 
+from django.core.exceptions import ImproperlyConfigured
+
 from orgbilling.settings.env import env
 
 # --- Lago (subscriptions, invoices) ------------------------------------------------------------
@@ -18,6 +20,11 @@ LAGO_TIMEOUT_SECONDS: float = env.float("LAGO_TIMEOUT_SECONDS", default=10.0)
 LAGO_PLAN_INTERVAL: str = env("LAGO_PLAN_INTERVAL", default="monthly")
 # Invoices fetched per page by the invoice sync.
 LAGO_INVOICE_PAGE_SIZE: int = env.int("LAGO_INVOICE_PAGE_SIZE", default=100)
+# How Lago signs our webhook endpoint ("jwt", Lago's default, or "hmac"), as chosen in Lago; an
+# event claiming the other algorithm is refused (no downgrade to a weaker or unconfigured check).
+LAGO_WEBHOOK_SIGNATURE: str = env("LAGO_WEBHOOK_SIGNATURE", default="jwt")
+if LAGO_WEBHOOK_SIGNATURE not in ("jwt", "hmac"):
+    raise ImproperlyConfigured('LAGO_WEBHOOK_SIGNATURE must be "jwt" or "hmac".')
 # Webhooks signed with "hmac": the HMAC signature token of Lago (Developers > Webhooks).
 LAGO_WEBHOOK_HMAC_SECRET: str = env("LAGO_WEBHOOK_HMAC_SECRET", default="")
 # Webhooks signed with "jwt" (Lago's default): RS256 with Lago's public key, fetched from Lago
@@ -26,6 +33,10 @@ LAGO_WEBHOOK_JWT_ISSUER: str = env("LAGO_WEBHOOK_JWT_ISSUER", default="https://a
 LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS: int = env.int("LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS", default=86400)
 # A pending subscription is retried by the task once it is this old (a request may still be on it).
 LAGO_PENDING_RETRY_AFTER_SECONDS: int = env.int("LAGO_PENDING_RETRY_AFTER_SECONDS", default=60)
+# Calls to start a pending subscription before the retry task gives up on it (then it is ended
+# ``failed``, after terminating it at the backend in case a lost answer had started it there).
+# The task runs every 5 minutes: 288 attempts are about a day.
+LAGO_MAX_ACTIVATION_ATTEMPTS: int = env.int("LAGO_MAX_ACTIVATION_ATTEMPTS", default=288)
 
 # --- Stripe (credit purchases) ------------------------------------------------------------------
 # Without a secret key, org admins get 503 payments_not_configured from POST /credits/{org}/add.

@@ -20,6 +20,12 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=20 * 60)
 # Redis redelivers an unacknowledged message after the visibility timeout: keep it above the
 # longest a task may run, or a slow task would be started twice.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+# A retry is a message with an ETA that a worker holds unacknowledged until it is due: Redis
+# would hand it to a second worker once the visibility timeout passes (a duplicate run, e.g. a
+# duplicate e-mail). So the longest retry delay plus the longest run stays within the timeout.
+TASK_RETRY_BACKOFF_MAX_SECONDS = (
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] - CELERY_TASK_TIME_LIMIT
+)
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

@@ -71,6 +71,7 @@ class FakeLago:
         self.subscriptions: dict[str, dict[str, Any]] = {}
         self.plans: dict[str, dict[str, Any]] = {}
         self.delay_seconds = 0.0
+        self.terminate_answer_delay = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -80,6 +81,7 @@ class FakeLago:
         self.subscriptions.clear()
         self.plans.clear()
         self.delay_seconds = 0.0
+        self.terminate_answer_delay = 0.0
         self.server.expect_request("/api/v1/customers", method="POST").respond_with_handler(self._customer)
         self.server.expect_request("/api/v1/subscriptions", method="POST").respond_with_handler(
             self._subscribe
@@ -190,7 +192,8 @@ class FakeLago:
             return refused
         sent = request.get_json()["subscription"]
         existing = self.subscriptions.get(sent["external_id"])
-        if existing is None:
+        if existing is None or existing["status"] == "terminated":
+            # Lago starts a new subscription when none is live under this external_id.
             existing = self.subscription_payload(
                 org_id=sent["external_customer_id"],
                 external_id=sent["external_id"],
@@ -210,6 +213,8 @@ class FakeLago:
         if sub is None or sub["status"] == "terminated":
             return _json(fixture("error_404"), status=404)
         sub.update(status="terminated", terminated_at="2026-01-15T10:00:00Z")
+        if self.terminate_answer_delay:
+            time.sleep(self.terminate_answer_delay)  # done at Lago, the answer comes late
         return _json({"subscription": sub})
 
     def _invoices(self, request: Request) -> Response:

@@ -151,3 +151,18 @@ class FakeStripe:
             payment_intent=f"pi_for_{session_id}",
         )
         return charge
+
+    def dispute(self, session_id: str, *, reason: str = "fraudulent") -> dict[str, Any]:
+        """A chargeback opened on the session's charge (the fields of Stripe's Dispute we read)."""
+        session = self.sessions[session_id]
+        return {
+            "id": f"dp_for_{session_id}",
+            "object": "dispute",
+            "amount": session["amount_total"],
+            "currency": session["currency"],
+            "charge": f"ch_for_{session_id}",
+            "payment_intent": f"pi_for_{session_id}",
+            "reason": reason,
+            "status": "needs_response",
+            "metadata": {},
+        }

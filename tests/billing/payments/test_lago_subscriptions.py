@@ -143,7 +143,7 @@ def test_lago_5xx_is_503_leaves_a_pending_row_and_the_retry_task_completes_it(
     result = retry_pending_subscriptions.apply().get()
 
     # then: the same subscription is started at Lago, once, and its initial credits are granted
-    assert result == {"activated": [sub.pk], "still_pending": []}
+    assert result == {"activated": [sub.pk], "still_pending": [], "failed": []}
     sub.refresh_from_db()
     assert sub.status == "active"
     assert sub.activation_attempts == 2
@@ -152,7 +152,7 @@ def test_lago_5xx_is_503_leaves_a_pending_row_and_the_retry_task_completes_it(
     assert [c.body["subscription"]["external_id"] for c in creates] == [f"lago-org-{sub.pk}"] * 2
     assert OrganizationCreditPool.objects.get(org_id="lago-org").total_credits == mc(250)
     # and: running it again changes nothing
-    assert retry_pending_subscriptions.apply().get() == {"activated": [], "still_pending": []}
+    assert retry_pending_subscriptions.apply().get() == {"activated": [], "still_pending": [], "failed": []}
     assert OrganizationCreditPool.objects.get(org_id="lago-org").total_credits == mc(250)
     assert OrgBillingHistory.objects.filter(org_id="lago-org", event_type="credit_grant").count() == 1
 
@@ -185,7 +185,11 @@ def test_lago_unreachable_is_503_and_the_retry_keeps_it_pending(api_client, fake
     assert_error(subscribe(api_client, user), 503, "billing_backend_unavailable")
     sub = OrganizationSubscription.objects.get(org_id="lago-org")
 
-    assert retry_pending_subscriptions.apply().get() == {"activated": [], "still_pending": [sub.pk]}
+    assert retry_pending_subscriptions.apply().get() == {
+        "activated": [],
+        "still_pending": [sub.pk],
+        "failed": [],
+    }
     sub.refresh_from_db()
     assert (sub.status, sub.activation_attempts) == ("pending", 2)
 

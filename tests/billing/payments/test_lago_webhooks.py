@@ -76,7 +76,8 @@ def test_jwt_signed_invoice_created_lands_in_history_once(client, fake_lago, org
     )
 
 
-def test_hmac_signed_webhook_is_accepted(client, fake_lago, org):
+def test_hmac_signed_webhook_is_accepted(client, fake_lago, org, settings):
+    settings.LAGO_WEBHOOK_SIGNATURE = "hmac"
     body = invoice_event(fake_lago, org.id)
 
     response = post(
@@ -317,3 +318,59 @@ def test_the_same_invoice_under_different_keys_concurrently_is_one_row(fake_lago
     assert [r.status_code for r in responses] == [200] * 6, [r.content for r in responses]
     assert WebhookEvent.objects.filter(status="processed").count() == 6
     assert OrgBillingHistory.objects.filter(org_id="race2-org").count() == 1
+
+
+def test_an_older_invoice_state_arriving_late_does_not_overwrite_the_newer_one(client, fake_lago, org):
+    invoice = fake_lago.invoice(org.id, number="ORD-1", cents=4900)
+    newer = {
+        **invoice,
+        "status": "voided",
+        "voided_at": "2026-02-02T00:00:00Z",
+        "updated_at": "2026-02-02T00:00:00Z",
+    }
+    older = {**invoice, "status": "finalized", "updated_at": "2026-01-31T00:00:05Z"}
+    for n, state in enumerate([newer, older, older]):  # the last one: a replay under a new key
+        body = json.dumps({"webhook_type": "invoice.created", "object_type": "invoice", "invoice": state})
+        response = post(client, body, signature=fake_lago.jwt_signature(body), unique_key=f"ord-{n}")
+        assert response.status_code == 200, response.content
+
+    row = OrgBillingHistory.objects.get(external_id=f"lago-invoice-{invoice['lago_id']}")
+    assert (row.status, row.metadata["voided_at"], row.metadata["updated_at"]) == (
+        "voided",
+        "2026-02-02T00:00:00Z",
+        "2026-02-02T00:00:00Z",
+    )
+
+
+def test_a_newer_invoice_state_is_mirrored(client, fake_lago, org):
+    invoice = fake_lago.invoice(org.id, number="ORD-2", cents=4900)
+    later = {**invoice, "status": "voided", "updated_at": "2026-02-03T00:00:00Z"}
+    for n, state in enumerate([invoice, later]):
+        body = json.dumps({"webhook_type": "invoice.created", "object_type": "invoice", "invoice": state})
+        assert (
+            post(client, body, signature=fake_lago.jwt_signature(body), unique_key=f"new-{n}").status_code
+            == 200
+        )
+
+    assert OrgBillingHistory.objects.get(external_id=f"lago-invoice-{invoice['lago_id']}").status == "voided"
+
+
+@pytest.mark.parametrize(("pinned", "claimed"), [("jwt", "hmac"), ("hmac", "jwt")])
+def test_the_algorithm_not_pinned_is_refused_even_when_correctly_signed(
+    client, fake_lago, org, settings, pinned, claimed
+):
+    settings.LAGO_WEBHOOK_SIGNATURE = pinned
+    body = invoice_event(fake_lago, org.id)
+    signature = (
+        fake_lago.jwt_signature(body)
+        if claimed == "jwt"
+        else fake_lago.hmac_signature(body.encode(), "lago-hmac-token")
+    )
+
+    response = post(client, body, signature=signature, algorithm=claimed, unique_key="pin-1")
+
+    assert assert_error(response, 400, "invalid_signature")["details"]["expected"] == pinned
+    assert not WebhookEvent.objects.exists()
+    # Without the header, the pinned algorithm is used.
+    settings.LAGO_WEBHOOK_SIGNATURE = claimed
+    assert post(client, body, signature=signature, algorithm=None, unique_key="pin-2").status_code == 200

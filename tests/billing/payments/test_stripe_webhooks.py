@@ -319,3 +319,112 @@ def test_two_events_for_one_payment_concurrently_add_credits_once(api_client, or
     assert [r.status_code for r in responses] == [200] * len(bodies), [r.content for r in responses]
     assert pool_total(org_team.org.id) == before + mc(5000)
     assert WebhookEvent.objects.filter(status="processed").count() == len(bodies)
+
+
+def refund_event(fake_stripe, purchase, **kwargs) -> str:
+    return fake_stripe.event(
+        "charge.refunded", fake_stripe.refunded_charge(purchase.stripe_checkout_session_id, **kwargs)
+    )
+
+
+def test_a_refund_before_the_checkout_event_is_retried_and_the_payment_is_never_credited(
+    client, checkout, fake_stripe
+):
+    team, purchase = checkout
+    before = pool_total(team.org.id)
+    refund = refund_event(fake_stripe, purchase)  # Stripe's charge: no metadata of ours
+
+    early = deliver(client, refund)
+
+    assert_error(early, 404, "purchase_not_found")
+    assert WebhookEvent.objects.get(event_type="charge.refunded").status == "failed"
+
+    assert deliver(client, completed_event(fake_stripe, purchase)).status_code == 200
+    purchase.refresh_from_db()
+    assert purchase.status == "refund_review"
+    assert purchase.stripe_payment_intent_id == f"pi_for_{purchase.stripe_checkout_session_id}"
+    assert pool_total(team.org.id) == before
+    assert not OrgBillingHistory.objects.filter(event_type="credit_purchase").exists()
+
+    again = deliver(client, refund)  # Stripe's redelivery
+
+    assert again.status_code == 200 and again.json()["status"] == "processed"
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.refunded_amount) == ("refunded", Decimal("50.00"))
+    assert OrgBillingHistory.objects.get(event_type="refund").credits is None
+    assert pool_total(team.org.id) == before
+    assert find_all_drifts() == []
+
+
+def test_a_refund_is_matched_through_a_stored_checkout_event_not_yet_processed(client, checkout, fake_stripe):
+    team, purchase = checkout
+    before = pool_total(team.org.id)
+    session = {**fake_stripe.completed_session(purchase.stripe_checkout_session_id), "amount_total": 100}
+    assert deliver(client, fake_stripe.event("checkout.session.completed", session)).status_code == 409
+
+    response = deliver(client, refund_event(fake_stripe, purchase))
+
+    assert response.status_code == 200 and response.json()["status"] == "processed"
+    purchase.refresh_from_db()
+    assert purchase.status == "refunded"
+    assert pool_total(team.org.id) == before
+
+
+def test_a_refund_of_a_payment_that_is_not_ours_is_refused_for_redelivery(client, fake_stripe):
+    charge = {"id": "ch_other", "object": "charge", "payment_intent": "pi_other", "metadata": {}}
+
+    response = deliver(client, fake_stripe.event("charge.refunded", charge))
+
+    assert_error(response, 404, "purchase_not_found")
+    assert WebhookEvent.objects.get().status == "failed"
+
+
+def test_a_paid_purchase_of_an_org_deactivated_meanwhile_is_still_credited(client, checkout, fake_stripe):
+    team, purchase = checkout
+    before = pool_total(team.org.id)
+    type(team.org).objects.filter(pk=team.org.pk).update(is_active=False)
+
+    response = deliver(client, completed_event(fake_stripe, purchase))
+
+    assert response.status_code == 200 and response.json()["status"] == "processed"
+    assert pool_total(team.org.id) == before + mc(5000)
+    assert CreditPurchase.objects.get().status == "fulfilled"
+    assert AuditEvent.objects.get(action="purchase.fulfilled").metadata["org_active"] is False
+
+
+def test_a_chargeback_sends_the_purchase_to_review_and_takes_nothing_back(client, checkout, fake_stripe):
+    team, purchase = checkout
+    deliver(client, completed_event(fake_stripe, purchase))
+    total = pool_total(team.org.id)
+
+    response = deliver(
+        client,
+        fake_stripe.event("charge.dispute.created", fake_stripe.dispute(purchase.stripe_checkout_session_id)),
+    )
+
+    assert response.status_code == 200 and response.json()["status"] == "processed"
+    purchase.refresh_from_db()
+    assert purchase.status == "refund_review"
+    audit = AuditEvent.objects.get(action="purchase.disputed")
+    assert (audit.org_id, audit.metadata["reason"], audit.metadata["from"]) == (
+        team.org.id,
+        "fraudulent",
+        "fulfilled",
+    )
+    assert pool_total(team.org.id) == total
+
+
+def test_a_chargeback_before_the_checkout_event_blocks_the_credits(client, checkout, fake_stripe):
+    team, purchase = checkout
+    before = pool_total(team.org.id)
+    dispute = fake_stripe.event(
+        "charge.dispute.created", fake_stripe.dispute(purchase.stripe_checkout_session_id)
+    )
+    assert_error(deliver(client, dispute), 404, "purchase_not_found")
+
+    deliver(client, completed_event(fake_stripe, purchase))
+    assert deliver(client, dispute).status_code == 200
+
+    purchase.refresh_from_db()
+    assert purchase.status == "refund_review"
+    assert pool_total(team.org.id) == before

@@ -40,7 +40,8 @@ def at(text: str) -> datetime:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    directory = tempfile.mkdtemp(prefix="orgbilling-redis-")
+    # Under /tmp itself: reachable by the `redis` user the script runs the server as (root).
+    directory = tempfile.mkdtemp(prefix="orgbilling-redis-", dir="/tmp")
     started = subprocess.run(
         [str(REDIS_SCRIPT), "start", directory, str(free_port())],
         capture_output=True,

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0009_payments'),
+        ('billing', '0010_subscription_failed_status'),
         ('organizations', '0002_api_keys'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
