@@ -48,3 +48,10 @@ def test_the_configured_gateway_chain_loads():
     handler = GatewayASGIHandler()
 
     assert handler._middleware_chain is not None
+
+
+def test_an_unknown_gateway_path_is_a_json_404_in_the_error_shape(gateway):
+    response = httpx.get(f"{gateway.llm_url}/no-such-endpoint")
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
