@@ -60,13 +60,15 @@ run: venv
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
-	celery_pids=""; started_redis=""; \
+	celery_pids=""; started_redis=""; server_pid=""; \
 	cleanup() { \
+		trap '' INT TERM HUP; \
+		if [ -n "$$server_pid" ]; then kill $$server_pid 2>/dev/null || true; wait $$server_pid 2>/dev/null || true; fi; \
 		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; \
 			echo "Stopped the Celery worker and beat."; fi; \
 		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; fi; \
 	}; \
-	trap cleanup EXIT; \
+	trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM HUP; \
 	if [ -z "$$CELERY_BROKER_URL" ] && command -v redis-server >/dev/null 2>&1; then \
 		export CELERY_BROKER_URL=$$($(REDIS) start $(DEV_REDIS_DIR) $(DEV_REDIS_PORT)); started_redis=1; \
 	fi; \
@@ -80,7 +82,8 @@ run: venv
 	fi; \
 	echo "Serving (ASGI, uvicorn) on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs/, health: /healthz)"; \
 	$(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
-		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates
+		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates & \
+	server_pid=$$!; wait $$server_pid   # in the background, so Ctrl-C / TERM / HUP reach the cleanup at once
 
 # A throwaway cluster for the whole run, removed afterwards whatever the outcome.
 test: venv
