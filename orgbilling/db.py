@@ -25,6 +25,9 @@ def prepared_cursor() -> Any:
     """A cursor on the default connection whose statements are prepared (see the module)."""
     if not settings.LEDGER_PREPARED_STATEMENTS:
         return connection.cursor()
+    # What connection.cursor() does first: drop a connection that fails its health check
+    # (CONN_HEALTH_CHECKS, e.g. the server restarted or killed it), then (re)connect.
+    connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
     # Django opens connections with prepare_threshold=None (no prepared statements at all) and
@@ -36,8 +39,12 @@ def prepared_cursor() -> Any:
 
 
 def execute(cursor: Any, sql: str, params: dict[str, Any]) -> None:
+    """Run ``sql`` prepared. Errors come out as Django's (``OperationalError`` …) and mark the
+    connection as having failed, as Django's own cursors do, so it is closed and replaced
+    instead of failing every later call (and the API answers 503, not 500)."""
     if isinstance(cursor, psycopg.Cursor):
-        cursor.execute(sql, params, prepare=True)
+        with connection.wrap_database_errors:
+            cursor.execute(sql, params, prepare=True)
     else:
         cursor.execute(sql, params)
 

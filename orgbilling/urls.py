@@ -24,5 +24,6 @@ urlpatterns = [
     path("api/v1/webhooks/", include("billing.webhooks.urls")),
 ]
 
+handler400 = "orgbilling.api.exceptions.json_or_html_400"
 handler404 = "orgbilling.api.exceptions.json_or_html_404"
 handler500 = "orgbilling.api.exceptions.json_or_html_500"

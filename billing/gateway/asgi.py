@@ -24,7 +24,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.core.exceptions import ImproperlyConfigured
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.exception import convert_exception_to_response
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest, HttpResponseBase, HttpResponsePermanentRedirect
 from django.middleware.security import SecurityMiddleware
 from django.utils.module_loading import import_string
 
@@ -43,7 +43,12 @@ class _OnLoop:
 
 
 class GatewaySecurityMiddleware(_OnLoop, SecurityMiddleware):
-    """HSTS, nosniff, referrer policy, cross-origin opener policy and the HTTPS redirect."""
+    """``ALLOWED_HOSTS`` (CommonMiddleware's job on the rest of the site), the HTTPS redirect,
+    HSTS, nosniff, referrer policy and cross-origin opener policy."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponsePermanentRedirect | None:
+        request.get_host()  # DisallowedHost → 400 for a Host not in ALLOWED_HOSTS
+        return super().process_request(request)
 
 
 class GatewayAuthenticationMiddleware(_OnLoop, AuthenticationMiddleware):

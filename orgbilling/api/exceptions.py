@@ -5,9 +5,10 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.views.defaults import page_not_found, server_error
+from django.views.defaults import bad_request, page_not_found, server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -75,6 +76,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         details = {"retry_after_seconds": retry_after}
     message = _message(exc.detail)
     return Response(error_body(code, message, details), status=status_code, headers=headers)
+
+
+def json_or_html_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """A request Django refused before any view (a Host not in ALLOWED_HOSTS, …)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("bad_request", "The request was refused."), status=400)
+    return bad_request(request, exception or SuspiciousOperation())
 
 
 def json_or_html_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -149,3 +149,31 @@ def test_the_gateways_reads_and_holds_agree_with_and_without_prepared_statements
     allocation.refresh_from_db()
     assert (allocation.used_credits, allocation.reserved_credits) == (mc("3.5"), 0)
     assert find_all_drifts() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_the_server_dropped_is_replaced_not_failed_forever(make_funded_member):
+    """The prepared reads run on a raw psycopg cursor: it must go through Django's health check
+    and error wrapping, or one killed connection fails every later call on that thread."""
+    import os
+
+    import psycopg
+    from django.db import OperationalError, close_old_connections, connection
+
+    from organizations.api_keys import authenticate_api_key, create_api_key
+
+    _, user, _ = make_funded_member()
+    raw_key = create_api_key(user=user, name="k")[1]
+    connection.settings_dict["CONN_MAX_AGE"] = 60  # persistent, like the gateway's threads
+    try:
+        assert authenticate_api_key(raw_key) is not None
+        backend_pid = connection.connection.info.backend_pid
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+
+        with pytest.raises(OperationalError):  # Django's error (→ 503 in the API), not psycopg's
+            authenticate_api_key(raw_key)
+        close_old_connections()  # what the gateway's threads do between units
+        assert authenticate_api_key(raw_key) is not None
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = 0

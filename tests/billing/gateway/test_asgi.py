@@ -55,3 +55,12 @@ def test_an_unknown_gateway_path_is_a_json_404_in_the_error_shape(gateway):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_host_outside_allowed_hosts_is_refused_by_the_gateway_too(gateway, settings):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+
+    response = httpx.get(f"{gateway.llm_url}/models", headers={"Host": "evil.example"})
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "bad_request"
