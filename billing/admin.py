@@ -16,6 +16,7 @@ from billing.admin_forms import (
 )
 from billing.models import (
     AuditEvent,
+    AutoTopUpSettings,
     CreditPurchase,
     CreditReservation,
     CreditUsageAttribution,
@@ -291,12 +292,13 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
         "credits_column",
         "amount",
         "currency",
+        "origin",
         "status",
         "refunded_amount",
         "created_at",
         "fulfilled_at",
     )
-    list_filter = ("status", "currency")
+    list_filter = ("status", "origin", "currency")
     list_select_related = ("org", "purchased_by")
     search_fields = (
         "=org__id",
@@ -309,6 +311,7 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
     fields = (
         "org",
         "purchased_by",
+        "origin",
         "credits_column",
         "amount",
         "currency",
@@ -321,6 +324,43 @@ class CreditPurchaseAdmin(ReadOnlyAdmin):
         "fulfilled_at",
         "refunded_amount",
         "refunded_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+
+@admin.register(AutoTopUpSettings)
+class AutoTopUpSettingsAdmin(ReadOnlyAdmin):
+    """Auto top-up per organization, read-only: org admins change it through the API (audited),
+    and it turns itself off after repeated declines (``disabled_reason`` says why)."""
+
+    threshold_column = credits_display("threshold_credits", "Threshold")
+    amount_column = credits_display("amount_credits", "Per top-up")
+
+    list_display = (
+        "org",
+        "enabled",
+        "threshold_column",
+        "amount_column",
+        "monthly_cap_usd",
+        "consecutive_failures",
+        "updated_at",
+    )
+    list_filter = ("enabled",)
+    list_select_related = ("org",)
+    search_fields = ("=org__id", "org__org_name")
+    fields = (
+        "org",
+        "enabled",
+        "threshold_column",
+        "amount_column",
+        "monthly_cap_usd",
+        "save_card_at_checkout",
+        "stripe_payment_method_id",
+        "consecutive_failures",
+        "disabled_reason",
+        "updated_by",
         "created_at",
         "updated_at",
     )

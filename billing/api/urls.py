@@ -6,4 +6,5 @@ urlpatterns = [
     path("", include("billing.api.credit_urls")),
     path("", include("billing.gateway.charge_urls")),
     path("", include("billing.api.report_urls")),
+    path("", include("billing.api.auto_topup")),
 ]

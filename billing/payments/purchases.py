@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
-from billing.models import CreditPurchase, OrgBillingHistory, WebhookEvent
+from billing.models import AutoTopUpSettings, CreditPurchase, OrgBillingHistory, WebhookEvent
 from billing.money import MILLICREDITS_PER_CREDIT, USD_QUANTUM, millicredits_to_credits, parse_usd
 from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
 from billing.services.audit import record_audit_event
@@ -141,6 +141,12 @@ def start_credit_purchase(
         params["customer"] = org.stripe_customer_id
     elif email:
         params["customer_email"] = email
+    if AutoTopUpSettings.objects.filter(org=org, save_card_at_checkout=True).exists():
+        # The admin opted in: Stripe keeps the card on the org's customer for off-session
+        # auto top-ups; the card is recorded when the payment succeeds (payment_intent.succeeded).
+        params["payment_intent_data"]["setup_future_usage"] = "off_session"
+        if not org.stripe_customer_id:
+            params["customer_creation"] = "always"
     try:
         with stripe_errors("checkout session create"):
             session = stripe_client().v1.checkout.sessions.create(
@@ -232,6 +238,80 @@ def _lock_purchase_of_payment(*, payment_intent: str | None, obj: dict[str, Any]
     return purchase
 
 
+def _held_for_reversal(
+    purchase: CreditPurchase, *, payment_intent: str | None, session_id: str | None
+) -> bool:
+    """A payment already refunded or disputed (those events can arrive before the payment's own)
+    is not credited: the purchase goes to ``refund_review``. The purchase row is locked."""
+    if not payment_intent:
+        return False
+    reversal = (
+        _stored_stripe_events(types=REVERSALS, payment_intent=payment_intent)
+        .values_list("event_type", flat=True)
+        .first()
+    )
+    if reversal is None:
+        return False
+    # Paid back (or disputed) before we credited it: no credits for that money; the
+    # refund/dispute event, redelivered, now finds the purchase by its payment intent.
+    purchase.status = CreditPurchase.Status.REFUND_REVIEW
+    if session_id:
+        purchase.stripe_checkout_session_id = session_id
+    purchase.stripe_payment_intent_id = payment_intent
+    purchase.failure_reason = f"{reversal} arrived before the payment was fulfilled"
+    purchase.save()
+    record_audit_event(
+        action="purchase.refund_needs_review",
+        actor_label="stripe",
+        org_id=purchase.org_id,
+        target_type="credit_purchase",
+        target_id=purchase.pk,
+        metadata={"reason": f"{reversal} before fulfilment", "credits_added": 0},
+    )
+    return True
+
+
+def _fulfil(
+    purchase: CreditPurchase, *, external_id: str, payment_intent: str | None, session_id: str | None = None
+) -> None:
+    """Add a paid purchase's credits to the pool (keyed by ``external_id``, so once) and mark it
+    fulfilled. The purchase row is locked by the caller and still open."""
+    # Money was taken: the credits are owed even if the org was deactivated meanwhile.
+    change = add_credits_to_pool(
+        org_id=purchase.org_id,
+        amount=purchase.credits,
+        purchase_amount=purchase.amount,
+        actor_label="stripe",
+        external_id=external_id,
+        description=f"{millicredits_to_credits(purchase.credits).normalize():,f} credits bought by card"
+        + (" (auto top-up)" if purchase.origin == CreditPurchase.Origin.AUTO_TOPUP else ""),
+        require_active_org=False,
+    )
+    purchase.status = CreditPurchase.Status.FULFILLED
+    purchase.fulfilled_at = timezone.now()
+    if session_id:
+        purchase.stripe_checkout_session_id = session_id
+    purchase.stripe_payment_intent_id = payment_intent
+    purchase.failure_reason = ""
+    purchase.save()
+    record_audit_event(
+        action="purchase.fulfilled",
+        actor=purchase.purchased_by,
+        actor_label="stripe",
+        org_id=purchase.org_id,
+        target_type="credit_purchase",
+        target_id=purchase.pk,
+        metadata={
+            "credits": purchase.credits,
+            "amount": str(purchase.amount),
+            "origin": purchase.origin,
+            "history_id": change.history.pk if change.history else None,
+            "total_after": change.pool.total_credits,
+            "org_active": Organization.objects.filter(pk=purchase.org_id, is_active=True).exists(),
+        },
+    )
+
+
 def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
     """A paid Checkout Session: add the purchase's credits to the pool, exactly once.
     Returns False when the session is not one of our purchases."""
@@ -245,7 +325,9 @@ def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
         purchase = _lock_purchase(purchase_id=ref)
         if purchase is None:
             raise PurchaseNotFound(details={"purchase_id": ref, "session": session.get("id")})
-        if purchase.stripe_checkout_session_id and purchase.stripe_checkout_session_id != session.get("id"):
+        if purchase.origin != CreditPurchase.Origin.CHECKOUT or (
+            purchase.stripe_checkout_session_id and purchase.stripe_checkout_session_id != session.get("id")
+        ):
             raise Conflict("The session does not belong to this purchase.", details={"purchase_id": ref})
         if purchase.status not in OPEN:
             return True  # fulfilled (or refunded) already: a redelivery changes nothing
@@ -262,60 +344,13 @@ def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
                 },
             )
         payment_intent = session.get("payment_intent") or None
-        reversal = (
-            _stored_stripe_events(types=REVERSALS, payment_intent=payment_intent)
-            .values_list("event_type", flat=True)
-            .first()
-            if payment_intent
-            else None
-        )
-        if reversal is not None:
-            # Paid back (or disputed) before we credited it: no credits for that money; the
-            # refund/dispute event, redelivered, now finds the purchase by its payment intent.
-            purchase.status = CreditPurchase.Status.REFUND_REVIEW
-            purchase.stripe_checkout_session_id = session["id"]
-            purchase.stripe_payment_intent_id = payment_intent
-            purchase.failure_reason = f"{reversal} arrived before the payment was fulfilled"
-            purchase.save()
-            record_audit_event(
-                action="purchase.refund_needs_review",
-                actor_label="stripe",
-                org_id=purchase.org_id,
-                target_type="credit_purchase",
-                target_id=purchase.pk,
-                metadata={"reason": f"{reversal} before fulfilment", "credits_added": 0},
-            )
+        if _held_for_reversal(purchase, payment_intent=payment_intent, session_id=session["id"]):
             return True
-        # Money was taken: the credits are owed even if the org was deactivated meanwhile.
-        change = add_credits_to_pool(
-            org_id=purchase.org_id,
-            amount=purchase.credits,
-            purchase_amount=purchase.amount,
-            actor_label="stripe",
+        _fulfil(
+            purchase,
             external_id=f"stripe-checkout-{session['id']}",
-            description=f"{millicredits_to_credits(purchase.credits).normalize():,f} credits bought by card",
-            require_active_org=False,
-        )
-        purchase.status = CreditPurchase.Status.FULFILLED
-        purchase.fulfilled_at = timezone.now()
-        purchase.stripe_checkout_session_id = session["id"]
-        purchase.stripe_payment_intent_id = payment_intent
-        purchase.failure_reason = ""
-        purchase.save()
-        record_audit_event(
-            action="purchase.fulfilled",
-            actor=purchase.purchased_by,
-            actor_label="stripe",
-            org_id=purchase.org_id,
-            target_type="credit_purchase",
-            target_id=purchase.pk,
-            metadata={
-                "credits": purchase.credits,
-                "amount": str(purchase.amount),
-                "history_id": change.history.pk if change.history else None,
-                "total_after": change.pool.total_credits,
-                "org_active": Organization.objects.filter(pk=purchase.org_id, is_active=True).exists(),
-            },
+            payment_intent=payment_intent,
+            session_id=session["id"],
         )
     return True
 
@@ -357,7 +392,12 @@ def record_payment_failed(*, payment_intent: dict[str, Any], event_id: str) -> b
         purchase = _lock_purchase(purchase_id=ref)
         if purchase is None:
             raise PurchaseNotFound(details={"purchase_id": ref, "payment_intent": payment_intent.get("id")})
-        if purchase.status == CreditPurchase.Status.PENDING:
+        if purchase.origin == CreditPurchase.Origin.AUTO_TOPUP:
+            # An off-session charge is not retried on the same intent: the attempt has failed.
+            from billing.payments.auto_topup import record_auto_topup_failure  # imports this module
+
+            record_auto_topup_failure(purchase, reason=reason, payment_intent=payment_intent.get("id"))
+        elif purchase.status == CreditPurchase.Status.PENDING:
             purchase.failure_reason = reason
             purchase.save(update_fields=["failure_reason", "updated_at"])
         if payment_intent.get("id") and not purchase.stripe_payment_intent_id:
@@ -390,6 +430,50 @@ def record_payment_failed(*, payment_intent: dict[str, Any], event_id: str) -> b
             target_id=purchase.pk,
             metadata={"reason": reason, "payment_intent": payment_intent.get("id")},
         )
+    return True
+
+
+def record_payment_succeeded(*, payment_intent: dict[str, Any]) -> bool:
+    """A PaymentIntent of ours succeeded. An auto top-up is fulfilled here, exactly once (the
+    purchase row is locked and must be open; the pool top-up is keyed by the intent). For a
+    Checkout purchase (fulfilled by ``checkout.session.*``) it saves the card when the admin
+    opted in to auto top-up."""
+    ref = _purchase_ref(payment_intent)
+    if ref is None:
+        return False
+    from billing.payments.auto_topup import (  # imports this module
+        reset_auto_topup_failures,
+        save_checkout_card,
+    )
+
+    intent_id = payment_intent.get("id")
+    with transaction.atomic():
+        purchase = _lock_purchase(purchase_id=ref)
+        if purchase is None:
+            raise PurchaseNotFound(details={"purchase_id": ref, "payment_intent": intent_id})
+        if purchase.origin == CreditPurchase.Origin.CHECKOUT:
+            save_checkout_card(purchase, payment_intent=payment_intent)
+            return True
+        if not intent_id or purchase.stripe_payment_intent_id not in (None, intent_id):
+            raise Conflict("The payment does not belong to this purchase.", details={"purchase_id": ref})
+        if purchase.status not in OPEN:
+            return True  # fulfilled (or refunded) already: a redelivery changes nothing
+        paid = payment_intent.get("amount_received")
+        currency = str(payment_intent.get("currency") or "").upper()
+        if paid != _cents(purchase.amount) or currency != purchase.currency:
+            raise Conflict(
+                "The amount paid does not match the purchase.",
+                details={
+                    "purchase_id": purchase.pk,
+                    "expected_cents": _cents(purchase.amount),
+                    "paid_cents": paid,
+                    "currency": currency,
+                },
+            )
+        if _held_for_reversal(purchase, payment_intent=intent_id, session_id=None):
+            return True
+        _fulfil(purchase, external_id=f"stripe-payment-intent-{intent_id}", payment_intent=intent_id)
+        reset_auto_topup_failures(org_id=purchase.org_id)
     return True
 
 

@@ -4,11 +4,13 @@ translated at the boundary (DESIGN.md: wrap each external SDK once)."""
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import stripe
 from django.conf import settings
 
 from billing.errors import BillingBackendUnavailable
+from orgbilling.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -48,3 +50,34 @@ def stripe_errors(action: str) -> Iterator[None]:
             "The payment provider is unavailable; nothing was charged. Try again.",
             details={"provider": "stripe", "action": action, "status": exc.http_status},
         ) from exc
+
+
+class PaymentDeclined(ApplicationError):
+    """A card charged off-session was declined (or needs its holder): that attempt failed."""
+
+    status_code = 402
+    code = "payment_declined"
+    default_message = "The card was declined."
+
+    def __init__(self, message: str | None = None, *, payment_intent: str | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.payment_intent = payment_intent
+
+
+@contextmanager
+def stripe_charge_errors(action: str) -> Iterator[None]:
+    """Like ``stripe_errors``, but a declined card is ``PaymentDeclined`` (Stripe's ``CardError``
+    carries the failed PaymentIntent, if it made one)."""
+    try:
+        with stripe_errors(action):
+            yield
+    except BillingBackendUnavailable as exc:
+        cause = exc.__cause__
+        if not isinstance(cause, stripe.CardError):
+            raise
+        intent = cause.error.payment_intent if cause.error else None
+        raise PaymentDeclined(
+            str(cause.user_message or cause.code or "The card was declined."),
+            payment_intent=intent.id if intent else None,
+            details={"code": cause.code, "decline_code": cause.error.decline_code if cause.error else None},
+        ) from cause

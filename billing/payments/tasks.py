@@ -1,8 +1,8 @@
 """Celery tasks of subscriptions and invoices: thin over the services, idempotent, retried.
 
 Scheduled by beat (``orgbilling/settings/tasks.py``) under exactly these names:
-``billing.payments.tasks.retry_pending_subscriptions`` and
-``billing.payments.tasks.sync_lago_invoices``.
+``billing.payments.tasks.retry_pending_subscriptions``,
+``billing.payments.tasks.sync_lago_invoices`` and ``billing.payments.tasks.run_auto_topups``.
 """
 
 import logging
@@ -13,6 +13,7 @@ from django.db import InterfaceError, OperationalError
 
 from billing.backends.lago import lago_configured
 from billing.errors import BillingBackendUnavailable
+from billing.payments.auto_topup import run_auto_topups as run_auto_topups_service
 from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
 from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
@@ -59,4 +60,20 @@ def sync_lago_invoices(org_id: str | None = None) -> dict[str, Any]:
         "payments_created": result.payments_created,
         "failed_orgs": result.failed_orgs,
         "refused_invoices": result.refused_invoices,
+    }
+
+
+@shared_task(name="billing.payments.tasks.run_auto_topups", **_RETRYING)
+def run_auto_topups() -> dict[str, list[int]]:
+    """Charge the saved card of every enabled organization under its auto top-up threshold.
+    Idempotent: one top-up in flight per organization; the next beat run retries what Stripe
+    could not be reached for."""
+    outcome = run_auto_topups_service()
+    if outcome.declined:
+        logger.warning("auto top-ups declined: %s", outcome.declined)
+    return {
+        "started": outcome.started,
+        "declined": outcome.declined,
+        "unreachable": outcome.unreachable,
+        "given_up": outcome.given_up,
     }

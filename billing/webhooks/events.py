@@ -72,6 +72,9 @@ STRIPE_HANDLERS: dict[str, Handler] = {
     "payment_intent.payment_failed": lambda p, event_id: purchases.record_payment_failed(
         payment_intent=_object(p, "data", "object"), event_id=event_id
     ),
+    "payment_intent.succeeded": lambda p, _id: purchases.record_payment_succeeded(
+        payment_intent=_object(p, "data", "object")
+    ),
     "charge.refunded": lambda p, _id: purchases.record_charge_refunded(charge=_object(p, "data", "object")),
     "charge.dispute.created": lambda p, _id: purchases.record_dispute_opened(
         dispute=_object(p, "data", "object")

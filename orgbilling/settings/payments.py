@@ -59,3 +59,12 @@ CREDIT_PRICE_USD: Decimal = Decimal(env("CREDIT_PRICE_USD", default="0.01"))
 # Bounds of one card purchase, in USD (Stripe refuses charges under $0.50).
 CREDIT_PURCHASE_MIN_USD: Decimal = Decimal(env("CREDIT_PURCHASE_MIN_USD", default="5.00"))
 CREDIT_PURCHASE_MAX_USD: Decimal = Decimal(env("CREDIT_PURCHASE_MAX_USD", default="10000.00"))
+
+# --- Auto top-up (off-session charges of a saved card) ------------------------------------------
+# Payment failures in a row after which an organization's auto top-up is turned off.
+AUTO_TOPUP_MAX_CONSECUTIVE_FAILURES: int = env.int("AUTO_TOPUP_MAX_CONSECUTIVE_FAILURES", default=3)
+# A top-up whose PaymentIntent could not be created (Stripe unreachable) is retried by the next
+# runs with the same idempotency key for this long, then given up (Stripe keeps keys for 24 hours).
+AUTO_TOPUP_RETRY_WINDOW_SECONDS: int = env.int("AUTO_TOPUP_RETRY_WINDOW_SECONDS", default=6 * 3600)
+# ...but not before this long after the last attempt (a run may still be waiting for Stripe).
+AUTO_TOPUP_RETRY_AFTER_SECONDS: int = env.int("AUTO_TOPUP_RETRY_AFTER_SECONDS", default=120)

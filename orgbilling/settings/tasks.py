@@ -55,6 +55,7 @@ CELERY_BEAT_SCHEDULE = {
     # Subscriptions and invoices (billing/payments/tasks.py).
     "sync-lago-invoices": _at(crontab(minute=7), "billing.payments.tasks.sync_lago_invoices", 3600),
     "retry-pending-subscriptions": _every(5 * 60, "billing.payments.tasks.retry_pending_subscriptions"),
+    "run-auto-topups": _every(5 * 60, "billing.payments.tasks.run_auto_topups"),
     # The ledger (billing/tasks.py).
     "expire-reservations": _every(2 * 60, "billing.tasks.expire_reservations"),
     "expire-allocations": _every(5 * 60, "billing.tasks.expire_allocations"),
