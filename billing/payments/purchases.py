@@ -88,6 +88,21 @@ def _cents(amount: Decimal) -> int:
     return int((amount * 100).to_integral_value())
 
 
+def _require_paid_in_full(purchase: CreditPurchase, *, paid: Any, currency: Any) -> None:
+    """Stripe's amount (cents) and currency must be the purchase's, or nothing is credited."""
+    currency = str(currency or "").upper()
+    if paid != _cents(purchase.amount) or currency != purchase.currency:
+        raise Conflict(
+            "The amount paid does not match the purchase.",
+            details={
+                "purchase_id": purchase.pk,
+                "expected_cents": _cents(purchase.amount),
+                "paid_cents": paid,
+                "currency": currency,
+            },
+        )
+
+
 def start_credit_purchase(
     *, org_id: str, actor: User, credits: int | None = None, amount_usd: Decimal | None = None
 ) -> CreditPurchase:
@@ -331,18 +346,7 @@ def fulfil_checkout_session(*, session: dict[str, Any]) -> bool:
             raise Conflict("The session does not belong to this purchase.", details={"purchase_id": ref})
         if purchase.status not in OPEN:
             return True  # fulfilled (or refunded) already: a redelivery changes nothing
-        paid = session.get("amount_total")
-        currency = str(session.get("currency") or "").upper()
-        if paid != _cents(purchase.amount) or currency != purchase.currency:
-            raise Conflict(
-                "The amount paid does not match the purchase.",
-                details={
-                    "purchase_id": purchase.pk,
-                    "expected_cents": _cents(purchase.amount),
-                    "paid_cents": paid,
-                    "currency": currency,
-                },
-            )
+        _require_paid_in_full(purchase, paid=session.get("amount_total"), currency=session.get("currency"))
         payment_intent = session.get("payment_intent") or None
         if _held_for_reversal(purchase, payment_intent=payment_intent, session_id=session["id"]):
             return True
@@ -458,18 +462,9 @@ def record_payment_succeeded(*, payment_intent: dict[str, Any]) -> bool:
             raise Conflict("The payment does not belong to this purchase.", details={"purchase_id": ref})
         if purchase.status not in OPEN:
             return True  # fulfilled (or refunded) already: a redelivery changes nothing
-        paid = payment_intent.get("amount_received")
-        currency = str(payment_intent.get("currency") or "").upper()
-        if paid != _cents(purchase.amount) or currency != purchase.currency:
-            raise Conflict(
-                "The amount paid does not match the purchase.",
-                details={
-                    "purchase_id": purchase.pk,
-                    "expected_cents": _cents(purchase.amount),
-                    "paid_cents": paid,
-                    "currency": currency,
-                },
-            )
+        _require_paid_in_full(
+            purchase, paid=payment_intent.get("amount_received"), currency=payment_intent.get("currency")
+        )
         if _held_for_reversal(purchase, payment_intent=intent_id, session_id=None):
             return True
         _fulfil(purchase, external_id=f"stripe-payment-intent-{intent_id}", payment_intent=intent_id)
