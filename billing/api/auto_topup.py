@@ -14,6 +14,7 @@ from billing.api.common import ORG_ID_PARAM, caller, valid_input
 from billing.api.serializers import Credits, CreditsIn, UsdIn
 from billing.models import AutoTopUpSettings
 from billing.payments.auto_topup import auto_topup_spent_this_month, update_auto_topup
+from organizations.models import OrganizationMember
 from organizations.selectors import org_admin_access
 from orgbilling.api.fields import StrictSerializer
 from orgbilling.api.schema import error_responses, example
@@ -153,7 +154,14 @@ class AutoTopUpView(APIView):
     )
     def put(self, request: Request, org_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
-        if access.role == "system_admin":
+        user = caller(request)
+        if (
+            access.role == "system_admin"
+            and not OrganizationMember.objects.filter(
+                org_id=access.org.id, user=user, role="admin", status=OrganizationMember.Status.ACTIVE
+            ).exists()
+        ):
+            # It charges the organization's card: its own admins decide, staff or not.
             raise Forbidden("Only the organization's admins set auto top-up.", details={"org_id": org_id})
         data = valid_input(AutoTopUpInput, request)
         row = update_auto_topup(org_id=access.org.id, actor=caller(request), **data)

@@ -533,3 +533,14 @@ def test_ops_see_auto_top_up_settings_read_only_in_the_admin(admin_client, armed
     assert listing.status_code == detail.status_code == 200
     assert armed.org.id in listing.content.decode() and "pm_card_visa" in detail.content.decode()
     assert change.status_code == 403 and AutoTopUpSettings.objects.get().enabled is True
+
+
+def test_a_staff_user_who_administers_the_org_may_set_it(api_client, org_team, fake_stripe):
+    org_team.admin.is_staff = True
+    org_team.admin.save(update_fields=["is_staff"])
+    api_client.force_login(org_team.admin)
+
+    response = api_client.put(url(org_team.org.id), {**SETTINGS, "enabled": False}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert AutoTopUpSettings.objects.get().threshold_credits == mc(SETTINGS["threshold_credits"])
