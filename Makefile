@@ -7,13 +7,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PG := scripts/pg.sh
 DEV_PG_DIR := .pg/dev
-DEV_PG_PORT ?= 54329
+# Below Linux's ephemeral port range (32768-60999): a client socket can never hold them.
+DEV_PG_PORT ?= 25432
 REDIS := scripts/redis.sh
 # Local dev state lives under .pg/ (git-ignored), beat's schedule file included. The dev Redis
 # lives in a directory of its own under /var/tmp, one per checkout, which the `redis` user can
 # reach without any host permission being changed (scripts/redis.sh).
 DEV_REDIS_DIR := /var/tmp/orgbilling-redis-$(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
-DEV_REDIS_PORT ?= 56379
+DEV_REDIS_PORT ?= 26379
 CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -43,7 +44,7 @@ $$(if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PG) start $(DE
 endef
 
 db:
-	@echo "DATABASE_URL=$(call dev_database_url)"
+	@set -e; url="$(call dev_database_url)"; test -n "$$url"; echo "DATABASE_URL=$$url"
 
 db-stop:
 	$(PG) stop $(DEV_PG_DIR)
@@ -55,7 +56,7 @@ redis-stop:
 # here on loopback) a worker and beat run beside the web server and stop with it; otherwise
 # tasks run eagerly in-process and nothing periodic runs. Either way it says which.
 run: venv
-	@set -e; export DATABASE_URL="$(call dev_database_url)"; \
+	@set -e; DATABASE_URL="$(call dev_database_url)"; test -n "$$DATABASE_URL"; export DATABASE_URL; \
 	echo "Database: $$DATABASE_URL"; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
@@ -70,7 +71,8 @@ run: venv
 	}; \
 	trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM HUP; \
 	if [ -z "$$CELERY_BROKER_URL" ] && command -v redis-server >/dev/null 2>&1; then \
-		export CELERY_BROKER_URL=$$($(REDIS) start $(DEV_REDIS_DIR) $(DEV_REDIS_PORT)); started_redis=1; \
+		CELERY_BROKER_URL=$$($(REDIS) start $(DEV_REDIS_DIR) $(DEV_REDIS_PORT)); started_redis=1; \
+		test -n "$$CELERY_BROKER_URL"; export CELERY_BROKER_URL; \
 	fi; \
 	if [ -n "$$CELERY_BROKER_URL" ]; then \
 		$(CELERY) -A orgbilling worker -l info --concurrency 2 & celery_pids="$$!"; \
@@ -90,7 +92,9 @@ test: venv
 	@set -e; dir=$$(mktemp -d /tmp/orgbilling-test.XXXXXX); \
 	trap '$(PG) destroy '"$$dir"' >/dev/null 2>&1 || true' EXIT; \
 	port=$$($(PY) scripts/free_port.py); \
-	export DATABASE_URL=$$($(PG) start $$dir $$port -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off); \
+	DATABASE_URL=$$($(PG) start $$dir $$port -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off); \
+	test -n "$$DATABASE_URL"; export DATABASE_URL; \
+	export ORGBILLING_TEST_PG_DIR=$$dir; \
 	export DJANGO_SETTINGS_MODULE=orgbilling.settings.test; \
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null || { echo "Missing migrations: run manage.py makemigrations"; exit 1; }; \
 	$(PY) -m pytest $(PYTEST_ARGS)
@@ -109,7 +113,8 @@ bench: venv
 	@set -e; dir=$$(mktemp -d /tmp/orgbilling-bench.XXXXXX); \
 	trap '$(PG) destroy '"$$dir"' >/dev/null 2>&1 || true' EXIT; \
 	port=$$($(PY) scripts/free_port.py); \
-	export DATABASE_URL=$$($(PG) start $$dir $$port -c max_connections=200); \
+	DATABASE_URL=$$($(PG) start $$dir $$port -c max_connections=200); \
+	test -n "$$DATABASE_URL"; export DATABASE_URL; \
 	export DJANGO_SETTINGS_MODULE=orgbilling.settings.dev; \
 	$(PY) manage.py migrate --noinput >/dev/null; \
 	$(PY) benchmarks/deductions.py $(BENCH_ARGS)

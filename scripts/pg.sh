@@ -70,6 +70,17 @@ case "$cmd" in
       as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" -l "$datadir/server.log" -o "$opts" -w -t 60 start >/dev/null \
         || { tail -20 "$datadir/server.log" >&2; exit 1; }
     fi
+    # A cluster that was already running keeps the port it was started with: report that one.
+    running_port=$(sed -n 4p "$datadir/pgdata/postmaster.pid" 2>/dev/null || true)
+    if [ -n "$running_port" ] && [ "$running_port" != "$port" ]; then
+      echo "pg.sh: the cluster in $datadir is already running on port $running_port (not $port); using it" >&2
+      port=$running_port
+    fi
+    if ! "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -t 10; then
+      echo "pg.sh: PostgreSQL in $datadir does not answer on 127.0.0.1:$port" >&2
+      tail -20 "$datadir/server.log" >&2 2>/dev/null || true
+      exit 1
+    fi
     if ! "$bindir/psql" -h 127.0.0.1 -p "$port" -U orgbilling -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname='orgbilling'" | grep -q 1; then
       "$bindir/createdb" -h 127.0.0.1 -p "$port" -U orgbilling orgbilling

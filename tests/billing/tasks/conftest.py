@@ -8,7 +8,6 @@ is a ``celery -A orgbilling worker`` subprocess pointed at the test database, so
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,14 +22,10 @@ import pytest
 from celery import Celery
 from django.conf import settings
 
+from scripts.free_port import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_SCRIPT = ROOT / "scripts" / "redis.sh"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def at(text: str) -> datetime:
