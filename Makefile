@@ -9,6 +9,9 @@ PG := scripts/pg.sh
 DEV_PG_DIR := .pg/dev
 # Below Linux's ephemeral port range (32768-60999): a client socket can never hold them.
 DEV_PG_PORT ?= 25432
+# Fits the dev connection budget (README, "Connection budget"): one web process's pool (20),
+# the Celery worker's 2 children and the operators' reserve, with room to spare.
+DEV_PG_MAX_CONNECTIONS ?= 100
 REDIS := scripts/redis.sh
 # Local dev state lives under .pg/ (git-ignored), beat's schedule file included. The dev Redis
 # lives in a directory of its own under /var/tmp, one per checkout, which the `redis` user can
@@ -40,7 +43,7 @@ venv: $(VENV)/.installed
 
 # The dev database: DATABASE_URL when set, else a project-local cluster under .pg/ (git-ignored).
 define dev_database_url
-$$(if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PG) start $(DEV_PG_DIR) $(DEV_PG_PORT); fi)
+$$(if [ -n "$$DATABASE_URL" ]; then echo "$$DATABASE_URL"; else $(PG) start $(DEV_PG_DIR) $(DEV_PG_PORT) -c max_connections=$(DEV_PG_MAX_CONNECTIONS); fi)
 endef
 
 db:
@@ -58,6 +61,12 @@ redis-stop:
 run: venv
 	@set -e; DATABASE_URL="$(call dev_database_url)"; test -n "$$DATABASE_URL"; export DATABASE_URL; \
 	echo "Database: $$DATABASE_URL"; \
+	write_env() { \
+		( umask 077; { echo "# Written by make run for manage.py commands in another terminal; rewritten on each run."; \
+		  echo "DATABASE_URL=$$DATABASE_URL"; \
+		  if [ -n "$$1" ]; then echo "CELERY_BROKER_URL=$$CELERY_BROKER_URL"; echo "CACHE_URL=$$CACHE_URL"; fi; } > .env ); \
+	}; \
+	write_env; \
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
@@ -67,15 +76,18 @@ run: venv
 		if [ -n "$$server_pid" ]; then kill $$server_pid 2>/dev/null || true; wait $$server_pid 2>/dev/null || true; fi; \
 		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; \
 			echo "Stopped the Celery worker and beat."; fi; \
-		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; fi; \
+		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; write_env; fi; \
 	}; \
 	trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM HUP; \
 	if [ -z "$$CELERY_BROKER_URL" ] && command -v redis-server >/dev/null 2>&1; then \
 		CELERY_BROKER_URL=$$($(REDIS) start $(DEV_REDIS_DIR) $(DEV_REDIS_PORT)); started_redis=1; \
 		test -n "$$CELERY_BROKER_URL"; export CELERY_BROKER_URL; \
+		CACHE_URL=$${CACHE_URL:-$${CELERY_BROKER_URL%/0}/1}; export CACHE_URL; \
+		echo "Cache (rate limits, quotas): Redis database 1 of the same server"; \
+		write_env redis; \
 	fi; \
 	if [ -n "$$CELERY_BROKER_URL" ]; then \
-		$(CELERY) -A orgbilling worker -l info --concurrency 2 & celery_pids="$$!"; \
+		ORGBILLING_PROCESS=worker $(CELERY) -A orgbilling worker -l info --concurrency $${CELERY_WORKER_CONCURRENCY:-2} & celery_pids="$$!"; \
 		$(CELERY) -A orgbilling beat -l info --schedule .pg/celerybeat-schedule & \
 		celery_pids="$$celery_pids $$!"; \
 		echo "Celery: a worker and beat on $$(printf '%s' "$$CELERY_BROKER_URL" | sed -E 's#//[^@/]*@#//***@#') run the periodic tasks (their logs are interleaved below)"; \
@@ -83,7 +95,7 @@ run: venv
 		echo "Celery: no Redis (redis-server not installed, CELERY_BROKER_URL unset): tasks run eagerly in-process; periodic tasks do not run (scripts/redis.sh install, or set CELERY_BROKER_URL)"; \
 	fi; \
 	echo "Serving (ASGI, uvicorn) on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs/, health: /healthz)"; \
-	$(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
+	ORGBILLING_PROCESS=web $(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
 		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates & \
 	server_pid=$$!; wait $$server_pid   # in the background, so Ctrl-C / TERM / HUP reach the cleanup at once
 
@@ -95,7 +107,7 @@ test: venv
 	DATABASE_URL=$$($(PG) start $$dir $$port -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off); \
 	test -n "$$DATABASE_URL"; export DATABASE_URL; \
 	export ORGBILLING_TEST_PG_DIR=$$dir; \
-	export DJANGO_SETTINGS_MODULE=orgbilling.settings.test; \
+	export DJANGO_SETTINGS_MODULE=orgbilling.settings.test ORGBILLING_IGNORE_DOTENV=1; \
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null || { echo "Missing migrations: run manage.py makemigrations"; exit 1; }; \
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -11,6 +11,8 @@ from typing import Any
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orgbilling.settings.production")
+# A web process: pooled connections, bounded statements and lock waits (settings/database.py).
+os.environ.setdefault("ORGBILLING_PROCESS", "web")
 django_application = get_asgi_application()  # sets Django up before the gateway is imported
 
 from billing.gateway.asgi import GatewayASGIHandler  # noqa: E402

@@ -10,13 +10,19 @@ With ``LEDGER_PREPARED_STATEMENTS`` off (a transaction-mode pooler older than pg
 or without ``max_prepared_statements``) they run on Django's cursor, unprepared.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 import psycopg
+import psycopg.errors
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Model
+from psycopg_pool import PoolTimeout
+
+from orgbilling.errors import DatabaseBusy, DatabaseTimeout, DatabaseUnavailable
 
 M = TypeVar("M", bound=Model)
 
@@ -89,3 +95,41 @@ def fetch_instances(sql: str, params: dict[str, Any], *columns: Columns[Any]) ->
             start += spec.width
         result.append(tuple(instances))
     return result
+
+
+def database_refusal(exc: BaseException) -> DatabaseUnavailable | None:
+    """The 503 that answers a database failure, or None when ``exc`` is not one.
+
+    Django wraps the driver's errors (``OperationalError``/``InterfaceError``) and keeps the
+    original as ``__cause__``: a pool with no free connection within ``DB_POOL_TIMEOUT`` and a
+    lock wait past ``lock_timeout`` are contention (``database_busy``, retry in a second); a
+    statement past ``statement_timeout`` ran too long (``database_timeout``); anything else
+    means the database cannot be reached (``service_unavailable``). Nothing was written in any
+    case: the transaction was rolled back.
+    """
+    if isinstance(exc, DatabaseUnavailable):
+        return exc
+    if not isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return None
+    cause = exc if isinstance(exc, PoolTimeout) else exc.__cause__
+    if isinstance(cause, PoolTimeout):
+        return DatabaseBusy(
+            f"No database connection became free within {settings.DB_POOL_TIMEOUT:g} s; try again."
+        )
+    if isinstance(cause, psycopg.errors.LockNotAvailable):
+        return DatabaseBusy("The records are busy (a lock was not granted in time); nothing was changed.")
+    if isinstance(cause, psycopg.errors.QueryCanceled):
+        return DatabaseTimeout()
+    return DatabaseUnavailable()
+
+
+@contextmanager
+def report_timeout(milliseconds: int | None = None) -> Iterator[None]:
+    """Run the reads inside under a longer ``statement_timeout`` (reports: analytics, exports,
+    dashboards), in a read-only transaction of their own; the process's short default applies
+    again afterwards. ``DB_REPORT_STATEMENT_TIMEOUT_MS`` unless given; 0 = none."""
+    timeout = settings.DB_REPORT_STATEMENT_TIMEOUT_MS if milliseconds is None else milliseconds
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(int(timeout))])
+        yield

@@ -55,3 +55,31 @@ class ServiceUnavailable(ApplicationError):
     status_code = 503
     code = "service_unavailable"
     default_message = "A backing service is unavailable; try again shortly."
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not be used; nothing was written (the transaction rolled back).
+    Rendered with ``Retry-After``; see ``orgbilling.db.database_refusal``."""
+
+    code = "service_unavailable"
+    default_message = "The billing database is unavailable; try again shortly."
+    retry_after: ClassVar[int] = 5
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
+        super().__init__(message, details={"retry_after_seconds": self.retry_after, **(details or {})})
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """No pooled connection became free in time, or a row lock was not granted in time."""
+
+    code = "database_busy"
+    default_message = "The database is busy; nothing was changed. Try again."
+    retry_after = 1
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    """A statement ran past its ``statement_timeout`` and was cancelled."""
+
+    code = "database_timeout"
+    default_message = "The query took too long and was stopped; nothing was changed."
+    retry_after = 5

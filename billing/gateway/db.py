@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 
 from billing.gateway.config import setting
+from orgbilling.db import database_refusal
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,8 +64,18 @@ def _unit(func: Callable[P, R]) -> Callable[P, R]:
 
 
 async def run_db(func: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run ``func`` on the gateway's database threads."""
-    return await sync_to_async(_unit(func), thread_sensitive=False, executor=_db_executor())(*args, **kwargs)
+    """Run ``func`` on the gateway's database threads. A database failure (no pooled
+    connection in time, a lock or statement timeout, the server gone) comes out as the 503
+    ``ApplicationError`` the REST API answers with (``orgbilling.db.database_refusal``)."""
+    try:
+        return await sync_to_async(_unit(func), thread_sensitive=False, executor=_db_executor())(
+            *args, **kwargs
+        )
+    except Exception as exc:
+        refusal = database_refusal(exc)
+        if refusal is None or refusal is exc:
+            raise
+        raise refusal from exc
 
 
 def spawn(coro: Coroutine[Any, Any, R]) -> "asyncio.Task[R]":

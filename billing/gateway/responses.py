@@ -7,9 +7,9 @@ from django.http import HttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework.utils.encoders import JSONEncoder
 
-from billing.gateway.errors import QuotaExceeded, http_status
+from billing.gateway.errors import http_status
 from billing.money import millicredits_to_credits
-from orgbilling.api.exceptions import api_exception_handler, error_body
+from orgbilling.api.exceptions import api_exception_handler, error_body, retry_headers
 from orgbilling.errors import ApplicationError
 
 JSON = "application/json"
@@ -28,8 +28,7 @@ def error_response(
     """Render a refusal exactly as the REST API would (DRF errors go through its handler)."""
     extra = dict(headers or {})
     if isinstance(error, ApplicationError):
-        if isinstance(error, QuotaExceeded):
-            extra["Retry-After"] = str(error.retry_after)
+        extra.update(retry_headers(error))
         return json_response(error.as_dict(), status=http_status(error), headers=extra)
     rendered = api_exception_handler(error, {})
     if rendered is None:  # pragma: no cover - every APIException is rendered

@@ -2,17 +2,18 @@
 ``{"error": {"code": ..., "message": ..., "details": {...}}}``, with a stable code."""
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
-from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import bad_request, page_not_found, server_error
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 
-from orgbilling.errors import ApplicationError
+from orgbilling.db import database_refusal
+from orgbilling.errors import ApplicationError, DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,19 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
+def retry_headers(error: ApplicationError) -> dict[str, str]:
+    """``Retry-After`` for the errors that say when to come back (database refusals, quotas)."""
+    retry_after = getattr(error, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after is not None else {}
+
+
+def _log_database_refusal(refusal: DatabaseUnavailable, exc: BaseException) -> None:
+    if refusal.code == "service_unavailable":
+        logger.error("database unavailable: %s", exc, exc_info=exc)
+    else:
+        logger.warning("%s: %s", refusal.code, exc)
+
+
 def _message(detail: Any) -> str:
     if isinstance(detail, list | tuple) and detail:
         return _message(detail[0])
@@ -44,19 +58,16 @@ def _message(detail: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     headers: dict[str, str] = {}
+    refusal = database_refusal(exc)
+    if refusal is not None:
+        _log_database_refusal(refusal, exc)
+        return Response(refusal.as_dict(), status=refusal.status_code, headers=retry_headers(refusal))
     if isinstance(exc, ApplicationError):
-        return Response(exc.as_dict(), status=exc.status_code)
+        return Response(exc.as_dict(), status=exc.status_code, headers=retry_headers(exc))
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
-    if isinstance(exc, OperationalError | InterfaceError):
-        logger.exception("database unavailable")
-        return Response(
-            error_body("service_unavailable", "The billing database is unavailable; try again shortly."),
-            status=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        )
     if not isinstance(exc, exceptions.APIException):
         return None  # a bug: Django's 500 handler (JSON for /api/) takes it
     status_code, code = next(
@@ -93,6 +104,13 @@ def json_or_html_404(request: HttpRequest, exception: Exception | None = None) -
 
 
 def json_or_html_500(request: HttpRequest) -> HttpResponse:
+    """Django's last resort, called while the exception is handled: a database failure anywhere
+    (middleware, the admin, a page) answers the API's 503 with ``Retry-After``, not a 500."""
+    exc = sys.exc_info()[1]
+    refusal = database_refusal(exc) if exc is not None else None
+    if refusal is not None:
+        _log_database_refusal(refusal, exc)  # type: ignore[arg-type]
+        return JsonResponse(refusal.as_dict(), status=refusal.status_code, headers=retry_headers(refusal))
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("internal_error", "Something went wrong on our side."), status=500)
     return server_error(request)

@@ -52,12 +52,9 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL is the only supported database. Services own their transactions, so no
-# request-wide transaction holds row locks while a response is rendered.
-DATABASES = {"default": env.db("DATABASE_URL")}
-DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# PostgreSQL, its connection pool (web processes), budget and timeouts.
+from orgbilling.settings.database import *  # noqa: E402,F403
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "organizations.User"

@@ -1,5 +1,7 @@
 """Production overrides. Every secret comes from the environment; nothing insecure defaults."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from orgbilling.settings.base import *  # noqa: F403
 from orgbilling.settings.env import env
 
@@ -25,3 +27,13 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# The connection budget (README, "Database connections") must fit what the server allows; a
+# deployment whose processes could together open more connections than that does not start.
+_budget_total = DB_CONNECTION_BUDGET["total"]  # noqa: F405
+if _budget_total > DB_MAX_CONNECTIONS:  # noqa: F405
+    raise ImproperlyConfigured(
+        f"The database connection budget is {_budget_total} (WEB_CONCURRENCY x DB_POOL_MAX_SIZE "
+        "+ CELERY_WORKERS x CELERY_WORKER_CONCURRENCY + DB_OPERATOR_RESERVE) but "
+        f"DB_MAX_CONNECTIONS is {DB_MAX_CONNECTIONS}: lower the pools or raise max_connections."  # noqa: F405
+    )

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from django.conf import settings
 
 from scripts.free_port import free_port
+from tests.served import run_database_url
 
 ROOT = Path(__file__).resolve().parents[3]
 REDIS_SCRIPT = ROOT / "scripts" / "redis.sh"
@@ -49,12 +49,6 @@ def redis_url() -> Iterator[str]:
     finally:
         subprocess.run([str(REDIS_SCRIPT), "destroy", directory], capture_output=True, timeout=60)
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _test_database_url() -> str:
-    db = settings.DATABASES["default"]
-    credentials = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-    return f"postgres://{credentials}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 class WorkerClient:
@@ -89,7 +83,7 @@ def celery_worker_process(transactional_db: None, redis_url: str, tmp_path: Path
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "orgbilling.settings.test",
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": run_database_url(),
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,
     }
