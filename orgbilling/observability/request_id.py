@@ -44,22 +44,37 @@ def request_id_of(request: HttpRequest) -> str:
     return current_request_id() or str(uuid.uuid4())
 
 
+def bind_request_id(request_id: str) -> None:
+    """From here on, ``current_request_id()`` and every log line carry ``request_id``."""
+    _current.set(request_id)
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def clear_request_id(**_: Any) -> None:
+    """The request is over (``request_finished``, once the response is closed)."""
+    _current.set(None)
+    structlog.contextvars.unbind_contextvars("request_id")
+
+
 @contextmanager
 def bound_request_id(request_id: str) -> Iterator[None]:
-    """Within the block, ``current_request_id()`` and every log line carry ``request_id``."""
-    token = _current.set(request_id)
-    bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+    """The request id for work done outside a request on its behalf (a script, a test)."""
+    bind_request_id(request_id)
     try:
         yield
     finally:
-        structlog.contextvars.reset_contextvars(**bound)
-        _current.reset(token)
+        clear_request_id()
 
 
 class RequestIdMiddleware:
     """Outermost middleware of the site and of the gateway: assigns the id, binds it for the
     request, and sets ``X-Request-Id`` on every response (errors included). Sync and async
-    (on the event loop under ASGI: it touches only the request and response)."""
+    (on the event loop under ASGI: it touches only the request and response).
+
+    The id stays bound until ``request_finished`` (connected in ``apps.py``), so the lines
+    Django logs after the middleware (``django.request``'s 4xx/5xx) and a streamed body's carry
+    it too. Under ASGI each request runs in a task with its own context anyway; under WSGI
+    the thread's context is cleared when the server closes the response."""
 
     sync_capable = True
     async_capable = True
@@ -74,15 +89,13 @@ class RequestIdMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         request_id = _assign(request)
-        with bound_request_id(request_id):
-            response: HttpResponseBase = self.get_response(request)
+        response: HttpResponseBase = self.get_response(request)
         response[HEADER] = request_id
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         request_id = _assign(request)
-        with bound_request_id(request_id):
-            response: HttpResponseBase = await self.get_response(request)
+        response: HttpResponseBase = await self.get_response(request)
         response[HEADER] = request_id
         return response
 
@@ -90,4 +103,5 @@ class RequestIdMiddleware:
 def _assign(request: HttpRequest) -> str:
     request_id = accepted_request_id(request.headers.get(HEADER))
     request.request_id = request_id  # type: ignore[attr-defined]
+    bind_request_id(request_id)
     return request_id

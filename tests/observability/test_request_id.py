@@ -2,6 +2,7 @@
 (errors, admin, REST API); the same id in the request's log lines and on its audit events,
 also in sync views run on threads under ASGI."""
 
+import logging
 import uuid
 
 import httpx
@@ -10,6 +11,7 @@ import pytest
 from billing.models import AuditEvent
 from organizations.api_keys import create_api_key
 from organizations.services import add_member
+from orgbilling.observability.request_id import current_request_id
 from tests.conftest import mc
 from tests.factories import OrganizationFactory, UserFactory
 
@@ -87,6 +89,14 @@ def test_the_request_log_line_carries_the_request_id(client, json_logs):
         "orgbilling.requests",
     )
     assert line["timestamp"].endswith("Z")
+    # Django's own line about the 401, logged after the middleware returned, carries it too
+    [django_line] = [line for line in json_logs.lines if line["logger"] == "django.request"]
+    assert django_line["request_id"] == "log-req-1"
+    # and once the response is closed, the thread is no longer in that request
+    assert current_request_id() is None
+    assert json_logs.lines[-1]["request_id"] == "log-req-1"
+    logging.getLogger("tests").warning("after the request")
+    assert json_logs.lines[-1]["request_id"] is None
 
 
 @pytest.mark.django_db
