@@ -35,7 +35,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DJANGO_SETTINGS_MODULE=orgbilling.settings.production \
-    WEB_CONCURRENCY=2
+    WEB_CONCURRENCY=2 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/orgbilling-prometheus
 
 # The unprivileged user every process runs as. It gets a writable home directory because
 # gunicorn keeps its control socket in ~/.gunicorn/; /app itself is not writable by it.
@@ -73,7 +74,8 @@ ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
 
 # ASGI under gunicorn with uvicorn workers. The number of workers is WEB_CONCURRENCY
 # (read by gunicorn itself); FORWARDED_ALLOW_IPS (also read by gunicorn) lists the reverse
-# proxies trusted for X-Forwarded-For in the access log.
+# proxies trusted for X-Forwarded-For in the access log. /app/gunicorn.conf.py keeps the
+# workers' shared metrics directory (PROMETHEUS_MULTIPROC_DIR) right.
 CMD ["gunicorn", "orgbilling.asgi:application", \
      "--worker-class", "uvicorn_worker.UvicornWorker", \
      "--bind", "0.0.0.0:8000", \

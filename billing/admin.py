@@ -395,7 +395,7 @@ class AuditEventAdmin(LedgerAdmin):
     list_display = ("created_at", "action", "actor_name", "org", "target_type", "target_id", "ip_address")
     list_filter = ("action", "target_type")
     list_select_related = ("actor", "org")
-    search_fields = ("action", "=org__id", "actor__username", "actor_label", "=target_id")
+    search_fields = ("action", "=org__id", "actor__username", "actor_label", "=target_id", "=request_id")
     date_hierarchy = "created_at"
     fields = (
         "created_at",
@@ -407,6 +407,7 @@ class AuditEventAdmin(LedgerAdmin):
         "target_id",
         "metadata",
         "ip_address",
+        "request_id",
     )
     readonly_fields = fields
 

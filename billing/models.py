@@ -549,6 +549,9 @@ class AuditEvent(models.Model):
     target_id = models.CharField(max_length=128, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(
+        max_length=128, blank=True, default="", help_text="X-Request-Id of the request that wrote it"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -557,6 +560,7 @@ class AuditEvent(models.Model):
         indexes: ClassVar = [
             models.Index(fields=["org", "created_at"], name="audit_org_created"),
             models.Index(fields=["action", "created_at"], name="audit_action_created"),
+            models.Index(fields=["request_id"], name="audit_request_id", condition=~Q(request_id="")),
         ]
 
     def __str__(self) -> str:
@@ -676,4 +680,4 @@ class AutoTopUpSettings(models.Model):
         return f"auto top-up of {self.org_id} ({'on' if self.enabled else 'off'})"
 
 
-from billing.usage_models import UsageAlert, UsageDailyRollup  # noqa: E402,F401
+from billing.usage_models import ReconciliationRun, UsageAlert, UsageDailyRollup  # noqa: E402,F401

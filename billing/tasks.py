@@ -16,9 +16,10 @@ from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import InterfaceError, OperationalError
+from django.utils import timezone
 
 from billing.errors import ReservationNotHeld
-from billing.services import alerts, expiry, rollups
+from billing.services import alerts, expiry, reconciliation, rollups
 from billing.services.charging import expire_reservations as release_expired_holds
 
 logger = logging.getLogger(__name__)
@@ -89,8 +90,11 @@ def evaluate_usage_alerts() -> dict[str, Any]:
 
 @shared_task(name="billing.tasks.reconcile_credits", **_RETRYING)
 def reconcile_credits() -> dict[str, Any]:
-    """Check every cross-row ledger invariant; alert operations on any drift."""
+    """Check every cross-row ledger invariant; alert operations on any drift. The outcome is
+    recorded for /metrics (``orgbilling_reconciliation_drifts``)."""
+    started_at = timezone.now()
     drifts = alerts.alert_on_ledger_drift()
+    reconciliation.record_reconciliation_run(started_at=started_at, drift_count=len(drifts))
     return {"drifts": len(drifts)}
 
 

@@ -1,11 +1,11 @@
-"""Admin for the rows the periodic tasks keep (daily usage rollups, usage alerts): read-only,
-they are derived from the ledger and rewritten only by ``billing.services``."""
+"""Admin for the rows the periodic tasks keep (daily usage rollups, usage alerts, reconciliation
+runs): read-only, they are derived from the ledger and written only by ``billing.services``."""
 
 from django.contrib import admin
 
 from billing.admin import LedgerAdmin, ReadOnlyAdmin
 from billing.admin_forms import credits_display
-from billing.usage_models import UsageAlert, UsageDailyRollup
+from billing.usage_models import ReconciliationRun, UsageAlert, UsageDailyRollup
 
 
 @admin.register(UsageDailyRollup)
@@ -67,4 +67,12 @@ class UsageAlertAdmin(ReadOnlyAdmin):
         "last_fired_at",
         "resolved_at",
     )
+    readonly_fields = fields
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = ("finished_at", "started_at", "drift_count")
+    date_hierarchy = "finished_at"
+    fields = ("started_at", "finished_at", "drift_count")
     readonly_fields = fields

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from orgbilling.observability.views import metrics, readyz
 from orgbilling.views import healthz
 
 admin.site.site_header = "orgbilling operations"
@@ -12,6 +13,8 @@ admin.site.site_title = "orgbilling"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     # Local session sign-in for browsers and curl (Keycloak SSO is under /oidc/ when configured).
     path("api-auth/", include("rest_framework.urls")),
     # Keycloak SSO: /oidc/authenticate/, /oidc/callback/, /oidc/logout/ (404 until configured).

@@ -3,7 +3,6 @@ authenticate the caller, decide who pays, price the worst case, count the plan q
 the credits before anything goes upstream; afterwards settle at the real cost or release.
 """
 
-import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -16,7 +15,7 @@ from rest_framework.settings import api_settings
 
 from billing.errors import NoActiveAllocation, OrganizationNotFound
 from billing.gateway.config import setting
-from billing.gateway.errors import NoAllocation
+from billing.gateway.errors import NoAllocation, QuotaExceeded
 from billing.gateway.metering import (
     ChatRequest,
     ImageRequest,
@@ -37,6 +36,8 @@ from billing.services import (
 )
 from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey, User
+from orgbilling.observability.charges import charge_refused
+from orgbilling.observability.request_id import request_id_of
 
 ORG_HEADER = "X-Org-Id"
 PROVIDER_KEY_HEADER = "X-Provider-Key"
@@ -117,9 +118,13 @@ def _hold(
     estimated_input_tokens: int = 0,
 ) -> Admission:
     context = resolve_billing_context(user=caller.user, requested_org_id=requested_org(request, caller))
-    ticket = take_quota(org_id=context.org_id)
-    request_id = str(uuid.uuid4())
     amount = 0 if byok else worst_case  # 0 still checks the payer may spend
+    try:
+        ticket = take_quota(org_id=context.org_id)
+    except QuotaExceeded as refusal:
+        charge_refused(refusal, operation="quota", org_id=context.org_id, user=caller.user, amount=amount)
+        raise
+    request_id = request_id_of(request)  # the call's one id: response, logs, audit, ledger rows
     try:
         held = reserve_credits(user=caller.user, org_id=context.org_id, amount=amount, request_id=request_id)
     except NoActiveAllocation as refusal:

@@ -24,6 +24,7 @@ from billing.gateway.errors import (
     UpstreamTimeout,
 )
 from orgbilling.errors import ApplicationError
+from orgbilling.observability.metrics import count_upstream_error, waiting_on_upstream
 
 # httpcore spends CPU per request in proportion to the connections of its pool (several ms at
 # 64 busy connections), so the process's connections are split over a few clients, used in turn.
@@ -65,6 +66,7 @@ def client() -> httpx.AsyncClient:
 def _url(path: str) -> str:
     base = setting("LLM_UPSTREAM_BASE_URL")
     if not base:
+        count_upstream_error("not_configured")
         raise GatewayNotConfigured()
     return f"{base.rstrip('/')}/{path}"
 
@@ -85,7 +87,9 @@ def _headers(*, request_id: str, provider_key: str | None) -> dict[str, str]:
 def failure(exc: httpx.HTTPError) -> ApplicationError:
     """An httpx failure as the gateway's error: a timeout is 504, anything else 502."""
     if isinstance(exc, httpx.TimeoutException):
+        count_upstream_error("timeout")
         return UpstreamTimeout(details={"reason": type(exc).__name__})
+    count_upstream_error("connection" if isinstance(exc, httpx.TransportError) else "http")
     return UpstreamError(details={"reason": type(exc).__name__})
 
 
@@ -98,7 +102,9 @@ def refusal(status: int, content: bytes, *, byok: bool) -> ApplicationError:
     message = upstream_error.get("message") if isinstance(upstream_error, dict) else None
     details = {"upstream_status": status, "upstream_error": upstream_error}
     if status >= 500 or (status in (401, 403) and not byok) or status < 400:
+        count_upstream_error("status_5xx" if status >= 500 else "status_other" if status < 400 else "auth")
         return UpstreamError(details=details)
+    count_upstream_error("rejected_4xx")
     return UpstreamRejected(
         f"The model provider rejected the request: {message}" if isinstance(message, str) else None,
         status=status,
@@ -111,13 +117,15 @@ async def post_json(
 ) -> tuple[bytes, Any]:
     """POST and read the whole answer; returns its bytes and parsed JSON. Raises the
     gateway's upstream errors."""
+    url = _url(path)
     try:
-        response = await client().post(
-            _url(path),
-            content=json.dumps(body),
-            headers=_headers(request_id=request_id, provider_key=provider_key),
-            timeout=_timeout(),
-        )
+        with waiting_on_upstream():
+            response = await client().post(
+                url,
+                content=json.dumps(body),
+                headers=_headers(request_id=request_id, provider_key=provider_key),
+                timeout=_timeout(),
+            )
     except httpx.HTTPError as exc:
         raise failure(exc) from None
     if response.status_code != 200:
@@ -125,6 +133,7 @@ async def post_json(
     try:
         return response.content, response.json()
     except ValueError:
+        count_upstream_error("invalid_response")
         raise UpstreamError("The model provider sent an answer that is not JSON.") from None
 
 
@@ -142,7 +151,8 @@ async def open_stream(
         timeout=_timeout(),
     )
     try:
-        response = await shared.send(request, stream=True)
+        with waiting_on_upstream():
+            response = await shared.send(request, stream=True)
     except httpx.HTTPError as exc:
         raise failure(exc) from None
     if response.status_code != 200:

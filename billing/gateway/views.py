@@ -51,6 +51,7 @@ from billing.gateway.selectors import model_list
 from billing.gateway.streaming import StreamRelay
 from billing.services import DeductionResult
 from orgbilling.errors import ApplicationError, ValidationFailed
+from orgbilling.observability.metrics import gateway_call
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,11 @@ class _CallState:
             self.relay.stop()
 
 
-async def _serve(run: Callable[[_CallState], Awaitable[HttpResponseBase]]) -> HttpResponseBase:
+async def _serve(run: Callable[[_CallState], Awaitable[HttpResponseBase]], endpoint: str) -> HttpResponseBase:
     state = _CallState()
     try:
-        return await finish(run(state))  # type: ignore[arg-type]
+        with gateway_call(endpoint):  # the call's added latency (orgbilling_gateway_added_latency_seconds)
+            return await finish(run(state))  # type: ignore[arg-type]
     except asyncio.CancelledError:
         state.client_gone()
         raise
@@ -218,14 +220,14 @@ async def _images(request: HttpRequest, state: _CallState) -> HttpResponseBase:
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return method_not_allowed("POST")
-    return await _serve(lambda state: _chat(request, state))
+    return await _serve(lambda state: _chat(request, state), "chat_completions")
 
 
 @csrf_exempt
 async def image_generations(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return method_not_allowed("POST")
-    return await _serve(lambda state: _images(request, state))
+    return await _serve(lambda state: _images(request, state), "image_generations")
 
 
 def _listing(request: HttpRequest) -> dict[str, Any]:

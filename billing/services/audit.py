@@ -1,9 +1,11 @@
-"""Appending audit events. Called by services inside their own transaction."""
+"""Appending audit events. Called by services inside their own transaction. Each event keeps
+the id of the request that wrote it (``X-Request-Id``; empty outside a request)."""
 
 from typing import Any
 
 from billing.models import AuditEvent
 from organizations.models import User
+from orgbilling.observability.request_id import current_request_id
 
 
 def record_audit_event(
@@ -26,4 +28,5 @@ def record_audit_event(
         target_id=str(target_id),
         metadata=metadata or {},
         ip_address=ip_address,
+        request_id=current_request_id() or "",
     )

@@ -46,6 +46,7 @@ from billing.services.locks import (
 from billing.services.sql import NotApplied, ledger_cursor
 from organizations.models import Organization, User
 from orgbilling.errors import ValidationFailed
+from orgbilling.observability.charges import charges_counted, refusals_reported
 
 EXHAUSTION_THRESHOLD_PERCENT = 90
 
@@ -222,6 +223,7 @@ def _find_reservation(org_id: str | None, user: User, request_id: str) -> Credit
     return rows.first()
 
 
+@refusals_reported("hold")
 def reserve_credits(
     *,
     user: User,
@@ -372,6 +374,7 @@ def _settle_fast(
     )
 
 
+@charges_counted("settlement")
 def settle_reservation(
     *,
     reservation_id: int,

@@ -55,6 +55,7 @@ from billing.services.sql import (
     ledger_cursor,
 )
 from organizations.models import Organization, OrganizationMember, User
+from orgbilling.observability.charges import charges_counted, refusals_reported
 
 CHARGE_POOL = """
     UPDATE organization_credit_pools
@@ -139,6 +140,8 @@ def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bo
     return _refusal(org_id=org_id, user=user, amount=validate_millicredits(amount)) is None
 
 
+@refusals_reported("deduction")
+@charges_counted("deduction")
 def deduct_credits(
     *,
     user: User,

@@ -20,6 +20,7 @@ from django.utils import timezone
 from billing.models import CreditPurchase, WebhookEvent
 from billing.payments import lago_events, purchases
 from orgbilling.errors import ApplicationError, ValidationFailed
+from orgbilling.observability.metrics import count_webhook_failure
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +161,9 @@ def receive_webhook(
         event, refusal = process_webhook_event(event_pk=event.pk)
     except Exception as exc:
         logger.exception("%s webhook %s failed", provider, event_id)
+        count_webhook_failure(provider=provider, reason="unexpected_error")
         mark_webhook_failed(event_pk=event.pk, error=f"{exc.__class__.__name__}: {exc}")
         raise
+    if refusal is not None:
+        count_webhook_failure(provider=provider, reason=refusal.code)
     return WebhookOutcome(event=event, replayed=not created, error=refusal)

@@ -20,9 +20,13 @@ INSTALLED_APPS = [
     "mozilla_django_oidc",
     "organizations",
     "billing",
+    "orgbilling.observability",
 ]
 
 MIDDLEWARE = [
+    # Outermost, so every response carries X-Request-Id and is timed (orgbilling/observability).
+    "orgbilling.observability.request_id.RequestIdMiddleware",
+    "orgbilling.observability.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -165,14 +169,9 @@ LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True
 # Local development only: the password `ensure_dev_admin` sets (a random one is kept in .pg/ otherwise).
 DEV_ADMIN_PASSWORD = env("DEV_ADMIN_PASSWORD", default="")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-}
-
-# Lago and Stripe (subscriptions, credit purchases, webhooks); Celery task behaviour, the beat
-# schedule and alert e-mail.
+# Readiness, metrics and structured logs (LOGGING, LOG_FORMAT, METRICS_*); Lago and Stripe
+# (subscriptions, credit purchases, webhooks); Celery task behaviour, the beat schedule and
+# alert e-mail.
+from orgbilling.settings.observability import *  # noqa: E402,F403
 from orgbilling.settings.payments import *  # noqa: E402,F403
 from orgbilling.settings.tasks import *  # noqa: E402,F403

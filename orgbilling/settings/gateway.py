@@ -27,6 +27,8 @@ LLM_QUOTA_PLAN_CACHE_SECONDS: int = env.int("LLM_QUOTA_PLAN_CACHE_SECONDS", defa
 # The middleware of the gateway's endpoints (/api/v1/llm/, billing/gateway/asgi.py): each runs
 # on the event loop. Everything else is served with MIDDLEWARE.
 LLM_GATEWAY_MIDDLEWARE: list[str] = [
+    "orgbilling.observability.request_id.RequestIdMiddleware",
+    "orgbilling.observability.metrics.RequestMetricsMiddleware",
     "billing.gateway.asgi.GatewaySecurityMiddleware",
     "billing.gateway.asgi.GatewaySessionMiddleware",
     "billing.gateway.asgi.GatewayAuthenticationMiddleware",
