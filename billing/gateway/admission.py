@@ -13,7 +13,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from billing.errors import NoActiveAllocation, OrganizationNotFound
+from billing.errors import NoActiveAllocation, OrganizationNotFound, RequestIdConflict, ReservationNotHeld
 from billing.gateway.config import setting
 from billing.gateway.errors import NoAllocation, QuotaExceeded
 from billing.gateway.metering import (
@@ -131,10 +131,26 @@ def _hold(
         if ticket:
             ticket.give_back()
         raise NoAllocation(refusal.message, details=refusal.details) from None
+    except ReservationNotHeld:
+        if ticket:
+            ticket.give_back()
+        raise RequestIdConflict(
+            "An earlier call used this X-Request-Id; use a new id for a new call.",
+            details={"request_id": request_id},
+        ) from None
     except BaseException:
         if ticket:
             ticket.give_back()
         raise
+    if held.replayed:
+        # The caller chose the id (X-Request-Id) and a call with it is still in flight: sharing
+        # its hold would let two upstream calls settle as one charge. One call per id.
+        if ticket:
+            ticket.give_back()
+        raise RequestIdConflict(
+            "A call with this X-Request-Id is still in progress; use a new id for a new call.",
+            details={"request_id": request_id},
+        )
     return Admission(
         request_id=request_id,
         user=caller.user,

@@ -231,12 +231,12 @@ print(render_metrics()[0].decode())
 
 
 def test_multiprocess_mode_adds_up_the_counters_of_every_process(tmp_path, db):
-    from tests.billing.tasks.conftest import _test_database_url
+    from tests.served import run_database_url
 
     env = {
         **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        "DATABASE_URL": _test_database_url(),
+        "DATABASE_URL": run_database_url(),
     }
     for _ in range(2):  # two "workers", each counting one refusal, then gone
         ran = subprocess.run(
