@@ -22,6 +22,7 @@ import httpx
 
 from billing.gateway.admission import Admission, release_call
 from billing.gateway.db import finish, run_db, spawn
+from billing.gateway.errors import UpstreamError
 from billing.gateway.metering import StreamMeter, sse_events
 from billing.gateway.responses import credits_text
 from billing.gateway.settlement import Charge, Pending, settle
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 MID_STREAM_FAILURE = "The model provider broke off the stream; the text streamed so far is charged."
+MALFORMED_STREAM = "The model provider sent a malformed stream; only the text it streamed is charged."
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class StreamRelay:
                 relayed = self._meter.feed(event)
                 if relayed is not None:
                     self._queue.put_nowait(relayed)
+            if malformed := self._meter.malformed:
+                self._error = UpstreamError(MALFORMED_STREAM, details={"malformed_events": malformed})
         except httpx.HTTPError as exc:
             cause = failure(exc)
             self._error = type(cause)(MID_STREAM_FAILURE, details=cause.details)

@@ -180,10 +180,10 @@ class Traffic:
                         headers={"Authorization": f"Bearer {team.service_key}"},
                     )  # fmt: skip
                 elif kind == "allocate":
+                    admin = {"Authorization": f"Bearer {team.admin_key}", "Idempotency-Key": uuid.uuid4().hex}
                     request = client.build_request(
                         "POST", f"{API}/credits/{team.org.id}/allocate",
-                        json={"user_id": user.username, "credits": 1},
-                        headers={"Authorization": f"Bearer {team.admin_key}", "Idempotency-Key": uuid.uuid4().hex},
+                        json={"user_id": user.username, "credits": 1}, headers=admin,
                     )  # fmt: skip
                 else:
                     payload = {**chat, "stream": kind == "gateway stream"}
@@ -260,11 +260,16 @@ def test_a_database_outage_answers_prompt_503s_and_retried_calls_are_charged_exa
     assert any(a.at > down_at and a.status in (200, 201) for a in traffic.attempts)
     # every charge is in the ledger exactly once, every allocation applied once
     rows = Counter(
-        CreditUsageAttribution.objects.filter(request_id__startswith="fault-").values_list("request_id", flat=True)
+        CreditUsageAttribution.objects.filter(request_id__startswith="fault-").values_list(
+            "request_id", flat=True
+        )
     )
     assert rows == Counter(traffic.charges)
     for allocation in UserCreditAllocation.objects.all():
-        assert allocation.allocated_credits == before[allocation.user_id] + traffic.allocations[allocation.user_id]
+        assert (
+            allocation.allocated_credits
+            == before[allocation.user_id] + traffic.allocations[allocation.user_id]
+        )
     # every completion the clients received is charged once (no free call, no double charge)
     assert gateway_rows.count() == traffic.gateway_successes
     # holds of calls refused after their hold was taken go when holds expire; none is left
