@@ -62,10 +62,10 @@ def cost_of(*, prompt_tokens: int, completion_tokens: int) -> int:
 def test_a_completion_answered_while_the_database_is_down_is_charged_once_it_is_back(
     database: Database, upstream: FakeUpstream, tmp_path: Path
 ):
-    # given: a member, and an upstream that takes 1.5 s to answer (the window to stop PostgreSQL)
+    # given: a member, and an upstream that takes 2 s to answer (the window to stop PostgreSQL)
     team = build_teams(1, 1)[0]
     user, key = team.members[0]
-    upstream.behaviour.latency = 1.5
+    upstream.behaviour.latency = 2.0
     environment = app_environment(upstream, DB_POOL_TIMEOUT=str(POOL_TIMEOUT))
     headers = {"Authorization": f"Bearer {key}"}
     body = {"model": MODEL, "messages": PROMPT, "max_tokens": 50}
@@ -86,6 +86,7 @@ def test_a_completion_answered_while_the_database_is_down_is_charged_once_it_is_
         # when: both calls are held and upstream, PostgreSQL stops until they have been answered
         wait_until(lambda: len(upstream.behaviour.requests) == 2, timeout=20, what="both calls forwarded")
         database.stop()
+        assert answers == {}, "answered before PostgreSQL stopped: the test proves nothing"
         for caller in callers:
             caller.join(timeout=30)
         database.start()
