@@ -123,13 +123,31 @@ def database_refusal(exc: BaseException) -> DatabaseUnavailable | None:
     return DatabaseUnavailable()
 
 
+def process_statement_timeout() -> int:
+    """The ``statement_timeout`` (ms; 0 = none) this process's connections open with
+    (``orgbilling/settings/database.py``)."""
+    if settings.PROCESS_ROLE == "web":
+        return int(settings.DB_STATEMENT_TIMEOUT_MS)
+    if settings.PROCESS_ROLE == "worker":
+        return int(settings.DB_WORKER_STATEMENT_TIMEOUT_MS)
+    return 0
+
+
 @contextmanager
 def report_timeout(milliseconds: int | None = None) -> Iterator[None]:
-    """Run the reads inside under a longer ``statement_timeout`` (reports: analytics, exports,
-    dashboards), in a read-only transaction of their own; the process's short default applies
-    again afterwards. ``DB_REPORT_STATEMENT_TIMEOUT_MS`` unless given; 0 = none."""
-    timeout = settings.DB_REPORT_STATEMENT_TIMEOUT_MS if milliseconds is None else milliseconds
+    """Run the reads inside (reports: analytics, exports, dashboards, reconciliation) in a
+    transaction of their own under a longer ``statement_timeout``; the process's own limit
+    applies again afterwards. By default ``DB_REPORT_STATEMENT_TIMEOUT_MS``, but never shorter
+    than the process's limit (a Celery worker keeps its longer one) and no limit where the
+    process has none (commands); ``milliseconds`` sets it exactly (0 = none)."""
+    timeout: int | None = None  # None: leave the connection's limit alone
+    if milliseconds is not None:
+        timeout = int(milliseconds)
+    elif own := process_statement_timeout():
+        timeout = max(int(settings.DB_REPORT_STATEMENT_TIMEOUT_MS), own)
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(int(timeout))])
+        if timeout is not None:
+            with connection.cursor() as cursor:
+                # Transaction-local (is_local): a pooled connection goes back with its own limit.
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout)])
         yield

@@ -3,6 +3,8 @@
 #
 #   scripts/pg.sh start DATADIR PORT [server options...]   initdb if needed, start, create db
 #   scripts/pg.sh stop DATADIR                             stop (fast), keep the data
+#   scripts/pg.sh resume DATADIR                           start a stopped cluster again with the
+#                                                          options of its last `start` (fault tests)
 #   scripts/pg.sh destroy DATADIR                          stop and delete the folder
 #
 # PostgreSQL refuses to run as root, so as root the server runs as the `postgres` OS user
@@ -11,7 +13,7 @@
 # test clusters, never production (see docs/decisions.md).
 set -euo pipefail
 
-cmd=${1:?usage: pg.sh start|stop|destroy DATADIR [PORT]}
+cmd=${1:?usage: pg.sh start|stop|resume|destroy DATADIR [PORT]}
 datadir=${2:?DATADIR required}
 
 find_bindir() {
@@ -67,6 +69,7 @@ case "$cmd" in
     if ! as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" status >/dev/null 2>&1; then
       opts="-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$datadir"
       for o in "$@"; do opts="$opts $o"; done
+      printf '%s\n' "$opts" >"$datadir/server.opts"  # for `resume`
       as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" -l "$datadir/server.log" -o "$opts" -w -t 60 start >/dev/null \
         || { tail -20 "$datadir/server.log" >&2; exit 1; }
     fi
@@ -92,10 +95,20 @@ case "$cmd" in
       as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" -m fast -w stop >/dev/null 2>&1 || true
     fi
     ;;
+  resume)
+    # The same server options as the last `start` (port, max_connections, fsync...).
+    if [ ! -f "$datadir/server.opts" ]; then
+      echo "pg.sh: $datadir was never started by pg.sh start" >&2; exit 1
+    fi
+    if ! as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" status >/dev/null 2>&1; then
+      as_owner "$bindir/pg_ctl" -D "$datadir/pgdata" -l "$datadir/server.log" -o "$(cat "$datadir/server.opts")" \
+        -w -t 60 start >/dev/null || { tail -20 "$datadir/server.log" >&2; exit 1; }
+    fi
+    ;;
   destroy)
     "$0" stop "$datadir"
     rm -rf "$datadir"
     ;;
   *)
-    echo "usage: pg.sh start|stop|destroy DATADIR [PORT]" >&2; exit 2 ;;
+    echo "usage: pg.sh start|stop|resume|destroy DATADIR [PORT]" >&2; exit 2 ;;
 esac

@@ -7,8 +7,11 @@ of the messages, and ``completion_tokens`` words of output (capped by ``max_toke
 
 Behaviour is steered per server (``server.behaviour``) or per request with the
 ``X-Fake-Behaviour`` header: ``ok``, ``error`` (500), ``hang`` (never answers within the
-client's timeout), ``drop`` (closes the connection mid-stream). ``latency`` adds a delay before
-the first byte; ``token_delay`` spaces streamed chunks.
+client's timeout), ``drop`` (closes the connection mid-stream, or halfway through a JSON body),
+``stall`` (streams half the tokens, then sends nothing more within the client's timeout),
+``malformed`` (200 with a body that is not JSON), ``bad_sse`` (streams ``completion_tokens``
+good chunks, then events that are not JSON, no usage chunk and no ``[DONE]``). ``latency`` adds
+a delay before the first byte; ``token_delay`` spaces streamed chunks.
 """
 
 import json
@@ -109,7 +112,22 @@ class _Handler(BaseHTTPRequestHandler):
             "total_tokens": prompt_tokens(body) + completion,
         }
         if body.get("stream"):
-            self._stream(body, usage, drop=(mode == "drop"))
+            if mode == "bad_sse":
+                self._bad_stream(body, usage)
+            else:
+                self._stream(body, usage, drop=(mode == "drop"), stall=(mode == "stall"))
+        elif mode == "malformed":
+            self._raw(200, b'{"id": "chatcmpl-broken", "choices": [{"message": {"content": "tok tok')
+        elif mode == "drop":
+            # Announces a whole body, sends half of it and resets the connection.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "400")
+            self.end_headers()
+            self.wfile.write(b'{"id": "chatcmpl-cut", "choices": [')
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.close()
         else:
             self._json(
                 200,
@@ -129,28 +147,53 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             )
 
+    def _raw(self, status: int, data: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _chunk(self, payload: str) -> None:
         data = payload.encode()
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
 
-    def _stream(self, body: dict[str, Any], usage: dict[str, int], *, drop: bool) -> None:
-        behaviour = self.server.behaviour
+    def _start_stream(self, body: dict[str, Any]) -> dict[str, Any]:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        base = {
+        return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": body.get("model", "fake-model"),
         }
+
+    def _token(self, base: dict[str, Any], n: int) -> None:
+        delta = {"role": "assistant", "content": "tok "} if n == 0 else {"content": "tok "}
+        event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        self._chunk(f"data: {json.dumps(event)}\n\n")
+
+    def _bad_stream(self, body: dict[str, Any], usage: dict[str, int]) -> None:
+        base = self._start_stream(body)
         for n in range(usage["completion_tokens"]):
-            delta = {"role": "assistant", "content": "tok "} if n == 0 else {"content": "tok "}
-            event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-            self._chunk(f"data: {json.dumps(event)}\n\n")
-            if drop and n == usage["completion_tokens"] // 2:
+            self._token(base, n)
+        self._chunk('data: {"choices": [{"delta": {"content": "tok\n\n')  # cut JSON
+        self._chunk("data: <html>502 Bad Gateway</html>\n\n")
+        self._chunk("event: ping\ndata: \n\n")
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _stream(self, body: dict[str, Any], usage: dict[str, int], *, drop: bool, stall: bool) -> None:
+        behaviour = self.server.behaviour
+        base = self._start_stream(body)
+        for n in range(usage["completion_tokens"]):
+            self._token(base, n)
+            if (drop or stall) and n == usage["completion_tokens"] // 2:
+                if stall:
+                    time.sleep(behaviour.hang_seconds)
                 self.close_connection = True
                 self.connection.close()
                 return

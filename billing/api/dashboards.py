@@ -1,4 +1,5 @@
-"""Dashboards: a user's organizations, an org admin's organization, the system overview."""
+"""Dashboards: a user's organizations, an org admin's organization, the system overview; each
+aggregates under the reports' longer statement timeout (``orgbilling.db.report_timeout``)."""
 
 from typing import Any
 
@@ -19,6 +20,7 @@ from billing.selectors.dashboards import org_dashboard, user_dashboard
 from billing.selectors.system import system_dashboard
 from organizations.selectors import acts_as_system_admin, org_admin_access
 from orgbilling.api.schema import error_responses, example
+from orgbilling.db import report_timeout
 
 
 class IsSystemAdmin(BasePermission):
@@ -75,7 +77,8 @@ _ORG_BALANCE = {
 )
 class UserDashboardView(APIView):
     def get(self, request: Request) -> Response:
-        return Response(UserDashboardSerializer(user_dashboard(user=caller(request))).data)
+        with report_timeout():
+            return Response(UserDashboardSerializer(user_dashboard(user=caller(request))).data)
 
 
 _ORG_DASHBOARD_EXAMPLE = {
@@ -164,7 +167,8 @@ _ORG_DASHBOARD_EXAMPLE = {
 class OrgDashboardView(APIView):
     def get(self, request: Request, org_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
-        return Response(OrgDashboardSerializer(org_dashboard(org=access.org)).data)
+        with report_timeout():
+            return Response(OrgDashboardSerializer(org_dashboard(org=access.org)).data)
 
 
 @extend_schema_view(
@@ -241,4 +245,5 @@ class SystemDashboardView(APIView):
     permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsSystemAdmin]  # type: ignore[list-item]
 
     def get(self, request: Request) -> Response:
-        return Response(SystemDashboardSerializer(system_dashboard()).data)
+        with report_timeout():
+            return Response(SystemDashboardSerializer(system_dashboard()).data)

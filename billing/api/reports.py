@@ -2,7 +2,8 @@
 
 Every view starts with ``org_access`` / ``org_admin_access`` (an org the caller cannot see is
 404), validates its query string, calls one selector and renders it. Members only ever see
-their own usage.
+their own usage. The analytics run under the reports' longer statement timeout
+(``orgbilling.db.report_timeout``); the billing history is a plain paginated read.
 """
 
 import csv
@@ -39,6 +40,7 @@ from billing.selectors.usage import GroupBy, UsageFilters, scoped_usage_filters,
 from organizations.selectors import org_access, org_admin_access
 from orgbilling.api.pagination import StandardPagination
 from orgbilling.api.schema import error_responses, example
+from orgbilling.db import report_timeout
 from orgbilling.errors import ValidationFailed
 
 # A CSV export is one response; beyond this many rows, narrow the period or coarsen buckets.
@@ -174,12 +176,13 @@ class OrgUsageView(APIView):
     def get(self, request: Request, org_id: str) -> Response:
         access = org_access(user=caller(request), org_id=org_id)
         query = _query(UsageQuerySerializer, request)
-        summary = usage_summary(
-            org_id=access.org.id,
-            filters=_filters(request, access.is_admin, query),
-            granularity=query["granularity"],
-        )
-        return Response(UsageSummarySerializer(summary).data)
+        with report_timeout():
+            summary = usage_summary(
+                org_id=access.org.id,
+                filters=_filters(request, access.is_admin, query),
+                granularity=query["granularity"],
+            )
+            return Response(UsageSummarySerializer(summary).data)
 
 
 _FORMAT_PARAM = OpenApiParameter(
@@ -256,11 +259,12 @@ class _UsageSeriesView(CsvNegotiationMixin, APIView):
             group_by=self.group_by,
         )
         period = {"start": query["start"], "end": query["end"]}
-        if request.accepted_renderer.format == "csv":
-            return self._csv(access.org.id, period, list(rows[: CSV_EXPORT_MAX_ROWS + 1]))
-        paginator = StandardPagination()
-        page = paginator.paginate_queryset(rows, request, view=self) or []
-        response = paginator.get_paginated_response(self.row_serializer(page, many=True).data)
+        with report_timeout():  # the queryset runs here, under the reports' limit
+            if request.accepted_renderer.format == "csv":
+                return self._csv(access.org.id, period, list(rows[: CSV_EXPORT_MAX_ROWS + 1]))
+            paginator = StandardPagination()
+            page = paginator.paginate_queryset(rows, request, view=self) or []
+            response = paginator.get_paginated_response(self.row_serializer(page, many=True).data)
         response.data |= {
             "granularity": query["granularity"],
             "period": PeriodSerializer(period).data,

@@ -207,6 +207,11 @@ def admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRe
     return admission, image
 
 
+def chargeable_cost(admission: Admission, cost: int) -> int:
+    """What settling ``cost`` asks of the payer: nothing for BYOK, never above the money cap."""
+    return 0 if admission.byok else min(cost, MAX_MILLICREDITS)
+
+
 def settle_call(
     admission: Admission,
     *,
@@ -219,7 +224,7 @@ def settle_call(
     the model, tokens, price, request id, payer and the API key used."""
     return settle_reservation(
         reservation_id=admission.reservation_id,
-        actual_amount=0 if admission.byok else min(cost, MAX_MILLICREDITS),
+        actual_amount=chargeable_cost(admission, cost),
         service_type=admission.service_type,
         service_name=admission.model,
         input_tokens=input_tokens,

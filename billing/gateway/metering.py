@@ -239,7 +239,9 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 class StreamMeter:
     """Watches the events of a streamed completion: keeps the usage chunk, counts the text,
     holds back ``[DONE]`` (the gateway sends it after settling) and, when the caller did not
-    ask for usage, drops the usage-only chunk the gateway asked for on its behalf."""
+    ask for usage, drops the usage-only chunk the gateway asked for on its behalf. A data event
+    that is not a JSON object is malformed: it is counted and not relayed (a client's SDK would
+    fail on it before seeing the gateway's error event)."""
 
     strip_usage: bool
     usage: Usage | None = None
@@ -247,6 +249,7 @@ class StreamMeter:
     pieces: int = 0
     saw_done: bool = False
     events: int = field(default=0)
+    malformed: int = 0
 
     def feed(self, event: bytes) -> bytes | None:
         """The event to relay, or None to hold it back."""
@@ -261,9 +264,10 @@ class StreamMeter:
         try:
             payload = json.loads(data)
         except ValueError:
-            return event
+            payload = None
         if not isinstance(payload, dict):
-            return event
+            self.malformed += 1
+            return None
         usage = reported_usage(payload)
         if usage is not None:
             self.usage = usage

@@ -13,6 +13,9 @@ from orgbilling.api.exceptions import api_exception_handler, error_body, retry_h
 from orgbilling.errors import ApplicationError
 
 JSON = "application/json"
+# "pending": the call's cost is known but not yet charged (the database refused the settlement;
+# billing.gateway.settlement charges it once the database is back).
+SETTLEMENT_HEADER = "X-Settlement"
 
 
 def json_response(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> HttpResponse:

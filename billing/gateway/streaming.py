@@ -7,7 +7,8 @@ settles, from the upstream's usage chunk when it came, else from the text it cou
 estimated prompt, and releases the rest of the hold. A stream that produced nothing is
 released. Because the pump is not the request's task, a client disconnect (Django cancels
 the response) cannot skip the settlement. The client gets, after the last chunk, an SSE
-comment with the cost, then ``[DONE]``.
+comment with the cost, then ``[DONE]``. A settlement the database refused is charged by the
+background retry (``billing.gateway.settlement``); the comment then says ``settlement=pending``.
 """
 
 import asyncio
@@ -19,23 +20,28 @@ from dataclasses import dataclass
 
 import httpx
 
-from billing.gateway.admission import Admission, release_call, settle_call
+from billing.gateway.admission import Admission, release_call
 from billing.gateway.db import finish, run_db, spawn
+from billing.gateway.errors import UpstreamError
 from billing.gateway.metering import StreamMeter, sse_events
 from billing.gateway.responses import credits_text
+from billing.gateway.settlement import Charge, Pending, settle
 from billing.gateway.upstream import failure
+from billing.services import DeductionResult
 from orgbilling.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 MID_STREAM_FAILURE = "The model provider broke off the stream; the text streamed so far is charged."
+MALFORMED_STREAM = "The model provider sent a malformed stream; only the text it streamed is charged."
 
 
 @dataclass(frozen=True)
 class StreamOutcome:
     charged: int | None  # None: the hold was released (nothing was generated) or settling failed
-    remaining: int | None
+    remaining: int | None  # None too while the charge is pending
+    pending: bool = False  # the database refused: ``charged`` is charged by the background retry
 
 
 def error_event(error: ApplicationError) -> bytes:
@@ -94,6 +100,8 @@ class StreamRelay:
                 relayed = self._meter.feed(event)
                 if relayed is not None:
                     self._queue.put_nowait(relayed)
+            if malformed := self._meter.malformed:
+                self._error = UpstreamError(MALFORMED_STREAM, details={"malformed_events": malformed})
         except httpx.HTTPError as exc:
             cause = failure(exc)
             self._error = type(cause)(MID_STREAM_FAILURE, details=cause.details)
@@ -110,28 +118,33 @@ class StreamRelay:
 
     def _trailer(self, outcome: StreamOutcome) -> bytes:
         assert outcome.charged is not None
-        assert outcome.remaining is not None
+        if outcome.pending:
+            balance = "settlement=pending"
+        else:
+            assert outcome.remaining is not None
+            balance = f"credits_remaining={credits_text(outcome.remaining)}"
         return (
             f": orgbilling request_id={self.admission.request_id} "
-            f"cost_incurred={credits_text(outcome.charged)} "
-            f"credits_remaining={credits_text(outcome.remaining)}\n\n"
+            f"cost_incurred={credits_text(outcome.charged)} {balance}\n\n"
         ).encode()
 
     async def _settle(self) -> StreamOutcome:
         with suppress(Exception):
             await self._response.aclose()
         meter, admission = self._meter, self.admission
-        try:
-            if meter.usage is None and not meter.produced_output:
+        if meter.usage is None and not meter.produced_output:
+            try:
                 await run_db(release_call, admission)
-                return StreamOutcome(charged=None, remaining=None)
-            usage = meter.usage_or_estimate(estimated_input_tokens=admission.estimated_input_tokens)
-            price = admission.price
-            cost = price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens)
-            result = await run_db(
-                settle_call,
-                admission,
-                cost=cost,
+            except Exception:
+                # Nothing was generated: the hold is released when it expires, nothing charged.
+                logger.exception("gateway: releasing streamed call %s failed", admission.request_id)
+            return StreamOutcome(charged=None, remaining=None)
+        usage = meter.usage_or_estimate(estimated_input_tokens=admission.estimated_input_tokens)
+        price = admission.price
+        settled = await settle(
+            admission,
+            Charge(
+                cost=price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,
                 metadata={
@@ -140,8 +153,10 @@ class StreamRelay:
                     "client_disconnected": self._client_gone,
                     **({"upstream_failure": self._error.code} if self._error is not None else {}),
                 },
-            )
-        except Exception:
-            logger.exception("gateway: settling streamed call %s failed", admission.request_id)
-            return StreamOutcome(charged=None, remaining=None)
-        return StreamOutcome(charged=result.credits_charged, remaining=result.remaining_credits)
+            ),
+        )
+        if isinstance(settled, DeductionResult):
+            return StreamOutcome(charged=settled.credits_charged, remaining=settled.remaining_credits)
+        if isinstance(settled, Pending):
+            return StreamOutcome(charged=settled.cost, remaining=None, pending=True)
+        return StreamOutcome(charged=None, remaining=None)

@@ -3,8 +3,10 @@
 Per call: authenticate → who pays → price the worst case → plan quota → hold (402 before
 anything goes upstream) → forward → settle at the real cost from ``usage`` → answer with
 ``X-Cost-Incurred``, ``X-Credits-Remaining``, ``X-Org-Id`` and ``X-Request-Id``. An upstream
-failure releases the hold (502/504, or the upstream's 4xx). Database work runs on the
-gateway's threads (``billing.gateway.db``); only the upstream I/O is awaited on the loop.
+failure releases the hold (502/504, or the upstream's 4xx). A completion whose settlement the
+database refused is still answered, with ``X-Settlement: pending``, and charged by the
+background retry of ``billing.gateway.settlement``. Database work runs on the gateway's threads
+(``billing.gateway.db``); only the upstream I/O is awaited on the loop.
 
 Each call runs in its own task that the request awaits through ``asyncio.shield``: when the
 client disconnects, Django cancels the request but the call still settles (a completion the
@@ -29,7 +31,6 @@ from billing.gateway.admission import (
     admit_image,
     authenticate,
     release_call,
-    settle_call,
 )
 from billing.gateway.db import finish, run_db
 from billing.gateway.metering import (
@@ -41,6 +42,7 @@ from billing.gateway.metering import (
 )
 from billing.gateway.responses import (
     JSON,
+    SETTLEMENT_HEADER,
     cost_headers,
     credits_text,
     error_response,
@@ -48,9 +50,10 @@ from billing.gateway.responses import (
     method_not_allowed,
 )
 from billing.gateway.selectors import model_list
+from billing.gateway.settlement import Charge, Pending, settle
 from billing.gateway.streaming import StreamRelay
 from billing.services import DeductionResult
-from orgbilling.errors import ApplicationError, ValidationFailed
+from orgbilling.errors import ApplicationError, DatabaseUnavailable, ValidationFailed
 from orgbilling.observability.metrics import gateway_call
 
 logger = logging.getLogger(__name__)
@@ -96,24 +99,28 @@ def _id_headers(admission: Admission) -> dict[str, str]:
     return {"X-Request-Id": admission.request_id, "X-Org-Id": admission.org_id or ""}
 
 
-async def _settled(admission: Admission, **charge: Any) -> DeductionResult | None:
+async def _release(admission: Admission) -> None:
+    """Give the hold back: the call failed or never went upstream. With the database refusing,
+    the hold stays until it expires and is released then; nothing is charged either way."""
     try:
-        return await run_db(settle_call, admission, **charge)
-    except Exception:
-        # The hold stays until it expires; the row is missing: make it loud.
-        logger.exception("gateway: settling call %s failed", admission.request_id)
-        return None
+        await run_db(release_call, admission)
+    except DatabaseUnavailable as refusal:
+        logger.warning("gateway: releasing call %s refused (%s); released when the hold expires",
+                       admission.request_id, refusal.code)  # fmt: skip
 
 
-def _answer(content: bytes, admission: Admission, settled: DeductionResult | None) -> HttpResponse:
+def _answer(content: bytes, admission: Admission, settled: DeductionResult | Pending | None) -> HttpResponse:
     headers = _id_headers(admission)
-    if settled is not None:
+    if isinstance(settled, DeductionResult):
         headers = cost_headers(
             request_id=admission.request_id,
             org_id=admission.org_id,
             charged=settled.credits_charged,
             remaining=settled.remaining_credits,
         )
+    elif isinstance(settled, Pending):
+        # Charged once the database is back (billing.gateway.settlement); the balance is not known.
+        headers |= {"X-Cost-Incurred": credits_text(settled.cost), SETTLEMENT_HEADER: "pending"}
     return HttpResponse(content, content_type=JSON, headers=headers)
 
 
@@ -126,7 +133,7 @@ async def _forward_json(
             path, body, request_id=admission.request_id, provider_key=provider_key
         )
     except ApplicationError as error:
-        await run_db(release_call, admission)
+        await _release(admission)
         return error_response(error, headers=_id_headers(admission))
 
 
@@ -137,7 +144,7 @@ async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     except (ApplicationError, APIException) as refused:
         return error_response(refused)
     if state.gone:
-        await run_db(release_call, admission)
+        await _release(admission)
         return HttpResponse(status=499)
     if chat.stream:
         return await _chat_stream(admission, chat, body, provider_key, state)
@@ -153,12 +160,15 @@ async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
             estimate_output_tokens(characters=characters, pieces=pieces),
             "estimated",
         )
-    settled = await _settled(
+    price = admission.price
+    settled = await settle(
         admission,
-        cost=admission.price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        metadata={"stream": False, "usage_source": usage.source},
+        Charge(
+            cost=price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            metadata={"stream": False, "usage_source": usage.source},
+        ),
     )
     return _answer(content, admission, settled)
 
@@ -175,7 +185,7 @@ async def _chat_stream(
             "chat/completions", body, request_id=admission.request_id, provider_key=provider_key
         )
     except ApplicationError as error:
-        await run_db(release_call, admission)
+        await _release(admission)
         return error_response(error, headers=_id_headers(admission))
     relay = StreamRelay(admission=admission, response=response, strip_usage=not chat.wants_usage)
     state.relay = relay
@@ -200,7 +210,7 @@ async def _images(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     except (ApplicationError, APIException) as refused:
         return error_response(refused)
     if state.gone:
-        await run_db(release_call, admission)
+        await _release(admission)
         return HttpResponse(status=499)
     forwarded = await _forward_json(admission, "images/generations", image.body, provider_key)
     if isinstance(forwarded, HttpResponse):
@@ -208,10 +218,12 @@ async def _images(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     content, payload = forwarded
     data = payload.get("data") if isinstance(payload, dict) else None
     count = len(data) if isinstance(data, list) else image.count
-    settled = await _settled(
+    settled = await settle(
         admission,
-        cost=admission.price.image_cost(count=count),
-        metadata={"images": count, "size": image.size, "quality": image.quality},
+        Charge(
+            cost=admission.price.image_cost(count=count),
+            metadata={"images": count, "size": image.size, "quality": image.quality},
+        ),
     )
     return _answer(content, admission, settled)
 

@@ -1,6 +1,8 @@
 """Cross-row invariants of the ledger (DESIGN.md §4), checked in SQL over batches of orgs.
 
 A drift is a bug to investigate, never something to "fix up": these functions only report.
+Each batch runs under the reports' statement timeout (``orgbilling.db.report_timeout``), so the
+command, the Celery task and any web caller all get it.
 """
 
 from collections.abc import Iterator, Sequence
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 from django.db import connection
 
 from billing.models import OrganizationCreditPool
+from orgbilling.db import report_timeout
 
 BATCH_SIZE = 500
 
@@ -171,15 +174,17 @@ def _run(check: str, sql: str, params: dict[str, list[str]]) -> list[Drift]:
 def find_org_drifts(org_ids: Sequence[str]) -> list[Drift]:
     """Every cross-row invariant violated by the given organizations."""
     drifts: list[Drift] = []
-    for check, sql in _ORG_CHECKS.items():
-        drifts.extend(_run(check, sql, {"orgs": list(org_ids)}))
+    with report_timeout():
+        for check, sql in _ORG_CHECKS.items():
+            drifts.extend(_run(check, sql, {"orgs": list(org_ids)}))
     return drifts
 
 
 def find_individual_drifts() -> list[Drift]:
     drifts: list[Drift] = []
-    for check, sql in _INDIVIDUAL_CHECKS.items():
-        drifts.extend(_run(check, sql, {}))
+    with report_timeout():
+        for check, sql in _INDIVIDUAL_CHECKS.items():
+            drifts.extend(_run(check, sql, {}))
     return drifts
 
 

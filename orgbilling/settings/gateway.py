@@ -24,6 +24,9 @@ LLM_GATEWAY_DB_THREADS: int = env.int("LLM_GATEWAY_DB_THREADS", default=8)
 LLM_DAILY_QUOTA_PERCENT: int = env.int("LLM_DAILY_QUOTA_PERCENT", default=10)
 # How long an organization's plan quota is cached (plan changes take effect within this).
 LLM_QUOTA_PLAN_CACHE_SECONDS: int = env.int("LLM_QUOTA_PLAN_CACHE_SECONDS", default=60)
+# A call the upstream answered while the database refused its settlement is charged by a
+# background retry (billing/gateway/settlement.py) for at most this long, then logged as owed.
+LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", default=86_400.0)
 # The middleware of the gateway's endpoints (/api/v1/llm/, billing/gateway/asgi.py): each runs
 # on the event loop. Everything else is served with MIDDLEWARE.
 LLM_GATEWAY_MIDDLEWARE: list[str] = [
