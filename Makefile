@@ -15,6 +15,8 @@ REDIS := scripts/redis.sh
 # reach without any host permission being changed (scripts/redis.sh).
 DEV_REDIS_DIR := /var/tmp/orgbilling-redis-$(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
 DEV_REDIS_PORT ?= 26379
+# `make run` serves a fake LLM upstream here when LLM_UPSTREAM_BASE_URL is unset (dev only).
+DEV_UPSTREAM_PORT ?= 28100
 CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -61,10 +63,11 @@ run: venv
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
-	celery_pids=""; started_redis=""; server_pid=""; \
+	celery_pids=""; started_redis=""; server_pid=""; upstream_pid=""; \
 	cleanup() { \
 		trap '' INT TERM HUP; \
 		if [ -n "$$server_pid" ]; then kill $$server_pid 2>/dev/null || true; wait $$server_pid 2>/dev/null || true; fi; \
+		if [ -n "$$upstream_pid" ]; then kill $$upstream_pid 2>/dev/null || true; wait $$upstream_pid 2>/dev/null || true; fi; \
 		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; \
 			echo "Stopped the Celery worker and beat."; fi; \
 		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; fi; \
@@ -82,6 +85,14 @@ run: venv
 	else \
 		echo "Celery: no Redis (redis-server not installed, CELERY_BROKER_URL unset): tasks run eagerly in-process; periodic tasks do not run (scripts/redis.sh install, or set CELERY_BROKER_URL)"; \
 	fi; \
+	if [ -z "$$LLM_UPSTREAM_BASE_URL" ]; then \
+		mkdir -p .pg; ready=.pg/fake-upstream.ready; rm -f $$ready; \
+		$(PY) -m tests.fake_upstream --port $(DEV_UPSTREAM_PORT) --ready-file $$ready >/dev/null & upstream_pid=$$!; \
+		for _ in $$(seq 100); do [ -s $$ready ] || ! kill -0 $$upstream_pid 2>/dev/null && break; sleep 0.05; done; \
+		[ -s $$ready ] || { echo "The fake LLM upstream did not start on port $(DEV_UPSTREAM_PORT) (set DEV_UPSTREAM_PORT or LLM_UPSTREAM_BASE_URL)"; exit 1; }; \
+		export LLM_UPSTREAM_BASE_URL=$$(cat $$ready); \
+		echo "LLM upstream: LLM_UPSTREAM_BASE_URL unset, so the gateway forwards to a fake OpenAI-compatible upstream on $$LLM_UPSTREAM_BASE_URL (tests/fake_upstream.py; dev only)"; \
+	else echo "LLM upstream: $$LLM_UPSTREAM_BASE_URL"; fi; \
 	echo "Serving (ASGI, uvicorn) on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs/, health: /healthz)"; \
 	$(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
 		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates & \
