@@ -22,13 +22,14 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= orgbilling.settings.dev
 
-.PHONY: help venv db db-stop redis-stop run test lint format bench migrate
+.PHONY: help venv db db-stop redis-stop run test lint format bench migrate loadtest loadtest-venv
 
 help:
 	@echo "make run    set up everything and serve http://$(HOST):$(PORT)"
 	@echo "make test   set up everything and run the suite on a throwaway PostgreSQL"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  deduction benchmark (benchmarks/deductions.py)"
+	@echo "make loadtest  Locust against a running \`make run\` (USERS=200 DURATION=150s LOADTEST_HOST=...)"
 	@echo "make db-stop  stop the local dev PostgreSQL"
 	@echo "make redis-stop  stop the local dev Redis (make run stops it on exit)"
 
@@ -39,6 +40,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# Locust lives in a virtualenv of its own: its pins (gevent, Flask...) must not meet the app's.
+LOAD_VENV := .venv-load
+$(LOAD_VENV)/.installed: requirements-loadtest.txt
+	@test -x $(LOAD_VENV)/bin/python || $(PYTHON) -m venv $(LOAD_VENV)
+	$(LOAD_VENV)/bin/python -m pip install -q -r requirements-loadtest.txt
+	@touch $@
+
+loadtest-venv: $(LOAD_VENV)/.installed
 
 # The dev database: DATABASE_URL when set, else a project-local cluster under .pg/ (git-ignored).
 define dev_database_url
@@ -98,8 +108,9 @@ run: venv
 		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates & \
 	server_pid=$$!; wait $$server_pid   # in the background, so Ctrl-C / TERM / HUP reach the cleanup at once
 
-# A throwaway cluster for the whole run, removed afterwards whatever the outcome.
-test: venv
+# A throwaway cluster for the whole run, removed afterwards whatever the outcome. The load
+# test's smoke test (tests/loadtest/test_run.py) runs Locust from .venv-load.
+test: venv loadtest-venv
 	@set -e; dir=$$(mktemp -d /tmp/orgbilling-test.XXXXXX); \
 	trap '$(PG) destroy '"$$dir"' >/dev/null 2>&1 || true' EXIT; \
 	port=$$($(PY) scripts/free_port.py); \
@@ -129,3 +140,13 @@ bench: venv
 	export DJANGO_SETTINGS_MODULE=orgbilling.settings.dev; \
 	$(PY) manage.py migrate --noinput >/dev/null; \
 	$(PY) benchmarks/deductions.py $(BENCH_ARGS)
+
+# Load test against a server already running (`make run` in another terminal), on the database
+# it uses: prepare the people and keys, run Locust, reconcile, report. See README "Load test".
+LOADTEST_HOST ?= http://127.0.0.1:$(PORT)
+USERS ?= 200
+DURATION ?= 150s
+loadtest: venv loadtest-venv
+	@set -e; DATABASE_URL="$(call dev_database_url)"; test -n "$$DATABASE_URL"; export DATABASE_URL; \
+	$(PY) -m loadtest.run --host "$(LOADTEST_HOST)" --users "$(USERS)" --duration "$(DURATION)" \
+		$(if $(SPAWN_RATE),--spawn-rate "$(SPAWN_RATE)") $(LOADTEST_ARGS)

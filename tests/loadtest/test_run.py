@@ -1,0 +1,103 @@
+"""``make loadtest`` end to end, small: loadtest/run.py prepares six people, runs the
+locustfile with Locust (from ``.venv-load``) for a few seconds against the served app and a
+fake upstream, under the real per-user rate limits, then reconciles and reports. Keeps the
+locustfile from rotting: every task of every kind of user runs at least once."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from loadtest.run import ROOT, main, parse_args
+from tests.fake_upstream import running_upstream
+from tests.served_app import served_app
+
+LOCUST = ROOT / ".venv-load" / "bin" / "locust"
+ENDPOINTS = {
+    "GET /api/v1/org-billing/credits/{org}",
+    "GET /api/v1/org-billing/credits/{org}/usage",
+    "GET /api/v1/org-billing/billing/user",
+    "POST /api/v1/llm/chat/completions",
+    "POST /api/v1/llm/chat/completions (stream)",
+    "GET /api/v1/org-billing/credits/{org}/allocations",
+    "GET /api/v1/org-billing/billing/org/{org}",
+    "GET /api/v1/org-billing/usage/{org}/by-user",
+    "GET /api/v1/org-billing/usage/{org}/by-model",
+    "GET /api/v1/org-billing/usage/{org}/by-model?format=csv",
+    "POST /api/v1/org-billing/credits/{org}/allocate",
+    "POST /api/v1/org-billing/credits/{org}/transfer",
+    "POST /api/v1/org-billing/charges",
+}
+
+
+@pytest.fixture
+def locust() -> Path:
+    if not LOCUST.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{LOCUST} missing: `make test` builds it (make loadtest-venv)")
+        pytest.skip(f"{LOCUST} missing: run `make loadtest-venv`")
+    return LOCUST
+
+
+@pytest.fixture
+def served(settings, transactional_db):
+    """The app on loopback, forwarding to a fake upstream, with production's rate limits."""
+    settings.API_RATE_LIMITS = {"read": "100/minute", "write": "20/minute", "subscription": "5/hour"}
+    with running_upstream() as upstream:
+        upstream.behaviour.record = False
+        settings.LLM_UPSTREAM_BASE_URL = upstream.base_url
+        settings.LLM_UPSTREAM_TIMEOUT_SECONDS = 10.0
+        with served_app() as url:
+            yield url
+
+
+@pytest.mark.slow
+def test_a_short_load_test_runs_every_task_without_an_error(locust, served, tmp_path, capsys):
+    code = main(
+        [
+            "--host",
+            served,
+            "--users",
+            "6",
+            "--spawn-rate",
+            "6",
+            "--duration",
+            "6s",
+            "--think-scale",
+            "0.2",
+            "--every-task-first",
+            "--allow-non-debug",
+            "--locust",
+            str(locust),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--keys-file",
+            str(tmp_path / "keys.json"),
+        ]
+    )
+
+    report = capsys.readouterr().out
+    assert code == 0, report + (tmp_path / "out" / "locust.log").read_text()
+    assert "RESULT: PASS" in report and "Gateway: on" in report
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {e["name"] for e in results["endpoints"]} == ENDPOINTS
+    assert results["failures"] == [] and results["rate_limit_waits"] == 0
+    assert "Ledger: reconcile_credits: Ledger reconciled" in report
+    assert "PostgreSQL connections to" in report
+
+
+def test_the_run_refuses_to_start_without_a_server(tmp_path, capsys):
+    code = main(
+        ["--host", "http://127.0.0.1:9", "--out-dir", str(tmp_path), "--keys-file", str(tmp_path / "k.json")]
+    )
+
+    assert code == 2
+    assert "make run" in capsys.readouterr().err
+
+
+def test_arguments_are_checked_before_anything_runs():
+    assert parse_args(["--users", "300"]).spawn_rate == 10.0
+    for bad in (["--users", "2"], ["--duration", "soon"], ["--spawn-rate", "0"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
