@@ -1,7 +1,8 @@
 """PostgreSQL connections during a load test, sampled from one separate connection.
 
 ``pg_stat_activity`` is read every ``interval`` seconds in autocommit (a transaction would see
-one frozen snapshot of it); the monitor's own backend is left out of every count.
+one frozen snapshot of it); the monitor's own backend, and those named in ``exclude_pids`` (the
+load test's own), are left out of every count.
 """
 
 import threading
@@ -18,7 +19,7 @@ SELECT count(*) FILTER (WHERE datname = current_database()),
        count(*) FILTER (WHERE datname = current_database() AND state = 'active'),
        count(*) FILTER (WHERE backend_type = 'client backend')
   FROM pg_stat_activity
- WHERE pid <> pg_backend_pid()
+ WHERE pid <> pg_backend_pid() AND pid <> ALL(%(exclude)s)
 """
 
 
@@ -47,20 +48,25 @@ class ConnectionMonitor:
         heartbeat: float = 15.0,
         say: Callable[[str], None] = lambda text: print(text, flush=True),
         progress: Callable[[], str] = lambda: "",
+        exclude_pids: tuple[int, ...] = (),
     ) -> None:
         self.connect_params = connect_params
         self.interval = interval
         self.heartbeat = heartbeat
         self.say = say
         self.progress = progress
+        self.exclude_pids = list(exclude_pids)
+        self._conn: psycopg.Connection[Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._counts: list[tuple[float, int, int, int]] = []
         self._failed = 0
         self._settings: tuple[str, int, int] = ("", 0, 0)
 
-    def __enter__(self) -> "ConnectionMonitor":
-        # Connect before the load starts: a monitor cannot count what it cannot join.
+    def connect(self) -> None:
+        """Take the monitor's connection: before the load, or a full server would refuse it."""
+        if self._conn is not None:
+            return
         self._conn = psycopg.connect(
             **self.connect_params, autocommit=True, application_name="loadtest-monitor"
         )
@@ -70,6 +76,9 @@ class ConnectionMonitor:
         ).fetchone()
         assert row is not None
         self._settings = (str(row[0]), int(row[1]), int(row[2]))
+
+    def __enter__(self) -> "ConnectionMonitor":
+        self.connect()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._poll, name="loadtest-monitor", daemon=True)
         self._thread.start()
@@ -81,14 +90,16 @@ class ConnectionMonitor:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
     def _poll(self) -> None:
         next_heartbeat = self.heartbeat
         while not self._stop.is_set():
             elapsed = time.monotonic() - self._started
             try:
-                row = self._conn.execute(SAMPLE_SQL).fetchone()
+                assert self._conn is not None
+                row = self._conn.execute(SAMPLE_SQL, {"exclude": self.exclude_pids}).fetchone()
                 assert row is not None
                 self._counts.append((elapsed, int(row[0]), int(row[1]), int(row[2])))
             except psycopg.Error:

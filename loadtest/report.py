@@ -205,8 +205,8 @@ def _connection_lines(outcome: Outcome) -> list[str]:
     if peak is None:
         return ["PostgreSQL connections: not measured"]
     lines = [
-        f"PostgreSQL connections to {peak.database!r} (sampled every 0.5 s, {peak.samples} samples, "
-        "the monitor's own left out):",
+        f"PostgreSQL connections to {peak.database!r} (sampled every 0.5 s, {peak.samples} samples; "
+        "the load test's own two left out):",
         f"  peak {peak.peak} at {peak.peak_at:.0f} s (mean {peak.mean:.1f}; at most {peak.peak_active} "
         f"seen running a statement); whole server peak {peak.peak_server}; "
         f"max_connections {peak.max_connections} ({peak.superuser_reserved} reserved for superusers)",

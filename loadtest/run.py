@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from loadtest.monitor import ConnectionMonitor
 from loadtest.report import LocustResults, Outcome, connection_budget, format_report, problems, read_results
 
@@ -215,14 +217,26 @@ def main(argv: list[str] | None = None) -> int:
     from django.conf import settings
     from django.core.management import call_command
     from django.core.management.base import CommandError
+    from django.db import OperationalError, connection
 
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("locust_stats.csv", "locust_stats_history.csv", "results.json"):
         (out_dir / stale).unlink(missing_ok=True)
     keys_file = Path(args.keys_file)
+    database = settings.DATABASES["default"]
+    history = out_dir / "locust_stats_history.csv"
+    monitor = ConnectionMonitor(connect_params(database), progress=lambda: locust_progress(history))
     try:
+        if not Path(args.locust).exists():
+            raise Abort(f"{args.locust} not found: `make loadtest` builds it from requirements-loadtest.txt")
         check_server(args.host)
+        # Two connections of our own, taken before the load and left out of its counts: the
+        # monitor's, and Django's here, kept for reconcile_credits afterwards.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            monitor.exclude_pids = [int(cursor.fetchone()[0])]
+        monitor.connect()
         print(f"Preparing {args.users} people (manage.py prepare_loadtest) ...", flush=True)
         call_command(
             "prepare_loadtest",
@@ -232,12 +246,18 @@ def main(argv: list[str] | None = None) -> int:
             allow_non_debug=args.allow_non_debug,
         )
         gateway = probe_gateway(args.host, keys_file, args.gateway)
+    except (OperationalError, psycopg.OperationalError) as error:
+        print(
+            f"make loadtest: PostgreSQL refuses a connection ({str(error).strip()}). A server without a "
+            "connection pool keeps the connections of its last load: restart `make run`.",
+            file=sys.stderr,
+        )
+        return 2
     except (Abort, CommandError) as error:
         print(f"make loadtest: {error}", file=sys.stderr)
         return 2
     if gateway != "on":
         print(f"WARNING: gateway {gateway}", flush=True)
-    database = settings.DATABASES["default"]
     budget = connection_budget(
         database,
         web_processes=args.web_processes,
@@ -250,13 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     running: list[str] = []
-    history = out_dir / "locust_stats_history.csv"
-    with ConnectionMonitor(connect_params(database), progress=lambda: locust_progress(history)) as monitor:
-        try:
-            exit_code, interrupted = run_locust(args, gateway == "on", out_dir)
-        except Abort as error:
-            print(f"make loadtest: {error}", file=sys.stderr)
-            return 2
+    with monitor:
+        exit_code, interrupted = run_locust(args, gateway == "on", out_dir)
     if exit_code not in (0, 1):  # 1: Locust saw failures, which the report counts
         running.append(f"Locust exited with {exit_code} (see {out_dir / 'locust.log'})")
     results_file = out_dir / "results.json"
