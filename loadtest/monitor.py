@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+SESSIONS_SQL = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
 SAMPLE_SQL = """
 SELECT count(*) FILTER (WHERE datname = current_database()),
        count(*) FILTER (WHERE datname = current_database() AND state = 'active'),
@@ -35,6 +36,7 @@ class ConnectionPeak:
     peak_server: int  # client connections to every database of the server
     mean: float
     failed_samples: int
+    sessions_opened: int | None = None  # new connections to the database while it watched
 
 
 class ConnectionMonitor:
@@ -62,6 +64,7 @@ class ConnectionMonitor:
         self._counts: list[tuple[float, int, int, int]] = []
         self._failed = 0
         self._settings: tuple[str, int, int] = ("", 0, 0)
+        self._sessions: list[int] = []
 
     def connect(self) -> None:
         """Take the monitor's connection: before the load, or a full server would refuse it."""
@@ -77,8 +80,20 @@ class ConnectionMonitor:
         assert row is not None
         self._settings = (str(row[0]), int(row[1]), int(row[2]))
 
+    def _read_sessions(self) -> None:
+        """PostgreSQL's count of sessions ever opened to the database (statistics are flushed
+        within about a second, so the last second of a run may be missing)."""
+        assert self._conn is not None
+        try:
+            row = self._conn.execute(SESSIONS_SQL).fetchone()
+            if row is not None:
+                self._sessions.append(int(row[0]))
+        except psycopg.Error:
+            pass
+
     def __enter__(self) -> "ConnectionMonitor":
         self.connect()
+        self._read_sessions()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._poll, name="loadtest-monitor", daemon=True)
         self._thread.start()
@@ -91,6 +106,7 @@ class ConnectionMonitor:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._conn is not None:
+            self._read_sessions()
             self._conn.close()
 
     def _poll(self) -> None:
@@ -129,4 +145,5 @@ class ConnectionMonitor:
             peak_server=max(sample[3] for sample in counts),
             mean=sum(sample[1] for sample in counts) / len(counts),
             failed_samples=self._failed,
+            sessions_opened=self._sessions[-1] - self._sessions[0] if len(self._sessions) == 2 else None,
         )

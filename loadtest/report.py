@@ -211,6 +211,10 @@ def _connection_lines(outcome: Outcome) -> list[str]:
         f"seen running a statement); whole server peak {peak.peak_server}; "
         f"max_connections {peak.max_connections} ({peak.superuser_reserved} reserved for superusers)",
     ]
+    if peak.sessions_opened is not None:
+        requests = outcome.total.requests if outcome.total else 0
+        per = f" (one per {requests / peak.sessions_opened:,.1f} requests)" if peak.sessions_opened else ""
+        lines.append(f"  new connections opened during the run: {peak.sessions_opened:,}{per}")
     if peak.failed_samples:
         lines.append(f"  {peak.failed_samples} samples failed")
     budget = outcome.budget

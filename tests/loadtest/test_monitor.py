@@ -28,4 +28,5 @@ def test_monitor_sees_the_peak_of_connections_but_not_itself():
     assert result.peak == baseline + 3
     assert result.max_connections > 0 and result.database == params["dbname"]
     assert result.samples >= 10 and result.failed_samples == 0
+    assert result.sessions_opened is not None and result.sessions_opened >= 3
     assert lines and "PostgreSQL:" in lines[0]

@@ -33,6 +33,7 @@ def peak(count: int = 40) -> ConnectionPeak:
         peak_server=count + 2,
         mean=21.5,
         failed_samples=0,
+        sessions_opened=50,
     )
 
 
@@ -105,6 +106,7 @@ def test_a_clean_run_passes_and_says_so():
     assert "Throughput: 10.0 requests/s" in report
     assert "peak 40 at 63 s" in report and "max_connections 100" in report
     assert "budget: none" in report
+    assert "new connections opened during the run: 50 (one per 2.0 requests)" in report
 
 
 def test_failures_drift_and_an_empty_run_each_fail_the_run():
