@@ -36,7 +36,11 @@ class Abort(Exception):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default=os.environ.get("LOADTEST_HOST", "http://127.0.0.1:8000"))
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("LOADTEST_HOST", "http://127.0.0.1:8000"),
+        help="the running server (LOADTEST_HOST, http://127.0.0.1:8000)",
+    )
     parser.add_argument("--users", type=int, default=200, help="concurrent people (200)")
     parser.add_argument("--spawn-rate", type=float, help="people started per second (default: all in 30 s)")
     parser.add_argument("--duration", default="150s", help="run time, Locust's syntax: 150s, 5m, 1h30m")

@@ -41,7 +41,7 @@ def locust() -> Path:
 
 
 @pytest.fixture
-def served(settings, transactional_db):
+def served(settings, plans):
     """The app on loopback, forwarding to a fake upstream, with production's rate limits."""
     settings.API_RATE_LIMITS = {"read": "100/minute", "write": "20/minute", "subscription": "5/hour"}
     with running_upstream() as upstream:
@@ -77,8 +77,10 @@ def test_a_short_load_test_runs_every_task_without_an_error(locust, served, tmp_
         ]
     )
 
-    report = capsys.readouterr().out
-    assert code == 0, report + (tmp_path / "out" / "locust.log").read_text()
+    captured = capsys.readouterr()
+    report = captured.out
+    log = tmp_path / "out" / "locust.log"
+    assert code == 0, report + captured.err + (log.read_text() if log.exists() else "")
     assert "RESULT: PASS" in report and "Gateway: on" in report
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {e["name"] for e in results["endpoints"]} == ENDPOINTS
