@@ -5,11 +5,13 @@ locustfile from rotting: every task of every kind of user runs at least once."""
 
 import json
 import os
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
-from loadtest.run import ROOT, main, parse_args
+from loadtest.run import ROOT, Abort, main, parse_args, probe_gateway
 from tests.fake_upstream import running_upstream
 from tests.served_app import served_app
 
@@ -87,6 +89,19 @@ def test_a_short_load_test_runs_every_task_without_an_error(locust, served, tmp_
     assert results["failures"] == [] and results["rate_limit_waits"] == 0
     assert "Ledger: reconcile_credits: Ledger reconciled" in report
     assert "PostgreSQL connections to" in report
+
+
+def test_without_an_upstream_the_gateway_tasks_are_skipped_and_said_so(settings, plans, tmp_path):
+    keys = tmp_path / "keys.json"
+    call_command(
+        "prepare_loadtest", "--users", "3", "--keys-file", str(keys), "--allow-non-debug", stdout=StringIO()
+    )
+    settings.LLM_UPSTREAM_BASE_URL = ""
+    with served_app() as url:
+        assert "SKIPPED" in probe_gateway(url, keys, "auto")
+        assert probe_gateway(url, keys, "off").startswith("off")
+        with pytest.raises(Abort, match="gateway_not_configured"):
+            probe_gateway(url, keys, "on")
 
 
 def test_the_run_refuses_to_start_without_a_server(tmp_path, capsys):
