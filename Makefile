@@ -18,18 +18,21 @@ REDIS := scripts/redis.sh
 # reach without any host permission being changed (scripts/redis.sh).
 DEV_REDIS_DIR := /var/tmp/orgbilling-redis-$(shell printf '%s' "$(CURDIR)" | sha256sum | cut -c1-12)
 DEV_REDIS_PORT ?= 26379
+# `make run` serves a fake LLM upstream here when LLM_UPSTREAM_BASE_URL is unset (dev only).
+DEV_UPSTREAM_PORT ?= 28100
 CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= orgbilling.settings.dev
 
-.PHONY: help venv db db-stop redis-stop run test lint format bench migrate
+.PHONY: help venv db db-stop redis-stop run test lint format bench migrate loadtest loadtest-venv
 
 help:
 	@echo "make run    set up everything and serve http://$(HOST):$(PORT)"
 	@echo "make test   set up everything and run the suite on a throwaway PostgreSQL"
 	@echo "make lint   ruff + mypy"
 	@echo "make bench  deduction benchmark (benchmarks/deductions.py)"
+	@echo "make loadtest  Locust against a running \`make run\` (USERS=200 DURATION=150s LOADTEST_HOST=...)"
 	@echo "make db-stop  stop the local dev PostgreSQL"
 	@echo "make redis-stop  stop the local dev Redis (make run stops it on exit)"
 
@@ -40,6 +43,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@touch $@
 
 venv: $(VENV)/.installed
+
+# Locust lives in a virtualenv of its own: its pins (gevent, Flask...) must not meet the app's.
+LOAD_VENV := .venv-load
+$(LOAD_VENV)/.installed: requirements-loadtest.txt
+	@test -x $(LOAD_VENV)/bin/python || $(PYTHON) -m venv $(LOAD_VENV)
+	$(LOAD_VENV)/bin/python -m pip install -q -r requirements-loadtest.txt
+	@touch $@
+
+loadtest-venv: $(LOAD_VENV)/.installed
 
 # The dev database: DATABASE_URL when set, else a project-local cluster under .pg/ (git-ignored).
 define dev_database_url
@@ -70,10 +82,11 @@ run: venv
 	$(PY) manage.py migrate --noinput; \
 	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
-	celery_pids=""; started_redis=""; server_pid=""; \
+	celery_pids=""; started_redis=""; server_pid=""; upstream_pid=""; \
 	cleanup() { \
 		trap '' INT TERM HUP; \
 		if [ -n "$$server_pid" ]; then kill $$server_pid 2>/dev/null || true; wait $$server_pid 2>/dev/null || true; fi; \
+		if [ -n "$$upstream_pid" ]; then kill $$upstream_pid 2>/dev/null || true; wait $$upstream_pid 2>/dev/null || true; fi; \
 		if [ -n "$$celery_pids" ]; then kill $$celery_pids 2>/dev/null || true; wait $$celery_pids 2>/dev/null || true; \
 			echo "Stopped the Celery worker and beat."; fi; \
 		if [ -n "$$started_redis" ]; then $(REDIS) stop $(DEV_REDIS_DIR); echo "Stopped Redis."; write_env; fi; \
@@ -94,13 +107,22 @@ run: venv
 	else \
 		echo "Celery: no Redis (redis-server not installed, CELERY_BROKER_URL unset): tasks run eagerly in-process; periodic tasks do not run (scripts/redis.sh install, or set CELERY_BROKER_URL)"; \
 	fi; \
+	if [ -z "$$LLM_UPSTREAM_BASE_URL" ]; then \
+		mkdir -p .pg; ready=.pg/fake-upstream.ready; rm -f $$ready; \
+		$(PY) -m tests.fake_upstream --port $(DEV_UPSTREAM_PORT) --ready-file $$ready >/dev/null & upstream_pid=$$!; \
+		for _ in $$(seq 100); do [ -s $$ready ] || ! kill -0 $$upstream_pid 2>/dev/null && break; sleep 0.05; done; \
+		[ -s $$ready ] || { echo "The fake LLM upstream did not start on port $(DEV_UPSTREAM_PORT) (set DEV_UPSTREAM_PORT or LLM_UPSTREAM_BASE_URL)"; exit 1; }; \
+		export LLM_UPSTREAM_BASE_URL=$$(cat $$ready); \
+		echo "LLM upstream: LLM_UPSTREAM_BASE_URL unset, so the gateway forwards to a fake OpenAI-compatible upstream on $$LLM_UPSTREAM_BASE_URL (tests/fake_upstream.py; dev only)"; \
+	else echo "LLM upstream: $$LLM_UPSTREAM_BASE_URL"; fi; \
 	echo "Serving (ASGI, uvicorn) on http://$(HOST):$(PORT)  (admin: /admin/, API docs: /api/docs/, health: /healthz)"; \
 	ORGBILLING_PROCESS=web $(VENV)/bin/uvicorn orgbilling.asgi:application --host $(HOST) --port $(PORT) \
 		--reload --reload-dir orgbilling --reload-dir billing --reload-dir organizations --reload-dir templates & \
 	server_pid=$$!; wait $$server_pid   # in the background, so Ctrl-C / TERM / HUP reach the cleanup at once
 
-# A throwaway cluster for the whole run, removed afterwards whatever the outcome.
-test: venv
+# A throwaway cluster for the whole run, removed afterwards whatever the outcome. The load
+# test's smoke test (tests/loadtest/test_run.py) runs Locust from .venv-load.
+test: venv loadtest-venv
 	@set -e; dir=$$(mktemp -d /tmp/orgbilling-test.XXXXXX); \
 	trap '$(PG) destroy '"$$dir"' >/dev/null 2>&1 || true' EXIT; \
 	port=$$($(PY) scripts/free_port.py); \
@@ -130,3 +152,13 @@ bench: venv
 	export DJANGO_SETTINGS_MODULE=orgbilling.settings.dev; \
 	$(PY) manage.py migrate --noinput >/dev/null; \
 	$(PY) benchmarks/deductions.py $(BENCH_ARGS)
+
+# Load test against a server already running (`make run` in another terminal), on the database
+# it uses: prepare the people and keys, run Locust, reconcile, report. See README "Load test".
+LOADTEST_HOST ?= http://127.0.0.1:$(PORT)
+USERS ?= 200
+DURATION ?= 150s
+loadtest: venv loadtest-venv
+	@set -e; DATABASE_URL="$(call dev_database_url)"; test -n "$$DATABASE_URL"; export DATABASE_URL; \
+	$(PY) -m loadtest.run --host "$(LOADTEST_HOST)" --users "$(USERS)" --duration "$(DURATION)" \
+		$(if $(SPAWN_RATE),--spawn-rate "$(SPAWN_RATE)") $(LOADTEST_ARGS)

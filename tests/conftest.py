@@ -1,10 +1,11 @@
 """Shared fixtures. The database is the real PostgreSQL that `make test` starts."""
 
+import importlib
 from collections.abc import Callable
 
 import pytest
 
-from billing.models import OrganizationCreditPool, UserCreditAllocation
+from billing.models import OrganizationCreditPool, Plan, UserCreditAllocation
 from billing.money import credits_to_millicredits
 from billing.services import add_credits_to_pool, allocate_credits_to_user
 from organizations.models import Organization, User
@@ -33,6 +34,22 @@ def make_funded_member() -> Callable[..., tuple[Organization, User, UserCreditAl
         return org, user, change.allocation
 
     return build
+
+
+@pytest.fixture
+def plans(transactional_db) -> None:
+    """The default plans (a transactional test's flush removes the migration's rows)."""
+    default_plans = importlib.import_module("billing.migrations.0003_default_plans").PLANS
+    for code, name, price, tier, calls in default_plans:
+        Plan.objects.get_or_create(
+            plan_code=code,
+            defaults={
+                "name": name,
+                "monthly_price": price,
+                "rate_limit_tier": tier,
+                "monthly_api_calls": calls,
+            },
+        )
 
 
 def snapshot_balances() -> dict[str, object]:

@@ -12,9 +12,15 @@ client's timeout), ``drop`` (closes the connection mid-stream, or halfway throug
 ``malformed`` (200 with a body that is not JSON), ``bad_sse`` (streams ``completion_tokens``
 good chunks, then events that are not JSON, no usage chunk and no ``[DONE]``). ``latency`` adds
 a delay before the first byte; ``token_delay`` spaces streamed chunks.
+
+Standalone (``make run`` starts it when ``LLM_UPSTREAM_BASE_URL`` is unset; dev only)::
+
+    python -m tests.fake_upstream --port 28100 [--latency 0.1] [--token-delay 0.01]
 """
 
+import argparse
 import json
+import sys
 import threading
 import time
 import uuid
@@ -32,6 +38,8 @@ class Behaviour:
     token_delay: float = 0.0
     completion_tokens: int = 20
     hang_seconds: float = 30.0
+    # Tests inspect what was sent; a long-running standalone server must not keep every request.
+    record: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
 
@@ -79,8 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         behaviour = self.server.behaviour
         body = self._read_body()
-        behaviour.requests.append(body)
-        behaviour.authorizations.append(self.headers.get("Authorization", ""))
+        if behaviour.record:
+            behaviour.requests.append(body)
+            behaviour.authorizations.append(self.headers.get("Authorization", ""))
         mode = self.headers.get("X-Fake-Behaviour") or behaviour.mode
         if behaviour.latency:
             time.sleep(behaviour.latency)
@@ -212,8 +221,8 @@ class FakeUpstream(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.behaviour = Behaviour()
 
     @property
@@ -231,3 +240,42 @@ def running_upstream() -> Iterator[FakeUpstream]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.fake_upstream",
+        description="A fake OpenAI-compatible upstream on 127.0.0.1, for dev and load tests.",
+    )
+    parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 (0: any free one)")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds before the first byte (0.1)")
+    parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed chunks")
+    parser.add_argument("--completion-tokens", type=int, default=20, help="output tokens per answer (20)")
+    parser.add_argument("--ready-file", help="written (with the base URL) once the port is bound")
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535 or args.latency < 0 or args.token_delay < 0 or args.completion_tokens < 1:
+        parser.error("the port must be 0-65535, delays >= 0 and completion tokens >= 1")
+    try:
+        server = FakeUpstream(port=args.port)
+    except OSError as err:
+        print(f"fake upstream: cannot listen on 127.0.0.1:{args.port}: {err}", file=sys.stderr)
+        return 1
+    server.behaviour.record = False
+    server.behaviour.latency = args.latency
+    server.behaviour.token_delay = args.token_delay
+    server.behaviour.completion_tokens = args.completion_tokens
+    if args.ready_file:
+        with open(args.ready_file, "w") as ready:
+            ready.write(server.base_url + "\n")
+    print(f"Fake OpenAI-compatible upstream on {server.base_url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,16 +1,23 @@
-"""The app served the way production serves it: ``uvicorn orgbilling.asgi:application`` in a
-process of its own, a web process (``ORGBILLING_PROCESS=web``: the connection pool, statement
-and lock timeouts), on a loopback port, on the test database.
+"""The app served on a loopback port, two ways:
 
-The process opens its own connections, so tests that use it need ``transactional_db``
-(committed data, flushed afterwards) and must stop it before the flush: ``served_app`` is a
-context manager, and fixtures built on it depend on ``transactional_db``.
+- ``served_app(tmp_path, **env)``: the way production serves it, ``uvicorn
+  orgbilling.asgi:application`` in a process of its own, a web process
+  (``ORGBILLING_PROCESS=web``: the connection pool, statement and lock timeouts), on the test
+  database — for load and fault tests;
+- ``served_in_thread()``: uvicorn in a thread of the test process, sharing its settings (which
+  tests may change) — for behaviour tests of the gateway.
+
+Either opens its own connections, so tests that use it need ``transactional_db`` (committed
+data, flushed afterwards) and must stop it before the flush: both are context managers, and
+fixtures built on them depend on ``transactional_db``.
 """
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,3 +105,33 @@ def served_app(log_dir: Path, *, workers: int = 1, **environment: str) -> Iterat
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@contextmanager
+def served_in_thread() -> Iterator[str]:
+    """Yields the server's base URL (``http://127.0.0.1:<port>``); stops it afterwards."""
+    import uvicorn
+
+    from orgbilling.asgi import application
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            application, lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30
+        )
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

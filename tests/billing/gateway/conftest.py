@@ -1,14 +1,11 @@
-"""The gateway under test: the Django ASGI app served by uvicorn on loopback (a thread of this
-process, so it shares the test database and settings), a fake OpenAI-compatible upstream, and
-the official ``openai`` client pointed at the gateway.
+"""The gateway under test: the Django ASGI app served by uvicorn on loopback
+(``tests/served_app.py``), a fake OpenAI-compatible upstream, and the official ``openai``
+client pointed at the gateway.
 
 The server opens its own database connections, so every test that calls it needs
 ``transactional_db`` (committed data, flushed afterwards).
 """
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -19,6 +16,7 @@ from billing.models import ModelPrice
 from organizations.api_keys import create_api_key
 from organizations.models import User
 from tests.fake_upstream import FakeUpstream, running_upstream
+from tests.served import served_in_thread
 
 MODEL = "gw-test-model"
 UPSTREAM_KEY = "sk-upstream-secret"
@@ -35,29 +33,8 @@ class GatewayServer:
 
 @pytest.fixture(scope="session")
 def gateway_server() -> Iterator[GatewayServer]:
-    import uvicorn
-
-    from orgbilling.asgi import application
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            application, lifespan="off", log_level="warning", access_log=False, timeout_keep_alive=30
-        )
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield GatewayServer(f"http://127.0.0.1:{port}")
-    server.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    with served_in_thread() as url:
+        yield GatewayServer(url)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 together, the retry task survives a failing row and gives up after its cap, Lago's refusals are
 final, and plan changes and cancels racing on real threads leave Lago and our row in line."""
 
-import importlib
 import time
 
 import pytest
@@ -12,7 +11,6 @@ from billing.models import (
     OrganizationCreditPool,
     OrganizationSubscription,
     OrgBillingHistory,
-    Plan,
 )
 from billing.payments.tasks import retry_pending_subscriptions
 from billing.services.subscriptions import (
@@ -25,7 +23,6 @@ from tests.concurrency import run_concurrently
 from tests.conftest import assert_error, mc
 from tests.factories import UserFactory
 
-PLANS = importlib.import_module("billing.migrations.0003_default_plans").PLANS
 CREATE_URL = "/api/v1/org-billing/subscriptions"
 
 
@@ -37,21 +34,6 @@ def pending_subscription(fake_lago, org_id: str, *, credits: int = 100) -> Organ
             org_id=org_id, plan_code="starter", owner=UserFactory(), initial_credits=mc(credits)
         )
     return OrganizationSubscription.objects.get(org_id=org_id)
-
-
-@pytest.fixture
-def plans(transactional_db) -> None:
-    """The default plans (a transactional test's flush removes the migration's rows)."""
-    for code, name, price, tier, calls in PLANS:
-        Plan.objects.get_or_create(
-            plan_code=code,
-            defaults={
-                "name": name,
-                "monthly_price": price,
-                "rate_limit_tier": tier,
-                "monthly_api_calls": calls,
-            },
-        )
 
 
 def pool_total(org_id: str) -> int:
