@@ -11,8 +11,6 @@ from typing import Any
 
 from loadtest.monitor import ConnectionPeak
 
-PSYCOPG_POOL_DEFAULT_SIZE = 4  # psycopg_pool.ConnectionPool(min_size=4, max_size=None → min_size)
-
 
 @dataclass(frozen=True)
 class EndpointStats:
@@ -36,16 +34,16 @@ class Failure:
 
 @dataclass(frozen=True)
 class Budget:
-    """Connections the deployment may open: each web process's pool, Celery, and a reserve."""
+    """The deployment's connection budget as a web process computes it
+    (``settings.DB_CONNECTION_BUDGET``, README "Database connections")."""
 
-    pool_max_size: int
-    web_processes: int
-    celery: int
-    reserve: int
+    web: int
+    workers: int
+    operators: int
 
     @property
     def total(self) -> int:
-        return self.pool_max_size * self.web_processes + self.celery + self.reserve
+        return self.web + self.workers + self.operators
 
 
 @dataclass
@@ -108,16 +106,13 @@ def read_results(path: Path) -> LocustResults:
     )
 
 
-def connection_budget(
-    database: dict[str, Any], *, web_processes: int, celery: int, reserve: int
-) -> Budget | None:
-    """The budget when Django's connection pool is configured (``OPTIONS["pool"]``), else None."""
-    pool = (database.get("OPTIONS") or {}).get("pool")
-    if not pool:
+def connection_budget(figures: dict[str, Any]) -> Budget | None:
+    """The budget from a web process's ``DB_CONNECTION_BUDGET``; None when it pools nothing."""
+    if not figures.get("web"):
         return None
-    options = pool if isinstance(pool, dict) else {}
-    size = options.get("max_size") or options.get("min_size") or PSYCOPG_POOL_DEFAULT_SIZE
-    return Budget(pool_max_size=int(size), web_processes=web_processes, celery=celery, reserve=reserve)
+    return Budget(
+        web=int(figures["web"]), workers=int(figures["workers"]), operators=int(figures["operators"])
+    )
 
 
 def problems(outcome: Outcome) -> list[str]:
@@ -220,15 +215,14 @@ def _connection_lines(outcome: Outcome) -> list[str]:
     budget = outcome.budget
     if budget is None:
         lines.append(
-            "  budget: none (no connection pool configured: DATABASES['default']['OPTIONS']['pool'] unset), "
+            "  budget: none (the web process has no connection pool: DB_POOL_ENABLED is off), "
             f"so only max_connections ({peak.max_connections}) bounds the peak"
         )
     else:
         verdict = "within budget" if peak.peak <= budget.total else "OVER BUDGET"
         lines.append(
-            f"  budget: pool max {budget.pool_max_size} x {budget.web_processes} web process(es) "
-            f"+ {budget.celery} Celery + {budget.reserve} reserve = {budget.total}: "
-            f"peak {peak.peak} {verdict}"
+            f"  budget: web pools {budget.web} + Celery {budget.workers} + operators' reserve "
+            f"{budget.operators} = {budget.total}: peak {peak.peak} {verdict}"
         )
         if budget.total > peak.max_connections - peak.superuser_reserved:
             lines.append(

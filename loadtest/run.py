@@ -49,13 +49,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--gateway", choices=["auto", "on", "off"], default="auto", help="LLM gateway tasks (auto: probe)"
     )
-    parser.add_argument("--web-processes", type=int, default=1, help="server processes, for the budget (1)")
-    parser.add_argument(
-        "--celery-connections", type=int, default=3, help="connections Celery may hold, for the budget (3)"
-    )
-    parser.add_argument(
-        "--reserve-connections", type=int, default=5, help="connections kept for ops, for the budget (5)"
-    )
     parser.add_argument("--out-dir", default=str(ROOT / ".pg" / "loadtest"), help="CSV, HTML and logs")
     parser.add_argument("--keys-file", default=str(ROOT / ".pg" / "loadtest-keys.json"))
     parser.add_argument("--locust", default=str(ROOT / ".venv-load" / "bin" / "locust"))
@@ -212,6 +205,23 @@ def connect_params(database: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in params.items() if value is not None}
 
 
+def web_process_budget() -> dict[str, int]:
+    """``DB_CONNECTION_BUDGET`` as a web process computes it from this environment (the same
+    ``DB_POOL_MAX_SIZE``, ``WEB_CONCURRENCY``, ``CELERY_*`` and ``DB_OPERATOR_RESERVE`` as the
+    server's): settings are read once per process, and this one is a command."""
+    show = "import json; from django.conf import settings; print(json.dumps(settings.DB_CONNECTION_BUDGET))"
+    shown = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "--verbosity", "0", "-c", show],
+        env={**os.environ, "ORGBILLING_PROCESS": "web"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures: dict[str, int] = json.loads(shown.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "orgbilling.settings.dev")
@@ -262,12 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if gateway != "on":
         print(f"WARNING: gateway {gateway}", flush=True)
-    budget = connection_budget(
-        database,
-        web_processes=args.web_processes,
-        celery=args.celery_connections,
-        reserve=args.reserve_connections,
-    )
+    budget = connection_budget(web_process_budget())
     print(
         f"Running Locust: {args.users} users, spawn {args.spawn_rate:g}/s, {args.duration}, "
         f"against {args.host} (log: {out_dir / 'locust.log'})",

@@ -123,7 +123,7 @@ def test_failures_drift_and_an_empty_run_each_fail_the_run():
 
 
 def test_the_peak_is_held_against_the_pool_budget():
-    budget = Budget(pool_max_size=20, web_processes=2, celery=3, reserve=5)
+    budget = Budget(web=40, workers=3, operators=5)
 
     assert budget.total == 48
     assert problems(outcome(connections=peak(48), budget=budget)) == []
@@ -133,9 +133,15 @@ def test_the_peak_is_held_against_the_pool_budget():
     assert "peak 49 OVER BUDGET" in format_report(outcome(connections=peak(49), budget=budget))
 
 
-def test_budget_comes_from_the_configured_pool_only():
-    assert connection_budget({"OPTIONS": {}}, web_processes=1, celery=3, reserve=5) is None
-    sized = {"OPTIONS": {"pool": {"min_size": 2, "max_size": 16, "timeout": 5}}}
-    assert connection_budget(sized, web_processes=2, celery=3, reserve=5).total == 40
-    default = connection_budget({"OPTIONS": {"pool": True}}, web_processes=1, celery=3, reserve=5)
-    assert default.pool_max_size == 4  # psycopg_pool's default size
+def test_the_budget_is_the_web_process_budget_and_none_without_a_pool():
+    assert connection_budget({"web": 0, "workers": 2, "operators": 10, "total": 12}) is None
+    budget = connection_budget({"web": 20, "workers": 2, "operators": 10, "total": 32})
+    assert budget is not None and budget.total == 32
+
+
+def test_the_runner_reads_the_budget_a_web_process_computes(monkeypatch):
+    from loadtest.run import web_process_budget
+
+    monkeypatch.setenv("DB_POOL_MAX_SIZE", "13")
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    assert web_process_budget() == {"web": 26, "workers": 2, "operators": 10, "total": 38}
