@@ -35,7 +35,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # every 100 s whatever the timeout), so a lost task is redelivered within about 110 % of it.
     "unacked_restore_interval": max(1, min(60, CELERY_VISIBILITY_TIMEOUT_SECONDS // 10)),
     "unacked_restore_throttle": 1,
+    # kombu waits on a Redis that hangs (a network partition, a stalled server) for ever by
+    # default: a publish (an e-mail queued by a request, beat) blocked without end. Now it gives
+    # up after its retries (about 10 s) and a worker reconnects.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 2,
 }
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2  # the result backend likewise (default: none / 120 s)
+CELERY_REDIS_SOCKET_TIMEOUT = 5
 # A retry is a message with an ETA that a worker holds unacknowledged until it is due: Redis
 # would hand it to a second worker once the visibility timeout passes (a duplicate run, e.g. a
 # duplicate e-mail). So the longest retry delay plus the longest run stays within the timeout.
