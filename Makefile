@@ -101,7 +101,7 @@ run: venv
 	fi; \
 	if [ -n "$$CELERY_BROKER_URL" ]; then \
 		ORGBILLING_PROCESS=worker $(CELERY) -A orgbilling worker -l info --concurrency $${CELERY_WORKER_CONCURRENCY:-2} & celery_pids="$$!"; \
-		$(CELERY) -A orgbilling beat -l info --schedule .pg/celerybeat-schedule & \
+		ORGBILLING_PROCESS=worker $(CELERY) -A orgbilling beat -l info --schedule .pg/celerybeat-schedule & \
 		celery_pids="$$celery_pids $$!"; \
 		echo "Celery: a worker and beat on $$(printf '%s' "$$CELERY_BROKER_URL" | sed -E 's#//[^@/]*@#//***@#') run the periodic tasks (their logs are interleaved below)"; \
 	else \

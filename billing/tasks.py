@@ -3,8 +3,10 @@
 Every periodic task is idempotent (a re-run or a duplicate delivery changes nothing more), so
 tasks are acknowledged late and a worker lost mid-task means the task runs again. Transient
 database errors (a dropped connection, a deadlock victim, a lock timeout) are retried with
-exponential backoff and jitter; anything else fails the run and the next scheduled run
-starts over. The schedule is ``CELERY_BEAT_SCHEDULE`` in ``orgbilling/settings/tasks.py``.
+exponential backoff and jitter (``orgbilling.db.TRANSIENT_DB_ERRORS``: pool, lock and statement
+timeouts included); anything else fails the run and the next scheduled run starts over. A
+retry or a redelivery after a partial run re-checks each item under its locks, so nothing is
+applied twice. The schedule is ``CELERY_BEAT_SCHEDULE`` in ``orgbilling/settings/tasks.py``.
 """
 
 import logging
@@ -15,23 +17,20 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from billing.errors import ReservationNotHeld
 from billing.services import alerts, expiry, reconciliation, rollups
 from billing.services.charging import expire_reservations as release_expired_holds
+from orgbilling.db import TRANSIENT_DB_ERRORS
 
 logger = logging.getLogger(__name__)
-
-# Errors worth another try: the database was briefly unreachable, or chose us as a deadlock
-# victim / timed out on a lock (both surface as OperationalError).
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 _RETRYING: dict[str, Any] = {
     "autoretry_for": TRANSIENT_DB_ERRORS,
     "retry_backoff": 5,
-    "retry_backoff_max": 300,
+    # Within the broker's visibility timeout, or the waiting retry is delivered twice.
+    "retry_backoff_max": min(300, settings.TASK_RETRY_BACKOFF_MAX_SECONDS),
     "retry_jitter": True,
     "max_retries": 5,
     "acks_late": True,

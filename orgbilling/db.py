@@ -97,6 +97,12 @@ def fetch_instances(sql: str, params: dict[str, Any], *columns: Columns[Any]) ->
     return result
 
 
+# What a Celery task retries (with backoff): the database was briefly unreachable, chose us as a
+# deadlock victim, or refused us in time — pool, lock and statement timeouts all surface as
+# ``OperationalError`` — or our own 503 for one of these. Each rolled its transaction back.
+TRANSIENT_DB_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DatabaseUnavailable)
+
+
 def database_refusal(exc: BaseException) -> DatabaseUnavailable | None:
     """The 503 that answers a database failure, or None when ``exc`` is not one.
 

@@ -6,11 +6,16 @@ the shared cache (``CACHES["default"]``; Redis in production, so every worker sh
 a month's calls in a day. The plan is the organization's live (pending or active)
 subscription's; an organization without one, and individual credits, have no quota. A call
 refused by the ledger or failed upstream gives its count back.
+
+While the cache is unavailable quotas fail open: the call is admitted uncounted (a warning is
+logged) and still held, charged and attributed by the ledger, which lives in PostgreSQL. A quota
+limits how many calls a plan includes, not money; refusing every call of every subscribed
+organization because a counter cannot be reached would turn a cache outage into a gateway
+outage. Counting resumes as soon as the cache answers again.
 """
 
 import calendar
 import math
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +25,7 @@ from django.utils import timezone
 from billing.gateway.config import setting
 from billing.gateway.errors import QuotaExceeded
 from billing.models import OrganizationSubscription
+from orgbilling.cache import CACHE_ERRORS, optional_get, optional_set, report_cache_failure
 
 LIVE = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)
 _NO_PLAN = -1  # cached "no live subscription", distinct from a cache miss
@@ -33,14 +39,18 @@ class QuotaTicket:
 
     def give_back(self) -> None:
         for key in self.keys:
-            with suppress(ValueError):  # the period rolled over: nothing to give back
+            try:
                 cache.decr(key)
+            except ValueError:  # the period rolled over: nothing to give back
+                pass
+            except CACHE_ERRORS as error:  # the call stays counted: at worst one call too many
+                report_cache_failure("plan quotas", error, "a count not given back")
 
 
 def monthly_quota(org_id: str) -> tuple[int, str]:
     """(monthly calls, plan code) of the org's live plan; (0, "") for unlimited / no plan."""
     cache_key = f"llm-quota-plan:{org_id}"
-    cached = cache.get(cache_key)
+    cached = optional_get(cache_key, consumer="plan quotas")
     if cached is None:
         plan = (
             OrganizationSubscription.objects.filter(org_id=org_id, status__in=LIVE)
@@ -49,7 +59,7 @@ def monthly_quota(org_id: str) -> tuple[int, str]:
             .first()
         )
         cached = plan if plan is not None else (_NO_PLAN, "")
-        cache.set(cache_key, cached, setting("LLM_QUOTA_PLAN_CACHE_SECONDS"))
+        optional_set(cache_key, cached, setting("LLM_QUOTA_PLAN_CACHE_SECONDS"), consumer="plan quotas")
     calls, code = cached
     return (0, "") if calls == _NO_PLAN else (int(calls), str(code))
 
@@ -85,7 +95,12 @@ def take_quota(*, org_id: str | None, now: datetime | None = None) -> QuotaTicke
     taken: list[str] = []
     for period, key, limit, resets_at in periods:
         seconds_left = max(1, math.ceil((resets_at - now).total_seconds()))
-        count = _count(key, seconds_left + 3600)
+        try:
+            count = _count(key, seconds_left + 3600)
+        except CACHE_ERRORS as error:
+            report_cache_failure("plan quotas", error, "calls admitted without counting them")
+            QuotaTicket(tuple(taken)).give_back()
+            return None
         taken.append(key)
         if count > limit:
             QuotaTicket(tuple(taken)).give_back()

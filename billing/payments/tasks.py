@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
+from django.conf import settings
 
 from billing.backends.lago import lago_configured
 from billing.errors import BillingBackendUnavailable
@@ -17,14 +17,16 @@ from billing.payments.auto_topup import run_auto_topups as run_auto_topups_servi
 from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
 from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
+from orgbilling.db import TRANSIENT_DB_ERRORS
 
 logger = logging.getLogger(__name__)
 
 _RETRYING: dict[str, Any] = {
     # The database briefly away, or Lago entirely down: try again with exponential backoff.
-    "autoretry_for": (OperationalError, InterfaceError, BillingBackendUnavailable),
+    "autoretry_for": (*TRANSIENT_DB_ERRORS, BillingBackendUnavailable),
     "retry_backoff": 30,
-    "retry_backoff_max": 600,
+    # Within the broker's visibility timeout, or the waiting retry is delivered twice.
+    "retry_backoff_max": min(600, settings.TASK_RETRY_BACKOFF_MAX_SECONDS),
     "retry_jitter": True,
     "max_retries": 5,
     "acks_late": True,

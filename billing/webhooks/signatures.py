@@ -14,25 +14,32 @@ import logging
 
 import jwt
 from django.conf import settings
-from django.core.cache import cache
 
 from billing.backends.lago import fetch_webhook_public_key, lago_configured
 from billing.webhooks.errors import InvalidWebhookSignature, WebhookNotConfigured
+from orgbilling.cache import optional_add, optional_get, optional_set
 
 logger = logging.getLogger(__name__)
 
 PUBLIC_KEY_CACHE_KEY = "lago:webhook-public-key"
 # A signature that fails with the cached key is re-checked with a fresh key (Lago rotated it),
-# but the key is fetched again at most this often, so bad signatures cannot hammer Lago.
+# but the key is fetched again at most this often, so bad signatures cannot hammer Lago. While
+# the cache is unavailable the key is fetched for every event (a miss) and never re-fetched
+# after a failure: the key just fetched is already Lago's current one.
 REFETCH_LOCK_KEY = "lago:webhook-public-key:refetched"
 REFETCH_MIN_SECONDS = 300
 
 
 def _public_key(*, refresh: bool = False) -> str:
-    key = None if refresh else cache.get(PUBLIC_KEY_CACHE_KEY)
+    key = None if refresh else optional_get(PUBLIC_KEY_CACHE_KEY, consumer="lago webhook key")
     if key is None:
         key = fetch_webhook_public_key().decode()
-        cache.set(PUBLIC_KEY_CACHE_KEY, key, settings.LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS)
+        optional_set(
+            PUBLIC_KEY_CACHE_KEY,
+            key,
+            settings.LAGO_WEBHOOK_PUBLIC_KEY_CACHE_SECONDS,
+            consumer="lago webhook key",
+        )
     return str(key)
 
 
@@ -58,7 +65,7 @@ def _verify_jwt(body: bytes, token: str) -> None:
     try:
         claims = _decode_jwt(token, key)
     except jwt.InvalidSignatureError:
-        if not cache.add(REFETCH_LOCK_KEY, True, REFETCH_MIN_SECONDS):
+        if not optional_add(REFETCH_LOCK_KEY, True, REFETCH_MIN_SECONDS, consumer="lago webhook key"):
             raise InvalidWebhookSignature(details={"algorithm": "jwt"}) from None
         try:
             claims = _decode_jwt(token, _public_key(refresh=True))

@@ -22,7 +22,6 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.core.cache import cache
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
@@ -32,6 +31,7 @@ from rest_framework.request import Request
 
 from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
+from orgbilling.cache import optional_get, optional_set
 
 logger = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ def userinfo_claims(access_token: str) -> dict[str, Any]:
     endpoint = settings.OIDC_OP_USER_ENDPOINT
     digest = hashlib.sha256(f"{endpoint}\n{access_token}".encode()).hexdigest()
     cache_key = f"oidc:userinfo:{digest}"
-    cached = cache.get(cache_key)
+    cached = optional_get(cache_key, consumer="oidc userinfo")  # unavailable: ask the provider
     if isinstance(cached, dict):
         return cached
     try:
@@ -218,7 +218,7 @@ def userinfo_claims(access_token: str) -> dict[str, Any]:
     if not isinstance(claims, dict) or not isinstance(claims.get("sub"), str):
         raise ProviderTokenError("The identity provider's answer names no user.")
     if settings.OIDC_USERINFO_CACHE_SECONDS > 0:
-        cache.set(cache_key, claims, settings.OIDC_USERINFO_CACHE_SECONDS)
+        optional_set(cache_key, claims, settings.OIDC_USERINFO_CACHE_SECONDS, consumer="oidc userinfo")
     return claims
 
 

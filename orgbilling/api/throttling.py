@@ -3,6 +3,10 @@ changes 5/hour, per user (per IP when anonymous), configurable in ``settings.API
 
 Each throttle leaves its figures on the request; ``RateLimitHeadersMiddleware`` reports the
 tightest as ``X-RateLimit-Limit``, ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset``.
+
+While the shared cache is unavailable the limits are counted in this process instead (the same
+rates, per process), with a warning in the log: requests keep being served and a single client
+still cannot flood a process; the shared counts resume when the cache answers again.
 """
 
 import time
@@ -10,11 +14,16 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
+from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
+from orgbilling.cache import CACHE_ERRORS, report_cache_failure
+
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Where the limits are counted while the shared cache is down: this process's memory.
+LOCAL_RATE_LIMITS = LocMemCache("orgbilling-rate-limits", {"OPTIONS": {"MAX_ENTRIES": 100_000}})
 
 
 class _ReportingThrottle(SimpleRateThrottle):
@@ -41,7 +50,12 @@ class _ReportingThrottle(SimpleRateThrottle):
         if limit is None or duration is None:
             return True
         self.num_requests, self.duration = limit, duration
-        allowed = super().allow_request(request, view)
+        try:
+            allowed = super().allow_request(request, view)
+        except CACHE_ERRORS as error:
+            report_cache_failure("rate limits", error, "counting them per process until it is back")
+            self.cache = LOCAL_RATE_LIMITS
+            allowed = super().allow_request(request, view)
         remaining = max(0, limit - len(self.history))
         reset = int(self.history[-1] + duration - self.now) if self.history else duration
         figures = (limit, remaining, max(0, reset), int(time.time()) + max(0, reset))

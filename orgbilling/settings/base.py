@@ -83,9 +83,23 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-CACHES = {
-    "default": env.cache("CACHE_URL", default="locmemcache://orgbilling"),
-}
+
+def _cache() -> dict[str, object]:
+    """``CACHE_URL``; a Redis one gets short socket timeouts and a circuit breaker
+    (``orgbilling/cache.py``), so a Redis that is down or hung costs milliseconds, not seconds.
+    What each use of the cache does while it is down: README, "When Redis is down"."""
+    cache: dict[str, object] = env.cache("CACHE_URL", default="locmemcache://orgbilling")
+    if cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+        cache["BACKEND"] = "orgbilling.cache.RedisCache"
+        options = cache.setdefault("OPTIONS", {})
+        assert isinstance(options, dict)
+        options.setdefault("socket_connect_timeout", env.float("CACHE_CONNECT_TIMEOUT_SECONDS", default=0.25))
+        options.setdefault("socket_timeout", env.float("CACHE_SOCKET_TIMEOUT_SECONDS", default=0.25))
+        options.setdefault("retry_after_failure", env.float("CACHE_RETRY_AFTER_SECONDS", default=5.0))
+    return cache
+
+
+CACHES = {"default": _cache()}
 
 REST_FRAMEWORK = {
     # API keys (obk_…) first, then Keycloak bearer tokens, then the browser session.

@@ -7,6 +7,7 @@ base.py: without a broker, tasks run eagerly in-process (dev, tests) and nothing
 from datetime import timedelta
 
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 from orgbilling.settings.env import env
 
@@ -17,15 +18,38 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=20 * 60)
-# Redis redelivers an unacknowledged message after the visibility timeout: keep it above the
-# longest a task may run, or a slow task would be started twice.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * CELERY_TASK_TIME_LIMIT}
+# Redis redelivers an unacknowledged message after the visibility timeout: that is how a task
+# whose worker died (SIGKILL, OOM, a lost machine) runs again, on another worker. Keep it above
+# the longest a task may run, or a slow task would be started twice.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env.int(
+    "CELERY_VISIBILITY_TIMEOUT_SECONDS", default=2 * CELERY_TASK_TIME_LIMIT
+)
+if CELERY_VISIBILITY_TIMEOUT_SECONDS <= CELERY_TASK_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT_SECONDS ({CELERY_VISIBILITY_TIMEOUT_SECONDS}) must be above "
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT}): a task still running would be delivered again."
+    )
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    # Every worker looks for messages past the timeout this often (kombu's default is about
+    # every 100 s whatever the timeout), so a lost task is redelivered within about 110 % of it.
+    "unacked_restore_interval": max(1, min(60, CELERY_VISIBILITY_TIMEOUT_SECONDS // 10)),
+    "unacked_restore_throttle": 1,
+    # kombu waits on a Redis that hangs (a network partition, a stalled server) for ever by
+    # default: a publish (an e-mail queued by a request, beat) blocked without end. Now it gives
+    # up after its retries (about 10 s) and a worker reconnects.
+    "socket_connect_timeout": 2,
+    "socket_timeout": 2,
+}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 2  # the result backend likewise (default: none / 120 s)
+CELERY_REDIS_SOCKET_TIMEOUT = 5
 # A retry is a message with an ETA that a worker holds unacknowledged until it is due: Redis
 # would hand it to a second worker once the visibility timeout passes (a duplicate run, e.g. a
 # duplicate e-mail). So the longest retry delay plus the longest run stays within the timeout.
-TASK_RETRY_BACKOFF_MAX_SECONDS = (
-    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] - CELERY_TASK_TIME_LIMIT
-)
+TASK_RETRY_BACKOFF_MAX_SECONDS = CELERY_VISIBILITY_TIMEOUT_SECONDS - CELERY_TASK_TIME_LIMIT
+# A worker outlives any broker outage: it keeps reconnecting (every 2 s, backing off to 30 s)
+# instead of exiting after Celery's default 100 attempts (about 45 minutes).
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 CELERY_RESULT_EXPIRES = timedelta(days=1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

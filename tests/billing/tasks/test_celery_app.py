@@ -11,6 +11,7 @@ from django.conf import settings
 
 from orgbilling.celery import InstalledTasksScheduler
 from orgbilling.celery import app as project_app
+from orgbilling.db import TRANSIENT_DB_ERRORS
 from tests.billing.tasks.conftest import ROOT
 
 PAYMENTS_TASKS = {
@@ -46,6 +47,18 @@ def test_no_retry_waits_past_the_brokers_visibility_timeout():
     for name, task in ours.items():
         if task.autoretry_for and task.retry_backoff:
             assert task.retry_backoff_max + settings.CELERY_TASK_TIME_LIMIT <= visibility, name
+
+
+def test_every_ledger_task_is_acknowledged_late_and_retries_transient_database_errors():
+    """A worker lost mid-task means a re-run (the message was not acknowledged); a lock, pool or
+    statement timeout (OperationalError) means a retry, never a dropped run."""
+    project_app.loader.import_default_modules()
+    ours = {name: task for name, task in project_app.tasks.items() if name.startswith("billing.")}
+    ours.pop("billing.tasks.send_email")  # retries the mail server; it touches no ledger row
+    assert len(ours) >= 8
+    for name, task in ours.items():
+        assert task.acks_late, name
+        assert set(TRANSIENT_DB_ERRORS) <= set(task.autoretry_for), name
 
 
 def test_beat_leaves_out_entries_whose_task_is_not_installed(tmp_path, caplog):
