@@ -12,7 +12,6 @@ still cannot flood a process; the shared counts resume when the cache answers ag
 import time
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.cache.backends.locmem import LocMemCache
 from django.http import HttpRequest, HttpResponse
@@ -20,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
 from orgbilling.cache import CACHE_ERRORS, report_cache_failure
+from orgbilling.middleware import RequestResponseMiddleware
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 # Where the limits are counted while the shared cache is down: this process's memory.
@@ -88,26 +88,12 @@ class SubscriptionChangeThrottle(_ReportingThrottle):
         return request.method not in SAFE_METHODS
 
 
-class RateLimitHeadersMiddleware:
+class RateLimitHeadersMiddleware(RequestResponseMiddleware):
     """Copies the throttle's figures onto the response. Sync and async (no thread hop under
     ASGI: it only touches the request and response objects)."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
-        return _with_rate_limit_headers(request, self.get_response(request))
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        return _with_rate_limit_headers(request, await self.get_response(request))
+    def after(self, request: HttpRequest, response: Any, state: Any) -> Any:
+        return _with_rate_limit_headers(request, response)
 
 
 def _with_rate_limit_headers(request: HttpRequest, response: HttpResponse) -> HttpResponse:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import DatabaseError, connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
@@ -35,6 +34,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from orgbilling.middleware import RequestResponseMiddleware
 
 logger = structlog.get_logger("orgbilling.requests")
 
@@ -138,31 +139,15 @@ def _observe(request: HttpRequest, response: HttpResponseBase, seconds: float) -
     )
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(RequestResponseMiddleware):
     """Times every request (inside ``RequestIdMiddleware``) and logs one line for it. Sync and
     async, no thread hop (the site chain and the gateway's on-loop chain alike)."""
 
-    sync_capable = True
-    async_capable = True
+    def before(self, request: HttpRequest) -> float:
+        return time.perf_counter()
 
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
-        started = time.perf_counter()
-        response: HttpResponseBase = self.get_response(request)
-        _observe(request, response, time.perf_counter() - started)
-        return response
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        started = time.perf_counter()
-        response: HttpResponseBase = await self.get_response(request)
-        _observe(request, response, time.perf_counter() - started)
+    def after(self, request: HttpRequest, response: HttpResponseBase, state: Any) -> HttpResponseBase:
+        _observe(request, response, time.perf_counter() - state)
         return response
 
 

@@ -15,9 +15,10 @@ from contextvars import ContextVar
 from typing import Any
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+
+from orgbilling.middleware import RequestResponseMiddleware
 
 HEADER = "X-Request-Id"
 _VALID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
@@ -66,7 +67,7 @@ def bound_request_id(request_id: str) -> Iterator[None]:
         clear_request_id()
 
 
-class RequestIdMiddleware:
+class RequestIdMiddleware(RequestResponseMiddleware):
     """Outermost middleware of the site and of the gateway: assigns the id, binds it for the
     request, and sets ``X-Request-Id`` on every response (errors included). Sync and async
     (on the event loop under ASGI: it touches only the request and response).
@@ -76,27 +77,11 @@ class RequestIdMiddleware:
     it too. Under ASGI each request runs in a task with its own context anyway; under WSGI
     the thread's context is cleared when the server closes the response."""
 
-    sync_capable = True
-    async_capable = True
+    def before(self, request: HttpRequest) -> str:
+        return _assign(request)
 
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.async_mode:
-            return self.__acall__(request)
-        request_id = _assign(request)
-        response: HttpResponseBase = self.get_response(request)
-        response[HEADER] = request_id
-        return response
-
-    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
-        request_id = _assign(request)
-        response: HttpResponseBase = await self.get_response(request)
-        response[HEADER] = request_id
+    def after(self, request: HttpRequest, response: HttpResponseBase, state: Any) -> HttpResponseBase:
+        response[HEADER] = state
         return response
 
 

@@ -1,0 +1,38 @@
+"""A base for middleware whose work around the view touches only the request and response."""
+
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
+
+
+class RequestResponseMiddleware:
+    """Runs in the mode it is called in: sync under WSGI, on the event loop under ASGI (Django
+    would otherwise hop a sync middleware onto a thread twice per request). Subclasses define
+    ``before(request)``, whose result is handed to ``after(request, response, state)``."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        state = self.before(request)
+        return self.after(request, self.get_response(request), state)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        state = self.before(request)
+        return self.after(request, await self.get_response(request), state)
+
+    def before(self, request: HttpRequest) -> Any:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponseBase, state: Any) -> HttpResponseBase:
+        return response
