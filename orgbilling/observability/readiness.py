@@ -15,13 +15,14 @@ from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
+from django.core.cache.backends.redis import RedisCache
 from django.db import connections
 from django.db.migrations.executor import MigrationExecutor
+from django.utils.module_loading import import_string
 from kombu import Connection as BrokerConnection
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-REDIS_CACHE_BACKEND = "django.core.cache.backends.redis.RedisCache"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
 _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
@@ -82,7 +83,8 @@ def _ping_redis(url: str, timeout: float) -> None:
 def cache_servers() -> list[str]:
     """The Redis servers of ``CACHES["default"]`` (none when it is not Redis)."""
     cache = settings.CACHES["default"]
-    if cache.get("BACKEND") != REDIS_CACHE_BACKEND:
+    backend = import_string(str(cache.get("BACKEND", "")))
+    if not (isinstance(backend, type) and issubclass(backend, RedisCache)):  # ours wraps Django's
         return []
     location = cache.get("LOCATION") or []
     servers = location.split(",") if isinstance(location, str) else list(location)

@@ -16,7 +16,15 @@ from tests.billing.tasks.conftest import REDIS_SCRIPT
 
 
 def redis_cache(url: str) -> dict:
-    return {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url}}
+    """The cache a ``redis://`` CACHE_URL configures (orgbilling/settings/base.py): Django's
+    Redis cache behind our breaker, with short socket timeouts."""
+    return {
+        "default": {
+            "BACKEND": "orgbilling.cache.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
+        }
+    }
 
 
 def closed_port_url() -> str:
