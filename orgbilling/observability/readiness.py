@@ -82,7 +82,7 @@ def _ping_redis(url: str, timeout: float) -> None:
 
 def cache_servers() -> list[str]:
     """The Redis servers of ``CACHES["default"]`` (none when it is not Redis)."""
-    cache = settings.CACHES["default"]
+    cache: dict[str, Any] = settings.CACHES["default"]
     backend = import_string(str(cache.get("BACKEND", "")))
     if not (isinstance(backend, type) and issubclass(backend, RedisCache)):  # ours wraps Django's
         return []
