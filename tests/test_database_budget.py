@@ -62,11 +62,13 @@ def test_gateway_threads_must_leave_the_api_part_of_the_pool():
 def test_web_processes_pool_and_bound_their_statements_commands_do_not():
     show = (
         "from django.conf import settings as s; d = s.DATABASES['default']; "
-        "print(d['OPTIONS']['pool']['max_size'], d['CONN_MAX_AGE'], d['OPTIONS']['options'])"
+        "print(d['OPTIONS']['pool']['max_size'], d['CONN_MAX_AGE'], d['OPTIONS']['pool']['reconnect_timeout'], "
+        "d['OPTIONS']['options'])"
     )
     web = manage("shell", "--verbosity", "0", "-c", show, ORGBILLING_PROCESS="web", DB_POOL_MAX_SIZE="7")
     assert web.returncode == 0, web.stderr
-    assert web.stdout.split()[:2] == ["7", "0"]
+    # reconnect_timeout: a restarted database is found again within seconds (docs/decisions.md)
+    assert web.stdout.split()[:3] == ["7", "0", "10.0"]
     assert "statement_timeout=5000" in web.stdout and "lock_timeout=3000" in web.stdout
     # this very test process is a command: one plain connection, no timeouts
     assert "pool" not in settings.DATABASES["default"]["OPTIONS"]

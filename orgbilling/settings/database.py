@@ -43,6 +43,11 @@ DB_POOL_MAX_SIZE: int = env.int("DB_POOL_MAX_SIZE", default=20)
 DB_POOL_TIMEOUT: float = env.float("DB_POOL_TIMEOUT", default=5.0)
 DB_POOL_MAX_IDLE_SECONDS: float = env.float("DB_POOL_MAX_IDLE_SECONDS", default=300.0)
 DB_POOL_MAX_LIFETIME_SECONDS: float = env.float("DB_POOL_MAX_LIFETIME_SECONDS", default=3600.0)
+# psycopg_pool retries a failed connection attempt with a doubling delay until this many seconds
+# have passed, then gives the attempt up; the next request that needs a connection starts a
+# fresh one at once. Short, so the first requests after a database restart find it promptly
+# (psycopg_pool's own default, 300 s, lets the delay grow past a minute).
+DB_POOL_RECONNECT_TIMEOUT: float = env.float("DB_POOL_RECONNECT_TIMEOUT", default=10.0)
 
 # Statement and lock timeouts (milliseconds; 0 = none). API reads and ledger writes take a few
 # milliseconds: a statement that runs for seconds is a runaway, a lock wait of seconds a stuck
@@ -105,6 +110,7 @@ def _database() -> dict[str, Any]:
             "timeout": DB_POOL_TIMEOUT,
             "max_idle": DB_POOL_MAX_IDLE_SECONDS,
             "max_lifetime": DB_POOL_MAX_LIFETIME_SECONDS,
+            "reconnect_timeout": DB_POOL_RECONNECT_TIMEOUT,
             "name": "orgbilling-web",
         }
     else:
