@@ -62,8 +62,8 @@ def test_gateway_threads_must_leave_the_api_part_of_the_pool():
 def test_web_processes_pool_and_bound_their_statements_commands_do_not():
     show = (
         "from django.conf import settings as s; d = s.DATABASES['default']; "
-        "print(d['OPTIONS']['pool']['max_size'], d['CONN_MAX_AGE'], d['OPTIONS']['pool']['reconnect_timeout'], "
-        "d['OPTIONS']['options'])"
+        "p = d['OPTIONS']['pool']; "
+        "print(p['max_size'], d['CONN_MAX_AGE'], p['reconnect_timeout'], d['OPTIONS']['options'])"
     )
     web = manage("shell", "--verbosity", "0", "-c", show, ORGBILLING_PROCESS="web", DB_POOL_MAX_SIZE="7")
     assert web.returncode == 0, web.stderr
