@@ -130,7 +130,7 @@ class SubscriptionCreateView(APIView):
             ),
         ],
     )
-    @idempotent
+    @idempotent(atomic=False)  # calls Lago mid-way; the subscription service dedupes
     def post(self, request: Request) -> Response:
         data = valid_input(SubscriptionCreateInput, request)
         actor = caller(request)

@@ -76,3 +76,40 @@ def test_concurrent_requests_with_one_key_move_money_once(staff_user):
     assert all(isinstance(s, int) and s < 300 for s in statuses), statuses
     assert OrganizationCreditPool.objects.get(org=org).total_credits == mc(100)
     assert OrgBillingHistory.objects.filter(org=org).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_money_never_moves_without_its_stored_response(api_client, staff_user, make_funded_member):
+    """The database fails between the allocation and the stored response (a real PostgreSQL
+    error, raised by a trigger as if the server shut down): nothing may have moved, so the
+    client's retry with the key allocates once — not twice."""
+    from django.db import connection
+
+    from billing.models import UserCreditAllocation
+
+    org, member, allocation = make_funded_member(pool=1000, allocation=100)
+    api_client.force_login(staff_user)
+    body = {"user_id": member.username, "credits": 10}
+    headers = {"HTTP_IDEMPOTENCY_KEY": "allocate-once"}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION fail_idempotency_insert() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'terminating connection' USING ERRCODE = '57P01'; END $$;"
+            "CREATE TRIGGER fail_idempotency_insert BEFORE INSERT ON api_idempotency_records "
+            "FOR EACH ROW EXECUTE FUNCTION fail_idempotency_insert();"
+        )
+    try:
+        refused = api_client.post(f"{BASE}/credits/{org.id}/allocate", body, format="json", **headers)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER fail_idempotency_insert ON api_idempotency_records;"
+                "DROP FUNCTION fail_idempotency_insert();"
+            )
+    assert_error(refused, 503, "service_unavailable")
+    assert UserCreditAllocation.objects.get(pk=allocation.pk).allocated_credits == mc(100)
+
+    retried = api_client.post(f"{BASE}/credits/{org.id}/allocate", body, format="json", **headers)
+
+    assert retried.status_code == 200, retried.content
+    assert UserCreditAllocation.objects.get(pk=allocation.pk).allocated_credits == mc(110)
