@@ -10,6 +10,7 @@ and other headers never leave orgbilling.
 import asyncio
 import itertools
 import json
+import logging
 import math
 from contextlib import suppress
 from typing import Any
@@ -25,6 +26,8 @@ from billing.gateway.errors import (
 )
 from orgbilling.errors import ApplicationError
 from orgbilling.observability.metrics import count_upstream_error, waiting_on_upstream
+
+logger = logging.getLogger(__name__)
 
 # httpcore spends CPU per request in proportion to the connections of its pool (several ms at
 # 64 busy connections), so the process's connections are split over a few clients, used in turn.
@@ -95,18 +98,25 @@ def failure(exc: httpx.HTTPError) -> ApplicationError:
 
 def refusal(status: int, content: bytes, *, byok: bool) -> ApplicationError:
     """A non-2xx upstream answer. 5xx is 502. A 4xx is passed on (``upstream_rejected``),
-    except an authentication failure with *our* key, which is our fault (502)."""
+    except an authentication failure with *our* key, which is our fault (502).
+
+    The upstream's own error text stays in our log: it can name our key ("Incorrect API key
+    provided: sk-…"), deployments or internal hosts. Callers get our code and the upstream's
+    status; only a BYOK caller, whose key it was, also gets the provider's message."""
     upstream_error: Any = None
     with suppress(ValueError, AttributeError):
         upstream_error = json.loads(content).get("error")
+    logger.warning("gateway: upstream answered %s: %.500r", status, upstream_error or content[:500])
+    details: dict[str, Any] = {"upstream_status": status}
     message = upstream_error.get("message") if isinstance(upstream_error, dict) else None
-    details = {"upstream_status": status, "upstream_error": upstream_error}
+    if byok:
+        details["upstream_error"] = upstream_error
     if status >= 500 or (status in (401, 403) and not byok) or status < 400:
         count_upstream_error("status_5xx" if status >= 500 else "status_other" if status < 400 else "auth")
         return UpstreamError(details=details)
     count_upstream_error("rejected_4xx")
     return UpstreamRejected(
-        f"The model provider rejected the request: {message}" if isinstance(message, str) else None,
+        f"The model provider rejected the request: {message}" if byok and isinstance(message, str) else None,
         status=status,
         details=details,
     )

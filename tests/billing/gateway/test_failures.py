@@ -147,8 +147,10 @@ def test_upstream_4xx_is_passed_on_as_upstream_rejected_and_nothing_charged(
 
     error = error_of(caught.value)
     assert error["code"] == "upstream_rejected"
-    assert error["message"] == "The model provider rejected the request: bad thing"
-    assert error["details"]["upstream_status"] == 400
+    # our code and the upstream's status; the provider's own text stays in our log
+    assert error["message"] == "The model provider rejected the request; nothing was charged."
+    assert error["details"] == {"upstream_status": 400}
+    assert "bad thing" not in json.dumps(error)
     assert_nothing_charged(before)
 
 
@@ -162,6 +164,8 @@ def test_upstream_refusing_our_key_is_our_fault_502(gateway, refusing_upstream, 
 
     assert caught.value.status_code == 502
     assert error_of(caught.value)["code"] == "upstream_error"
+    # what the provider said about our key never reaches the caller
+    assert error_of(caught.value)["details"] == {"upstream_status": 401}
 
 
 def test_upstream_refusing_the_callers_own_key_is_passed_on(gateway, refusing_upstream, make_funded_member):
@@ -172,7 +176,11 @@ def test_upstream_refusing_the_callers_own_key_is_passed_on(gateway, refusing_up
     with pytest.raises(openai.AuthenticationError) as caught:
         chat(openai_client(gateway, key, **{"X-Provider-Key": "sk-theirs"}))
 
-    assert error_of(caught.value)["code"] == "upstream_rejected"
+    # their own key: they see what the provider said about it
+    error = error_of(caught.value)
+    assert error["code"] == "upstream_rejected"
+    assert error["message"] == "The model provider rejected the request: bad thing"
+    assert error["details"]["upstream_error"]["message"] == "bad thing"
 
 
 def test_insufficient_credits_is_402_before_anything_goes_upstream(gateway, upstream, make_funded_member):
