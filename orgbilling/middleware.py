@@ -10,7 +10,8 @@ from django.http.response import HttpResponseBase
 class RequestResponseMiddleware:
     """Runs in the mode it is called in: sync under WSGI, on the event loop under ASGI (Django
     would otherwise hop a sync middleware onto a thread twice per request). Subclasses define
-    ``before(request)``, whose result is handed to ``after(request, response, state)``."""
+    ``before(request)``, whose result is handed to ``after(request, response, state)``, and may
+    end a request early with ``refuse(request)``."""
 
     sync_capable = True
     async_capable = True
@@ -24,12 +25,22 @@ class RequestResponseMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        refused = self.refuse(request)
+        if refused is not None:
+            return refused
         state = self.before(request)
         return self.after(request, self.get_response(request), state)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        refused = self.refuse(request)
+        if refused is not None:
+            return refused
         state = self.before(request)
         return self.after(request, await self.get_response(request), state)
+
+    def refuse(self, request: HttpRequest) -> HttpResponseBase | None:
+        """An answer that ends the request here, or None to go on."""
+        return None
 
     def before(self, request: HttpRequest) -> Any:
         return None

@@ -22,3 +22,5 @@ class DecimalJSONParser(JSONParser):
             return json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"Malformed JSON: {exc}") from None
+        except RecursionError:
+            raise ParseError("Malformed JSON: nested too deeply.") from None

@@ -27,6 +27,7 @@ MIDDLEWARE = [
     # Outermost, so every response carries X-Request-Id and is timed (orgbilling/observability).
     "orgbilling.observability.request_id.RequestIdMiddleware",
     "orgbilling.observability.metrics.RequestMetricsMiddleware",
+    "orgbilling.input_guard.InputGuardMiddleware",  # NUL/surrogates → 400, oversized → 413
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -36,6 +37,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "orgbilling.api.throttling.RateLimitHeadersMiddleware",
 ]
+
+# Request bodies (orgbilling/input_guard.py): the REST API's, and the gateway's (long prompts).
+API_MAX_BODY_BYTES: int = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=8 * 1024 * 1024)
+# Django's own cap stays above both, so the guard's 413 answers first.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, LLM_MAX_BODY_BYTES) + 1
 
 ROOT_URLCONF = "orgbilling.urls"
 WSGI_APPLICATION = "orgbilling.wsgi.application"

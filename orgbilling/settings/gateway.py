@@ -32,6 +32,7 @@ LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", 
 LLM_GATEWAY_MIDDLEWARE: list[str] = [
     "orgbilling.observability.request_id.RequestIdMiddleware",
     "orgbilling.observability.metrics.RequestMetricsMiddleware",
+    "orgbilling.input_guard.InputGuardMiddleware",
     "billing.gateway.asgi.GatewaySecurityMiddleware",
     "billing.gateway.asgi.GatewaySessionMiddleware",
     "billing.gateway.asgi.GatewayAuthenticationMiddleware",
