@@ -184,6 +184,7 @@ class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
         "created_by",
         "lago_customer_id",
         "stripe_customer_id",
+        "byok_enabled",  # set by the org's admins through the API (audited), not here
         *pool_fields,
         "created_at",
         "updated_at",
@@ -192,6 +193,7 @@ class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
         (None, {"fields": ("id", "org_name", "slug", "billing_email", "is_active")}),
         ("Credit pool", {"fields": pool_fields}),
         ("External billing", {"fields": ("lago_customer_id", "stripe_customer_id")}),
+        ("LLM gateway", {"fields": ("byok_enabled",)}),
         ("History", {"fields": ("created_by", "created_at", "updated_at")}),
     )
     add_fieldsets = ((None, {"fields": ("id", "org_name", "slug", "billing_email", "created_by")}),)

@@ -36,6 +36,11 @@ class Organization(models.Model):
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     billing_email = models.EmailField(blank=True)
     is_active = models.BooleanField(default=True)
+    byok_enabled = models.BooleanField(
+        default=False,
+        help_text="Members may send their own provider key (X-Provider-Key) through the gateway, "
+        "charged 0; needs LLM_BYOK_ENABLED too. Set by an org admin.",
+    )
     lago_customer_id = models.CharField(max_length=128, blank=True)
     stripe_customer_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

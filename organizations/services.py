@@ -347,3 +347,24 @@ def remove_member(
     return MemberRemoval(
         org_id=org_id, user=user, role=role, returned_to_pool=returned, allocation=allocation
     )
+
+
+def set_byok(*, org_id: str, enabled: bool, actor: User) -> Organization:
+    """Let the org's members bring their own provider key through the gateway (charged 0), or
+    stop them. Audited (``org.byok_changed``)."""
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().filter(pk=org_id).first()
+        if org is None:
+            raise OrganizationNotFound(details={"org_id": org_id})
+        if org.byok_enabled != enabled:
+            org.byok_enabled = enabled
+            org.save(update_fields=["byok_enabled"])
+            record_audit_event(
+                action="org.byok_changed",
+                actor=actor,
+                org_id=org.id,
+                target_type="organization",
+                target_id=org.id,
+                metadata={"byok_enabled": enabled},
+            )
+    return org

@@ -7,4 +7,5 @@ urlpatterns = [
     path("", include("billing.gateway.charge_urls")),
     path("", include("billing.api.report_urls")),
     path("", include("billing.api.auto_topup")),
+    path("", include("billing.api.byok")),
 ]

@@ -15,7 +15,7 @@ from rest_framework.settings import api_settings
 
 from billing.errors import NoActiveAllocation, OrganizationNotFound, RequestIdConflict, ReservationNotHeld
 from billing.gateway.config import setting
-from billing.gateway.errors import NoAllocation, QuotaExceeded
+from billing.gateway.errors import ByokDisabled, NoAllocation, QuotaExceeded
 from billing.gateway.metering import (
     ChatRequest,
     ImageRequest,
@@ -35,7 +35,7 @@ from billing.services import (
     settle_reservation,
 )
 from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
-from organizations.models import ApiKey, User
+from organizations.models import ApiKey, Organization, User
 from orgbilling.observability.charges import charge_refused
 from orgbilling.observability.request_id import request_id_of
 
@@ -106,6 +106,19 @@ def _output_cap(price: PriceSnapshot) -> int:
     return cap
 
 
+def _require_byok_allowed(org_id: str | None) -> None:
+    """A call with the caller's own provider key is charged 0: only where the deployment allows
+    it (``LLM_BYOK_ENABLED``) and, for an organization's call, its admins opted in."""
+    if not setting("LLM_BYOK_ENABLED"):
+        raise ByokDisabled("This gateway does not accept callers' own provider keys (X-Provider-Key).")
+    if org_id is not None and not Organization.objects.filter(pk=org_id, byok_enabled=True).exists():
+        raise ByokDisabled(
+            "This organization has not enabled callers' own provider keys; an org admin can "
+            "(PUT /api/v1/org-billing/credits/{org_id}/byok).",
+            details={"org_id": org_id},
+        )
+
+
 def _hold(
     request: HttpRequest,
     caller: Caller,
@@ -118,6 +131,8 @@ def _hold(
     estimated_input_tokens: int = 0,
 ) -> Admission:
     context = resolve_billing_context(user=caller.user, requested_org_id=requested_org(request, caller))
+    if byok:
+        _require_byok_allowed(context.org_id)
     amount = 0 if byok else worst_case  # 0 still checks the payer may spend
     try:
         ticket = take_quota(org_id=context.org_id)

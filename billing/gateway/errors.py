@@ -25,6 +25,12 @@ class QuotaExceeded(ApplicationError):
         self.retry_after = retry_after
 
 
+class ByokDisabled(ApplicationError):
+    status_code = 403
+    code = "byok_disabled"
+    default_message = "Bringing your own provider key is not enabled here."
+
+
 class GatewayNotConfigured(ApplicationError):
     status_code = 503
     code = "gateway_not_configured"

@@ -61,3 +61,23 @@ def forbid_unknown_request_fields(
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
     return result
+
+
+def document_input_guard(
+    result: dict[str, Any], generator: Any, request: Any, public: bool
+) -> dict[str, Any]:
+    """Post-processing hook: every operation may answer 400 (NUL or an unpaired surrogate in a
+    query parameter, header or body) and, with a body, 413 (``orgbilling/input_guard.py``)."""
+    error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path_item in result.get("paths", {}).values():
+        for method, operation in path_item.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            responses.setdefault("400", {"description": _DESCRIPTIONS[400], "content": error_content})
+            if method in ("post", "put", "patch"):
+                responses.setdefault(
+                    "413",
+                    {"description": "The body is too large (`request_too_large`)", "content": error_content},
+                )
+    return result

@@ -154,6 +154,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "orgbilling.api.schema.forbid_unknown_request_fields",
+        "orgbilling.api.schema.document_input_guard",
     ],
     "ENUM_NAME_OVERRIDES": {
         "SubscriptionStatusEnum": "billing.models.OrganizationSubscription.Status",

@@ -20,6 +20,10 @@ LLM_DEFAULT_MAX_OUTPUT_TOKENS: int = env.int("LLM_DEFAULT_MAX_OUTPUT_TOKENS", de
 # Threads that run the gateway's database work (authenticate, reserve, settle), each with its
 # own connection: at most this many database connections per process for the gateway.
 LLM_GATEWAY_DB_THREADS: int = env.int("LLM_GATEWAY_DB_THREADS", default=8)
+# BYOK (X-Provider-Key: the caller's own provider key, charged 0). Off by default: against an
+# upstream that does not check keys (vLLM without --api-key, LiteLLM without a master key) any
+# key would be free usage. When on, each organization's admins opt in (byok_enabled).
+LLM_BYOK_ENABLED: bool = env.bool("LLM_BYOK_ENABLED", default=False)
 # Plan quotas: a day may use at most this share of the plan's monthly API calls (rounded up).
 LLM_DAILY_QUOTA_PERCENT: int = env.int("LLM_DAILY_QUOTA_PERCENT", default=10)
 # How long an organization's plan quota is cached (plan changes take effect within this).

@@ -84,3 +84,11 @@ def chat(client: OpenAI, prompt: str = "say something short please", **kwargs):
         model=kwargs.pop("model", MODEL), messages=[{"role": "user", "content": prompt}], **kwargs
     )
     return raw.parse(), raw
+
+
+def allow_byok(settings, org) -> None:
+    """BYOK on for the deployment and opted into by ``org`` (both are off by default)."""
+    from organizations.models import Organization
+
+    settings.LLM_BYOK_ENABLED = True
+    Organization.objects.filter(pk=org.id).update(byok_enabled=True)

@@ -11,7 +11,7 @@ import pytest
 
 from billing.models import CreditReservation, CreditUsageAttribution
 from billing.selectors.reconciliation import find_all_drifts
-from tests.billing.gateway.conftest import MODEL, api_key, chat, openai_client
+from tests.billing.gateway.conftest import MODEL, allow_byok, api_key, chat, openai_client
 from tests.conftest import snapshot_balances
 
 pytestmark = pytest.mark.usefixtures("model_price")
@@ -168,8 +168,11 @@ def test_upstream_refusing_our_key_is_our_fault_502(gateway, refusing_upstream, 
     assert error_of(caught.value)["details"] == {"upstream_status": 401}
 
 
-def test_upstream_refusing_the_callers_own_key_is_passed_on(gateway, refusing_upstream, make_funded_member):
-    _, user, _ = make_funded_member()
+def test_upstream_refusing_the_callers_own_key_is_passed_on(
+    gateway, refusing_upstream, make_funded_member, settings
+):
+    org, user, _ = make_funded_member()
+    allow_byok(settings, org)
     key = api_key(user)
     refusing_upstream.status = 401
 

@@ -10,7 +10,7 @@ import pytest
 from billing.gateway.streaming import MID_STREAM_FAILURE
 from billing.models import CreditReservation, CreditUsageAttribution, UserCreditAllocation
 from billing.selectors.reconciliation import find_all_drifts
-from tests.billing.gateway.conftest import MODEL, api_key, chat, openai_client
+from tests.billing.gateway.conftest import MODEL, allow_byok, api_key, chat, openai_client
 from tests.billing.gateway.test_chat import estimated_prompt, expected_cost
 
 pytestmark = pytest.mark.usefixtures("model_price")
@@ -138,9 +138,10 @@ def test_upstream_dropping_mid_stream_charges_the_streamed_text_and_tells_the_cl
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_byok_call_is_forwarded_with_the_callers_key_charged_zero_and_attributed(
-    gateway, upstream, make_funded_member, stream
+    gateway, upstream, make_funded_member, stream, settings
 ):
     org, user, allocation = make_funded_member(pool=100, allocation=10)
+    allow_byok(settings, org)
     client = openai_client(gateway, api_key(user), **{"X-Provider-Key": "sk-callers-own"})
 
     if stream:
@@ -164,12 +165,15 @@ def test_byok_call_is_forwarded_with_the_callers_key_charged_zero_and_attributed
     assert find_all_drifts() == []
 
 
-def test_byok_works_with_no_credits_left_but_not_without_an_allocation(gateway, upstream, make_funded_member):
+def test_byok_works_with_no_credits_left_but_not_without_an_allocation(
+    gateway, upstream, make_funded_member, settings
+):
     from billing.services import deduct_credits
     from organizations.services import add_member
     from tests.factories import UserFactory
 
     org, user, allocation = make_funded_member(pool=100, allocation=10)
+    allow_byok(settings, org)
     deduct_credits(user=user, org_id=org.id, amount=allocation.allocated_credits, request_id="spent-all")
     client = openai_client(gateway, api_key(user), **{"X-Provider-Key": "sk-callers-own"})
 
