@@ -8,6 +8,7 @@ JSON numbers with two decimals.
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -118,6 +119,11 @@ class UsageQuerySerializer(QuerySerializer):
             raise serializers.ValidationError({"end": ["Out of range."]}) from None
         if start > end:
             raise serializers.ValidationError({"start": ["`start` must not be after `end`."]})
+        longest = timedelta(days=settings.USAGE_MAX_SPAN_DAYS)
+        if end - start > longest:
+            raise serializers.ValidationError(
+                {"start": [f"The span may be at most {settings.USAGE_MAX_SPAN_DAYS} days; ask for less."]}
+            )
         return {
             **attrs,
             "start": start,

@@ -38,6 +38,9 @@ MIDDLEWARE = [
     "orgbilling.api.throttling.RateLimitHeadersMiddleware",
 ]
 
+# Usage analytics, CSV exports and the usage summary refuse a longer span (bounded work).
+USAGE_MAX_SPAN_DAYS: int = env.int("USAGE_MAX_SPAN_DAYS", default=400)
+
 # Request bodies (orgbilling/input_guard.py): the REST API's, and the gateway's (long prompts).
 API_MAX_BODY_BYTES: int = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=8 * 1024 * 1024)

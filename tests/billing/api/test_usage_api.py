@@ -292,6 +292,7 @@ def test_unknown_and_malformed_org_ids_are_404(api_client, staff_user, url):
         pytest.param({"bogus": "1"}, id="unknown-parameter"),
         pytest.param({"end": "0001-01-01"}, id="end-too-early-for-default-start"),
         pytest.param({"end": "9999-12-31"}, id="end-out-of-range"),
+        pytest.param({"start": "2020-01-01", "end": "2025-01-01"}, id="span-over-400-days"),
     ],
 )
 def test_bad_query_parameters_are_400(api_client, team, url, params):
@@ -337,3 +338,15 @@ def test_options_asking_for_csv_answers_json_metadata(api_client, team):
     response = api_client.options(by_user_url(team.org.id), {"format": "csv"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/json")
+
+
+def test_a_span_of_exactly_the_maximum_is_answered(api_client, team, settings):
+    settings.USAGE_MAX_SPAN_DAYS = 10
+    api_client.force_login(team.admin)
+
+    inside = api_client.get(by_model_url(team.org.id), {"start": "2025-01-01", "end": "2025-01-10"})
+    outside = api_client.get(by_model_url(team.org.id), {"start": "2025-01-01", "end": "2025-01-11"})
+
+    assert inside.status_code == 200, inside.content
+    error = assert_error(outside, 400, "validation_error")
+    assert "at most 10 days" in error["details"]["fields"]["start"][0]
