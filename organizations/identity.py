@@ -33,7 +33,7 @@ class InvalidClaims(ValueError):
 @dataclass(frozen=True)
 class ClaimsIdentity:
     username: str
-    email: str
+    email: str | None  # None: the provider did not verify it, so it is not stored
     first_name: str
     last_name: str
     is_staff: bool
@@ -100,7 +100,9 @@ def identity_from_claims(claims: Mapping[str, Any]) -> ClaimsIdentity:
         raise InvalidClaims("The token has no usable `sub` claim.")
     return ClaimsIdentity(
         username=sub,
-        email=_text(claims, "email", 254),
+        # Only a verified address is taken: an unverified one could claim someone else's
+        # invitations or billing mail. Without verification the stored address is kept.
+        email=_text(claims, "email", 254) if claims.get("email_verified") is True else None,
         first_name=_text(claims, "given_name", 150),
         last_name=_text(claims, "family_name", 150),
         is_staff=holds_staff_role(claims),
@@ -121,7 +123,7 @@ def sync_user_from_claims(
         user, created = User.objects.get_or_create(
             username=identity.username,
             defaults={
-                "email": identity.email,
+                "email": identity.email or "",
                 "first_name": identity.first_name,
                 "last_name": identity.last_name,
             },
@@ -159,7 +161,7 @@ def _apply_identity(
             ip_address=ip_address,
         )
     for name in ("email", "first_name", "last_name"):
-        if getattr(user, name) != getattr(identity, name):
+        if getattr(identity, name) is not None and getattr(user, name) != getattr(identity, name):
             setattr(user, name, getattr(identity, name))
             changed.append(name)
     if user.is_staff != identity.is_staff:

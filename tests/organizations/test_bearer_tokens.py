@@ -59,7 +59,9 @@ def _b64(data: dict) -> str:
 
 def test_the_providers_access_token_opens_the_api_as_the_same_user(keycloak):
     sub = new_sub()
-    keycloak.set_user(sub, {"email": "ada@example.test", "given_name": "Ada", "family_name": "L"})
+    keycloak.set_user(
+        sub, {"email": "ada@example.test", "email_verified": True, "given_name": "Ada", "family_name": "L"}
+    )
     tokens = keycloak.issue_tokens(sub)
 
     response = bearer(tokens["access_token"]).get(ME)
@@ -353,3 +355,18 @@ def test_bearer_authentication_names_its_scheme(keycloak):
     request = APIRequestFactory().get(ME)
 
     assert BearerTokenAuthentication().authenticate_header(request) == 'Bearer realm="orgbilling"'
+
+
+def test_an_unverified_email_claim_is_never_stored(keycloak):
+    # given: a user whose verified address we know
+    sub = new_sub()
+    keycloak.set_user(sub, {"email": "ada@example.test", "email_verified": True})
+    assert bearer(keycloak.issue_tokens(sub)["access_token"]).get(ME).status_code == 200
+    # when: the provider now sends another address it has not verified
+    keycloak.set_user(sub, {"email": "mallory@example.test", "email_verified": False})
+    response = bearer(keycloak.issue_tokens(sub)["access_token"]).get(ME)
+    # then: the verified address stays; a new user with only an unverified one gets none
+    assert response.json()["user"]["email"] == "ada@example.test"
+    stranger = new_sub()
+    keycloak.set_user(stranger, {"email": "ada@example.test"})
+    assert bearer(keycloak.issue_tokens(stranger)["access_token"]).get(ME).json()["user"]["email"] == ""

@@ -67,7 +67,10 @@ def test_sign_in_redirects_to_the_provider_with_pkce_nonce_and_state(client, key
 
 def test_full_sign_in_creates_the_user_from_claims_and_opens_a_session(client, keycloak):
     sub = new_sub()
-    keycloak.set_user(sub, {"email": "ada@example.test", "given_name": "Ada", "family_name": "Lovelace"})
+    keycloak.set_user(
+        sub,
+        {"email": "ada@example.test", "email_verified": True, "given_name": "Ada", "family_name": "Lovelace"},
+    )
 
     response = browser_sign_in(client, keycloak, sub)
 
@@ -102,10 +105,12 @@ def test_sign_in_returns_to_the_safe_next_url(client, keycloak):
 
 def test_signing_in_again_updates_the_same_user_from_the_new_claims(client, keycloak, django_user_model):
     sub = new_sub()
-    keycloak.set_user(sub, {"email": "old@example.test", "given_name": "Old"})
+    keycloak.set_user(sub, {"email": "old@example.test", "email_verified": True, "given_name": "Old"})
     browser_sign_in(client, keycloak, sub)
     client.logout()
-    keycloak.set_user(sub, {"email": "new@example.test", "given_name": "New", "family_name": "Name"})
+    keycloak.set_user(
+        sub, {"email": "new@example.test", "email_verified": True, "given_name": "New", "family_name": "Name"}
+    )
 
     browser_sign_in(client, keycloak, sub)
 
