@@ -57,3 +57,19 @@ def budget_fits_the_server(app_configs: Any = None, **kwargs: Any) -> list[Check
             )
         ]
     return []
+
+
+@register()
+def calls_end_before_their_holds(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``orgbilling.E003``: a call allowed to outlive its hold would be settled from whatever
+    is left free when it ends (the hold expired under it)."""
+    configured = float(getattr(settings, "LLM_MAX_CALL_SECONDS", 0) or 0)
+    if configured and configured >= settings.CREDIT_RESERVATION_TTL_SECONDS:
+        return [
+            Error(
+                f"LLM_MAX_CALL_SECONDS ({configured:g}) must be below CREDIT_RESERVATION_TTL_SECONDS "
+                f"({settings.CREDIT_RESERVATION_TTL_SECONDS}): a hold must outlive the call it guards.",
+                id="orgbilling.E003",
+            )
+        ]
+    return []

@@ -13,3 +13,12 @@ from orgbilling.settings import gateway as defaults
 
 def setting(name: str) -> Any:
     return getattr(settings, name, getattr(defaults, name))
+
+
+def max_call_seconds() -> float:
+    """How long a call may run upstream: ``LLM_MAX_CALL_SECONDS``, or the hold's lifetime minus
+    a minute (so a hold never expires under a live call)."""
+    configured = float(setting("LLM_MAX_CALL_SECONDS"))
+    if configured > 0:
+        return configured
+    return max(1.0, float(settings.CREDIT_RESERVATION_TTL_SECONDS) - 60.0)

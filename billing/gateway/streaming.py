@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import httpx
 
 from billing.gateway.admission import Admission, release_call
+from billing.gateway.config import max_call_seconds
 from billing.gateway.db import finish, run_db, spawn
-from billing.gateway.errors import UpstreamError
+from billing.gateway.errors import UpstreamError, UpstreamTimeout
 from billing.gateway.metering import StreamMeter, sse_events
 from billing.gateway.responses import credits_text
 from billing.gateway.settlement import Charge, Pending, settle
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 MID_STREAM_FAILURE = "The model provider broke off the stream; the text streamed so far is charged."
+CALL_TOO_LONG = "The call ran longer than the gateway allows; the text streamed so far is charged."
 MALFORMED_STREAM = "The model provider sent a malformed stream; only the text it streamed is charged."
 
 
@@ -96,15 +98,19 @@ class StreamRelay:
         try:
             if self._client_gone:
                 return
-            async for event in sse_events(self._response.aiter_bytes()):
-                relayed = self._meter.feed(event)
-                if relayed is not None:
-                    self._queue.put_nowait(relayed)
+            async with asyncio.timeout(max_call_seconds()):
+                async for event in sse_events(self._response.aiter_bytes()):
+                    relayed = self._meter.feed(event)
+                    if relayed is not None:
+                        self._queue.put_nowait(relayed)
             if malformed := self._meter.malformed:
                 self._error = UpstreamError(MALFORMED_STREAM, details={"malformed_events": malformed})
         except httpx.HTTPError as exc:
             cause = failure(exc)
             self._error = type(cause)(MID_STREAM_FAILURE, details=cause.details)
+        except TimeoutError:
+            # Past the longest call we hold credits for: end it while the hold still lives.
+            self._error = UpstreamTimeout(CALL_TOO_LONG, details={"max_call_seconds": max_call_seconds()})
         finally:
             # Also on cancellation (client gone): the settlement runs in its own task.
             outcome = await finish(self._settle())

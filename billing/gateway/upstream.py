@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from billing.gateway.config import setting
+from billing.gateway.config import max_call_seconds, setting
 from billing.gateway.errors import (
     GatewayNotConfigured,
     UpstreamError,
@@ -130,14 +130,21 @@ async def post_json(
     url = _url(path)
     try:
         with waiting_on_upstream():
-            response = await client().post(
-                url,
-                content=json.dumps(body),
-                headers=_headers(request_id=request_id, provider_key=provider_key),
-                timeout=_timeout(),
-            )
+            async with asyncio.timeout(max_call_seconds()):
+                response = await client().post(
+                    url,
+                    content=json.dumps(body),
+                    headers=_headers(request_id=request_id, provider_key=provider_key),
+                    timeout=_timeout(),
+                )
     except httpx.HTTPError as exc:
         raise failure(exc) from None
+    except TimeoutError:
+        count_upstream_error("timeout")
+        raise UpstreamTimeout(
+            "The call ran longer than the gateway allows; nothing was charged.",
+            details={"max_call_seconds": max_call_seconds()},
+        ) from None
     if response.status_code != 200:
         raise refusal(response.status_code, response.content, byok=provider_key is not None)
     try:

@@ -20,6 +20,10 @@ LLM_DEFAULT_MAX_OUTPUT_TOKENS: int = env.int("LLM_DEFAULT_MAX_OUTPUT_TOKENS", de
 # Threads that run the gateway's database work (authenticate, reserve, settle), each with its
 # own connection: at most this many database connections per process for the gateway.
 LLM_GATEWAY_DB_THREADS: int = env.int("LLM_GATEWAY_DB_THREADS", default=8)
+# The longest a call may run upstream (a stream included) before the gateway ends it and charges
+# what was generated: kept below the hold's lifetime (CREDIT_RESERVATION_TTL_SECONDS, 900 s) so a
+# hold never expires under a live call. 0: the TTL minus a minute.
+LLM_MAX_CALL_SECONDS: float = env.float("LLM_MAX_CALL_SECONDS", default=0.0)
 # BYOK (X-Provider-Key: the caller's own provider key, charged 0). Off by default: against an
 # upstream that does not check keys (vLLM without --api-key, LiteLLM without a master key) any
 # key would be free usage. When on, each organization's admins opt in (byok_enabled).
