@@ -23,6 +23,40 @@ MAX_CHOICES = 128
 MAX_IMAGES = 10
 IMAGE_PART_TYPES = {"image_url", "input_image", "image"}
 
+# What is forwarded upstream: the parameters our prices cover. Anything else could be billed by
+# the provider at a rate we do not charge (service_tier "priority", audio output, web search,
+# predicted outputs), so it is refused rather than passed on at the plain text price.
+CHAT_PARAMETERS = frozenset({
+    "model", "messages", "max_tokens", "max_completion_tokens", "stream", "stream_options", "n",
+    "temperature", "top_p", "stop", "presence_penalty", "frequency_penalty", "logit_bias",
+    "logprobs", "top_logprobs", "user", "seed", "tools", "tool_choice", "parallel_tool_calls",
+    "response_format", "reasoning_effort", "functions", "function_call",
+})  # fmt: skip
+# Parameters allowed only with the values that cost nothing extra.
+CHAT_PLAIN_VALUES: dict[str, tuple[Any, ...]] = {
+    "service_tier": ("auto", "default"),
+    "modalities": (["text"],),
+}
+IMAGE_PARAMETERS = frozenset({"model", "prompt", "n", "size", "quality", "response_format", "style", "user"})
+
+
+class UnsupportedParameter(ValidationFailed):
+    code = "unsupported_parameter"
+    default_message = "The request uses a parameter the gateway does not price."
+
+
+def _only_priced(body: dict[str, Any], allowed: frozenset[str], plain: dict[str, tuple[Any, ...]]) -> None:
+    unsupported = sorted(
+        name
+        for name, value in body.items()
+        if name not in allowed and not (name in plain and value in plain[name])
+    )
+    if unsupported:
+        raise UnsupportedParameter(
+            f"Not supported through this gateway (not priced): {', '.join(unsupported)}.",
+            details={"parameters": unsupported},
+        )
+
 
 class MalformedRequest(ValidationFailed):
     code = "malformed_request"
@@ -87,6 +121,7 @@ class ChatRequest:
 
 def chat_request(body: dict[str, Any]) -> ChatRequest:
     model = _model(body)
+    _only_priced(body, CHAT_PARAMETERS, CHAT_PLAIN_VALUES)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise ValidationFailed("messages must be a non-empty list of message objects.")
@@ -125,6 +160,7 @@ class ImageRequest:
 
 def image_request(body: dict[str, Any]) -> ImageRequest:
     model = _model(body)
+    _only_priced(body, IMAGE_PARAMETERS, {})
     if not isinstance(body.get("prompt"), str):
         raise ValidationFailed("prompt must be a string.", details={"fields": {"prompt": body.get("prompt")}})
     size, quality = body.get("size"), body.get("quality")
