@@ -11,6 +11,7 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.fields.json import KeyTransform
 
 from organizations.models import Organization
 
@@ -528,6 +529,13 @@ class WebhookEvent(models.Model):
         ]
         indexes: ClassVar = [
             models.Index(fields=["status", "received_at"], name="webhook_events_status_time"),
+            # Stripe events by the payment intent they are about: looked up while a purchase row
+            # is locked (billing.payments.purchases._stored_stripe_events), so never a scan.
+            models.Index(
+                KeyTransform("payment_intent", KeyTransform("object", KeyTransform("data", "payload"))),
+                "provider",
+                name="webhook_events_payment_intent",
+            ),
         ]
 
     def __str__(self) -> str:

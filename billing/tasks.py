@@ -22,6 +22,7 @@ from django.utils import timezone
 from billing.errors import ReservationNotHeld
 from billing.services import alerts, expiry, reconciliation, rollups
 from billing.services.charging import expire_reservations as release_expired_holds
+from billing.webhooks import events as webhook_events
 from orgbilling.db import TRANSIENT_DB_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,14 @@ def expire_reservations() -> dict[str, Any]:
         expired += batch
         if batch < RESERVATION_BATCH:
             return {"expired": expired}
+
+
+@shared_task(name="billing.tasks.prune_webhook_events", **_RETRYING)
+def prune_webhook_events() -> dict[str, Any]:
+    """Processed webhook events older than ``WEBHOOK_EVENT_RETENTION_DAYS`` are deleted."""
+    return {
+        "pruned": webhook_events.prune_webhook_events(older_than_days=settings.WEBHOOK_EVENT_RETENTION_DAYS)
+    }
 
 
 @shared_task(name="billing.tasks.rollup_usage", **_RETRYING)

@@ -12,6 +12,7 @@ Handlers never call out over the network (they run with the event row locked).
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -167,3 +168,29 @@ def receive_webhook(
     if refusal is not None:
         count_webhook_failure(provider=provider, reason=refusal.code)
     return WebhookOutcome(event=event, replayed=not created, error=refusal)
+
+
+PRUNE_BATCH = 1000
+
+
+def prune_webhook_events(*, older_than_days: int, now: datetime | None = None) -> int:
+    """Delete processed and ignored webhook events received more than ``older_than_days`` ago,
+    in batches (each its own short transaction); failed and unprocessed ones stay for ops. A
+    redelivery of a pruned event is stored and processed again, and changes nothing: every
+    effect is idempotent on its own key (purchase, history row). Returns how many went."""
+    if older_than_days < 1:
+        raise ValidationFailed(
+            "Keep webhook events at least a day.", details={"older_than_days": older_than_days}
+        )
+    cutoff = (now or timezone.now()) - timedelta(days=older_than_days)
+    removed = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                WebhookEvent.objects.filter(status__in=DONE, received_at__lt=cutoff)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:PRUNE_BATCH]
+            )
+            if not batch:
+                return removed
+            removed += WebhookEvent.objects.filter(pk__in=batch).delete()[0]

@@ -86,6 +86,7 @@ CELERY_BEAT_SCHEDULE = {
     "evaluate-usage-alerts": _every(5 * 60, "billing.tasks.evaluate_usage_alerts"),
     "rollup-usage": _every(15 * 60, "billing.tasks.rollup_usage"),
     "reconcile-credits": _at(crontab(minute=37), "billing.tasks.reconcile_credits", 3600),
+    "prune-webhook-events": _at(crontab(hour=3, minute=17), "billing.tasks.prune_webhook_events", 86400),
 }
 
 # Alert e-mail. EMAIL_URL as django-environ reads it: smtp+tls://user:password@host:587,
@@ -98,3 +99,6 @@ EMAIL_SUBJECT_PREFIX = env("EMAIL_SUBJECT_PREFIX", default="[orgbilling] ")
 # comma-separated addresses; both receive drift alerts.
 ADMINS = [(email, email) for email in env.list("DJANGO_ADMINS", default=[])]
 OPS_ALERT_EMAILS: list[str] = env.list("OPS_ALERT_EMAILS", default=[])
+
+# Processed and ignored webhook events are kept this long (days), then pruned daily.
+WEBHOOK_EVENT_RETENTION_DAYS: int = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=90)
