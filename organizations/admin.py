@@ -1,11 +1,12 @@
 """Admin for users, organizations and memberships. An organization's page shows its pool
-balances (in credits), its members (role, status and default flag editable) and its
-allocations (read-only); credits move only through the actions, which call the services."""
+balances (in credits), its members (role and status editable) and its allocations (read-only);
+credits move only through the actions, which call the services. Membership changes and
+(de)activating an organization go through the services too (last-admin guard, audit events)."""
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
@@ -16,7 +17,38 @@ from billing.admin_forms import ManagesCreditsMixin, add_credits, allocate_credi
 from billing.models import UserCreditAllocation
 from organizations.api_keys import revoke_api_key
 from organizations.models import ApiKey, Organization, OrganizationMember, User
-from organizations.services import add_member, create_organization
+from organizations.services import (
+    add_member,
+    create_organization,
+    set_organization_active,
+    update_member,
+)
+from orgbilling.errors import ApplicationError
+
+
+def _actor(request: HttpRequest) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+def _save_membership_change(request: HttpRequest, form: forms.ModelForm) -> str | None:
+    """Apply an edited membership's role and status through ``update_member`` (last-admin
+    guard, audit events); the refusal's message, or None."""
+    changed = [name for name in ("role", "status") if name in form.changed_data]
+    if not changed:
+        return None
+    member: OrganizationMember = form.instance
+    try:
+        update_member(
+            org_id=member.org_id,
+            user=member.user,
+            role=form.cleaned_data["role"] if "role" in changed else None,
+            status=form.cleaned_data["status"] if "status" in changed else None,
+            actor=_actor(request),
+            actor_label="admin",
+        )
+    except ApplicationError as refusal:
+        return f"{member.user} in {member.org_id}: {refusal.message} ({refusal.code})"
+    return None
 
 
 class MembershipForm(forms.ModelForm):
@@ -29,6 +61,9 @@ class MembershipForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        invited = OrganizationMember.Status.INVITED
+        if "status" in self.changed_data and invited in (cleaned.get("status"), self.initial.get("status")):
+            self.add_error("status", "An invitation is accepted or declined by its invitee, not here.")
         user = cleaned.get("user")
         user_id = user.pk if user is not None else self.instance.user_id
         if cleaned.get("is_default") and user_id is not None:
@@ -82,15 +117,16 @@ class UserAdmin(DjangoUserAdmin):
 
 
 class MemberInline(admin.TabularInline):
-    """Members of an organization: role, status and default flag are editable. New members are
-    added on the Organization members page (through the ``add_member`` service); members are
-    suspended, never deleted, so their allocations and ledger rows keep an owner."""
+    """Members of an organization: role and status are editable (saved through
+    ``update_member``); the default flag is the user's own choice. New members are added on the
+    Organization members page (through the ``add_member`` service); members are suspended,
+    never deleted, so their allocations and ledger rows keep an owner."""
 
     model = OrganizationMember
     form = MembershipForm
     fk_name = "org"
     fields = ("user", "role", "status", "is_default", "joined_at")
-    readonly_fields = ("user", "joined_at")
+    readonly_fields = ("user", "is_default", "joined_at")
     extra = 0
     show_change_link = True
 
@@ -232,7 +268,13 @@ class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            fields = [name for name in form.changed_data if name != "is_active"]
+            if fields:
+                obj.save(update_fields=fields)
+            if "is_active" in form.changed_data:
+                set_organization_active(
+                    org_id=obj.id, is_active=obj.is_active, actor=_actor(request), actor_label="admin"
+                )
             return
         create_organization(
             org_id=obj.id,
@@ -244,6 +286,19 @@ class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
         )
         obj.refresh_from_db()
         obj._state.adding = False
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not OrganizationMember:
+            super().save_formset(request, form, formset, change)
+            return
+        # What the admin's change message (history) reads from a saved formset.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for member_form in formset.forms:
+            refusal = _save_membership_change(request, member_form)
+            if refusal is not None:
+                self.message_user(request, refusal, level=messages.ERROR)
+            elif member_form.has_changed():
+                formset.changed_objects.append((member_form.instance, member_form.changed_data))
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Deactivate instead: the pool and the ledger rows protect the organization.
@@ -266,18 +321,21 @@ class OrganizationMemberAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # A membership never moves to another user or organization: its allocations follow it.
-        return () if obj is None else ("org", "user", "joined_at")
+        # The default organization is the user's own choice (PUT /api/v1/me/default-org).
+        return () if obj is None else ("org", "user", "is_default", "joined_at")
 
     def save_model(self, request: HttpRequest, obj: OrganizationMember, form: Any, change: bool) -> None:
         if change:
-            super().save_model(request, obj, form, change)
+            refusal = _save_membership_change(request, form)
+            if refusal is not None:
+                self.message_user(request, refusal, level=messages.ERROR)
             return
         member = add_member(
             org_id=obj.org_id,
             user=obj.user,
             role=obj.role,
             is_default=obj.is_default,
-            actor=request.user if isinstance(request.user, User) else None,
+            actor=_actor(request),
             actor_label="admin",
         )
         obj.pk = member.pk

@@ -1,8 +1,15 @@
 """Typed refusals of the membership services. Each has a stable code and an HTTP status."""
 
-from orgbilling.errors import Conflict, NotFound, ValidationFailed
+from orgbilling.errors import ApplicationError, Conflict, NotFound, ValidationFailed
 
-__all__ = ["AlreadyMember", "AmbiguousEmail", "LastAdmin", "MemberNotFound"]
+__all__ = [
+    "AlreadyMember",
+    "AmbiguousEmail",
+    "InvitationExpired",
+    "InvitationNotFound",
+    "LastAdmin",
+    "MemberNotFound",
+]
 
 
 class LastAdmin(Conflict):
@@ -24,3 +31,15 @@ class MemberNotFound(NotFound):
 class AmbiguousEmail(ValidationFailed):
     code = "ambiguous_email"
     default_message = "Several users have this email address; add the user by user_id."
+
+
+class InvitationNotFound(NotFound):
+    code = "invitation_not_found"
+    default_message = "There is no pending invitation to this organization."
+
+
+class InvitationExpired(ApplicationError):
+    # 410: the invitation existed but is gone for good; the inviter can send a fresh one.
+    status_code = 410
+    code = "invitation_expired"
+    default_message = "This invitation has expired; ask the organization's admin to invite you again."

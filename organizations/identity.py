@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 
 from billing.services.audit import record_audit_event
+from organizations.invitations import claim_email_invitations
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member, change_member_role
 from orgbilling.errors import ApplicationError
@@ -140,6 +141,7 @@ def sync_user_from_claims(
                 metadata={"method": via},
                 ip_address=ip_address,
             )
+    claim_email_invitations(user=user, verified_email=identity.email)
     if identity.org_roles:
         _sync_org_memberships(user, identity.org_roles)
     return user
@@ -184,8 +186,12 @@ def _sync_org_memberships(user: User, org_roles: dict[str, str]) -> None:
     memberships the claim does not mention are left alone (removing one moves credits: an org
     admin does that). A refused change (the org's last admin) is logged and skipped."""
     known = set(Organization.objects.filter(pk__in=org_roles).values_list("pk", flat=True))
+    # A pending invitation is no membership: the groups claim is consent, so add_member
+    # activates it.
     current = dict(
-        OrganizationMember.objects.filter(user=user, org_id__in=known).values_list("org_id", "role")
+        OrganizationMember.objects.filter(user=user, org_id__in=known)
+        .exclude(status=OrganizationMember.Status.INVITED)
+        .values_list("org_id", "role")
     )
     for org_id, role in sorted(org_roles.items()):
         if org_id not in known:

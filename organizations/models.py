@@ -1,11 +1,13 @@
 """Users, organizations and memberships: who may bill against which organization."""
 
+import uuid
 from typing import ClassVar
 
 from django.contrib.auth.models import AbstractUser
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 # Path segments of the org-billing API that an org id would shadow (``/{org_id}/history``).
 RESERVED_ORG_IDS = frozenset({"credits", "subscriptions", "billing", "usage", "charges", "webhooks"})
@@ -61,7 +63,13 @@ class Organization(models.Model):
 
 
 class OrganizationMember(models.Model):
-    """A user's membership of an organization. Only ``active`` members may bill."""
+    """A user's membership of an organization. Only ``active`` members may bill.
+
+    An ``invited`` row is an invitation the user has not answered: it grants nothing (no
+    access, no billing, no allocation) until the user accepts it. ``invited_email`` is the
+    address the inviter typed (empty when they named the user by id): the inviter is shown
+    that, never the account it matched.
+    """
 
     class Role(models.TextChoices):
         ADMIN = "admin", "Admin"
@@ -78,6 +86,11 @@ class OrganizationMember(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     is_default = models.BooleanField(default=False)
     joined_at = models.DateTimeField(auto_now_add=True)
+    invitation_id = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    invited_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    invited_email = models.EmailField(blank=True)
+    invited_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="An invitation's deadline")
 
     class Meta:
         db_table = "organization_members"
@@ -96,11 +109,50 @@ class OrganizationMember(models.Model):
                 condition=Q(status__in=["active", "invited", "suspended"]),
                 name="organization_members_status_valid",
             ),
+            # An invitation is never the organization that pays by default, and always has a
+            # deadline and an id to answer it by.
+            models.CheckConstraint(
+                condition=~Q(status="invited")
+                | (Q(is_default=False) & Q(expires_at__isnull=False) & Q(invitation_id__isnull=False)),
+                name="organization_members_invited_shape",
+            ),
         ]
         indexes: ClassVar = [models.Index(fields=["user", "status"], name="org_members_user_status")]
 
     def __str__(self) -> str:
         return f"{self.user_id} in {self.org_id} ({self.role})"
+
+
+class EmailInvitation(models.Model):
+    """An invitation to an e-mail address no single account has yet. It waits, keyed by the
+    lower-cased address, until someone signs in with that address *verified* by the identity
+    provider; it then becomes that user's ``invited`` membership (same ``id``), which they
+    accept or decline."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    org = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="email_invitations")
+    email = models.EmailField(help_text="Lower-cased")
+    role = models.CharField(
+        max_length=16, choices=OrganizationMember.Role.choices, default=OrganizationMember.Role.MEMBER
+    )
+    invited_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    invited_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "organization_email_invitations"
+        ordering = ["org_id", "invited_at", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(fields=["org", "email"], name="email_invitations_unique_org_email"),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="email_invitations_lower"),
+            models.CheckConstraint(
+                condition=Q(role__in=["admin", "member"]), name="email_invitations_role_valid"
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["email"], name="email_invitations_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} invited to {self.org_id}"
 
 
 class ApiKey(models.Model):

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.text import slugify
 
 from billing.errors import OrganizationInactive, OrganizationNotFound
@@ -87,7 +88,13 @@ def add_member(
     actor: User | None = None,
     actor_label: str = "",
 ) -> OrganizationMember:
-    """Add an existing user to an organization as an active member."""
+    """Add an existing user to an organization as an **active** member, without asking them.
+
+    For callers whose say-so is the user's consent: the identity provider's groups, seeds and
+    fixtures, a system admin's explicit direct add (audited). Org admins invite instead
+    (``organizations.invitations.invite_member``). A pending invitation of the user is
+    activated; an active or suspended membership raises ``AlreadyMember``.
+    """
     if role not in OrganizationMember.Role.values:
         raise ValidationFailed("Unknown role.", details={"role": role})
     try:
@@ -105,11 +112,28 @@ def _add_member(
     with transaction.atomic():
         if not Organization.objects.filter(pk=org_id).exists():
             raise OrganizationNotFound(details={"org_id": org_id})
-        if OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
+        invited = (
+            OrganizationMember.objects.select_for_update(of=("self",))
+            .filter(org_id=org_id, user=user)
+            .first()
+        )
+        if invited is not None and invited.status != OrganizationMember.Status.INVITED:
             raise AlreadyMember(details={"org_id": org_id, "user_id": user.username})
         if is_default:
             OrganizationMember.objects.filter(user=user, is_default=True).update(is_default=False)
-        member = OrganizationMember.objects.create(org_id=org_id, user=user, role=role, is_default=is_default)
+        if invited is None:
+            member = OrganizationMember.objects.create(
+                org_id=org_id, user=user, role=role, is_default=is_default
+            )
+        else:
+            member = invited
+            member.role, member.is_default = role, is_default
+            member.status, member.joined_at, member.expires_at = (
+                OrganizationMember.Status.ACTIVE,
+                timezone.now(),
+                None,
+            )
+            member.save(update_fields=["role", "is_default", "status", "joined_at", "expires_at"])
         record_audit_event(
             action="member.added",
             actor=actor,
@@ -117,7 +141,7 @@ def _add_member(
             org_id=org_id,
             target_type="member",
             target_id=user.username,
-            metadata={"role": role},
+            metadata={"role": role, "was_invited": invited is not None},
         )
     return member
 
@@ -210,7 +234,12 @@ def _lock_member_and_admins(org_id: str, user: User) -> tuple[OrganizationMember
         .filter(Q(org_id=org_id) & (Q(user=user) | is_active_admin))
         .order_by("pk")
     )
-    member = next((row for row in rows if row.user_id == user.pk), None)
+    # An invitation is not a membership yet: only its invitee (accept, decline) and the
+    # inviter (revoke) act on it, so here it is as absent as no row at all.
+    member = next(
+        (row for row in rows if row.user_id == user.pk and row.status != OrganizationMember.Status.INVITED),
+        None,
+    )
     if member is None:
         if not Organization.objects.filter(pk=org_id).exists():
             raise OrganizationNotFound(details={"org_id": org_id})
@@ -307,7 +336,12 @@ def set_member_status(
 
 
 def remove_member(
-    *, org_id: str, user: User, actor: User | None = None, actor_label: str = ""
+    *,
+    org_id: str,
+    user: User,
+    actor: User | None = None,
+    actor_label: str = "",
+    audit_action: str = "member.removed",
 ) -> MemberRemoval:
     """Remove a member from the organization: revoke their active allocation (its unused
     credits return to the pool) and delete the membership, all in one transaction.
@@ -331,7 +365,7 @@ def remove_member(
         role, status = member.role, member.status
         member.delete()
         record_audit_event(
-            action="member.removed",
+            action=audit_action,
             actor=actor,
             actor_label=actor_label,
             org_id=org_id,
@@ -347,6 +381,43 @@ def remove_member(
     return MemberRemoval(
         org_id=org_id, user=user, role=role, returned_to_pool=returned, allocation=allocation
     )
+
+
+def leave_organization(*, user: User, org_id: str) -> MemberRemoval:
+    """The user leaves ``org_id``: like ``remove_member`` (their allocation's unused credits
+    return to the pool; the last active admin cannot leave), audited as ``member.left``.
+    Without an active or suspended membership the org is 404 to them (an invitation is
+    declined, not left)."""
+    if (
+        not OrganizationMember.objects.filter(org_id=org_id, user=user)
+        .exclude(status=OrganizationMember.Status.INVITED)
+        .exists()
+    ):
+        raise OrganizationNotFound(details={"org_id": org_id})
+    return remove_member(org_id=org_id, user=user, actor=user, audit_action="member.left")
+
+
+def set_organization_active(
+    *, org_id: str, is_active: bool, actor: User | None, actor_label: str = ""
+) -> Organization:
+    """Deactivate an organization (billing refuses its members' requests and new allocations)
+    or reactivate it; audited as ``organization.deactivated`` / ``organization.activated``."""
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().filter(pk=org_id).first()
+        if org is None:
+            raise OrganizationNotFound(details={"org_id": org_id})
+        if org.is_active != is_active:
+            org.is_active = is_active
+            org.save(update_fields=["is_active", "updated_at"])
+            record_audit_event(
+                action="organization.activated" if is_active else "organization.deactivated",
+                actor=actor,
+                actor_label=actor_label,
+                org_id=org.id,
+                target_type="organization",
+                target_id=org.id,
+            )
+    return org
 
 
 def set_byok(*, org_id: str, enabled: bool, actor: User) -> Organization:

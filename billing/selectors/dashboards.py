@@ -239,7 +239,10 @@ def pool_summary(*, org_id: str) -> PoolSummary:
 def member_balances(*, org_id: str, limit: int = MEMBER_LIMIT) -> tuple[int, list[MemberBalance]]:
     """(how many members the org has, the first ``limit`` of them by join date with their
     active allocation): three queries whatever the number of members."""
-    members_qs = OrganizationMember.objects.filter(org_id=org_id)
+    # An unanswered invitation is no member: it must not show the invitee to the org.
+    members_qs = OrganizationMember.objects.filter(org_id=org_id).exclude(
+        status=OrganizationMember.Status.INVITED
+    )
     count = members_qs.count()
     members = list(members_qs.select_related("user").order_by("joined_at", "id")[:limit])
     allocations = {

@@ -39,16 +39,21 @@ _ORG = Columns(Organization, "o")
 @cache
 def _memberships_sql() -> str:
     # One prepared query: a user has a handful of memberships, and this runs on every gateway call.
+    # An invitation the user has not accepted is no membership: it never pays, and never makes
+    # billing refuse (an org cannot change how a user is billed by inviting them).
     return (
         f"SELECT {_MEMBER.sql}, {_ORG.sql} FROM organization_members m"
-        " JOIN organizations o ON o.id = m.org_id WHERE m.user_id = %(user_id)s ORDER BY m.joined_at, m.id"
+        " JOIN organizations o ON o.id = m.org_id"
+        f" WHERE m.user_id = %(user_id)s AND m.status <> '{OrganizationMember.Status.INVITED.value}'"
+        " ORDER BY m.joined_at, m.id"
     )
 
 
 def resolve_billing_context(*, user: User, requested_org_id: str | None = None) -> BillingContext:
     """Explicit org → the default membership → the oldest membership → individual credits.
 
-    Only a user with no membership at all falls back to individual credits. When the
+    Only a user with no membership at all (invitations not counted) falls back to individual
+    credits. When the
     membership that would pay is suspended or its organization deactivated, the request is
     refused rather than silently billed to another organization (docs/decisions.md).
     """
@@ -68,5 +73,5 @@ def resolve_billing_context(*, user: User, requested_org_id: str | None = None) 
     if oldest is not None:
         return BillingContext(user=user, org_id=_usable(oldest).org_id, source="oldest")
     if memberships:
-        _usable(memberships[0])  # every membership is suspended or invited: this raises
+        _usable(memberships[0])  # every membership is suspended: this raises
     return BillingContext(user=user, org_id=None, source="individual")

@@ -4,11 +4,13 @@ org's members, and finding the user a request names."""
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from billing.errors import UserNotFound
 from billing.services import resolve_billing_context
 from organizations.errors import AmbiguousEmail
-from organizations.models import OrganizationMember, User
+from organizations.invitations import Invitation, from_email_invitation, from_membership
+from organizations.models import EmailInvitation, OrganizationMember, User
 from organizations.selectors import api_key_scope_org_id
 from orgbilling.errors import ApplicationError
 
@@ -37,7 +39,8 @@ class PayingAccount:
 
 @dataclass(frozen=True)
 class MeOverview:
-    """The caller, every membership they hold (any status), and who pays for their requests."""
+    """The caller, every membership they hold (active or suspended; invitations are listed at
+    ``/me/invitations``), and who pays for their requests."""
 
     user: User
     organizations: list[OrganizationMember]
@@ -60,7 +63,11 @@ def _paying_account(user: User, memberships: list[OrganizationMember]) -> Paying
 
 
 def me_overview(*, user: User) -> MeOverview:
-    memberships = OrganizationMember.objects.select_related("org").filter(user=user)
+    memberships = (
+        OrganizationMember.objects.select_related("org")
+        .filter(user=user)
+        .exclude(status=OrganizationMember.Status.INVITED)
+    )
     scope = api_key_scope_org_id(user)
     if scope is not None:
         # An org-scoped API key sees its org only, and that org is what pays for its requests.
@@ -75,12 +82,42 @@ def me_overview(*, user: User) -> MeOverview:
 
 
 def org_members(*, org_id: str) -> QuerySet[OrganizationMember]:
-    """Every membership of the org, oldest first. Callers check access first."""
-    return OrganizationMember.objects.select_related("user").filter(org_id=org_id).order_by("joined_at", "id")
+    """Every member of the org (active or suspended), oldest first. Callers check access first.
+    Invitations are not members: ``org_invitations`` lists them without naming any account."""
+    return (
+        OrganizationMember.objects.select_related("user")
+        .filter(org_id=org_id)
+        .exclude(status=OrganizationMember.Status.INVITED)
+        .order_by("joined_at", "id")
+    )
+
+
+def org_invitations(*, org_id: str) -> list[Invitation]:
+    """The org's pending invitations (expired ones included, until revoked or re-sent), to
+    accounts and to addresses alike, oldest first. Callers check admin access first."""
+    invited = OrganizationMember.objects.select_related("user", "invited_by").filter(
+        org_id=org_id, status=OrganizationMember.Status.INVITED
+    )
+    waiting = EmailInvitation.objects.select_related("invited_by").filter(org_id=org_id)
+    rows = [from_membership(m) for m in invited] + [from_email_invitation(r) for r in waiting]
+    return sorted(rows, key=lambda row: (row.invited_at, str(row.invitation_id)))
+
+
+def my_invitations(*, user: User) -> list[OrganizationMember]:
+    """The user's unanswered, unexpired invitations, newest first; an org-scoped API key sees
+    its own org's only."""
+    rows = OrganizationMember.objects.select_related("org", "invited_by").filter(
+        user=user, status=OrganizationMember.Status.INVITED, expires_at__gt=timezone.now()
+    )
+    scope = api_key_scope_org_id(user)
+    if scope is not None:
+        rows = rows.filter(org_id=scope)
+    return list(rows.order_by("-invited_at", "-id"))
 
 
 def user_by_email(email: str) -> User:
-    """The one user with this email (case-insensitive); 404 if none, 400 if several."""
+    """The one user with this email (case-insensitive); 404 if none, 400 if several. Only for
+    system admins' direct adds: it tells whether an address has an account."""
     users = list(User.objects.filter(email__iexact=email).order_by("pk")[:2])
     if not users:
         raise UserNotFound(details={"email": email})

@@ -9,7 +9,7 @@ from typing import cast
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
@@ -18,15 +18,18 @@ from rest_framework.views import APIView
 
 from organizations.api.lookups import org_members, user_by_email
 from organizations.api.serializers import (
+    InvitationSerializer,
     OrgMemberAddInput,
     OrgMemberRemovedSerializer,
     OrgMemberSerializer,
     OrgMemberUpdateInput,
 )
+from organizations.invitations import invite_member
 from organizations.models import OrganizationMember, User
-from organizations.selectors import org_admin_access, user_by_id
+from organizations.selectors import acts_as_system_admin, org_admin_access, user_by_id
 from organizations.services import add_member, remove_member, update_member
 from orgbilling.api.schema import error_responses, example
+from orgbilling.errors import Forbidden
 
 TAGS = ["members"]
 
@@ -47,9 +50,32 @@ _MEMBER_EXAMPLE = {
     "joined_at": "2026-01-05T09:30:00Z",
 }
 
+_INVITATION_EXAMPLE = {
+    "invitation_id": "0b7f6f0e-2d7c-4b36-9a55-0d3f4f1e8c21",
+    "org_id": "org_abc123",
+    "email": "grace@example.com",
+    "user_id": None,
+    "role": "member",
+    "status": "invited",
+    "invited_by": "user_123",
+    "invited_at": "2026-01-05T09:30:00Z",
+    "expires_at": "2026-01-19T09:30:00Z",
+}
+
+_ADD_RESULT = PolymorphicProxySerializer(
+    component_name="OrgMemberAddResult",
+    serializers=[InvitationSerializer, OrgMemberSerializer],
+    resource_type_field_name=None,
+)
+
 
 class MemberFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=OrganizationMember.Status.choices)
+    status = django_filters.ChoiceFilter(
+        choices=[
+            (OrganizationMember.Status.ACTIVE.value, "Active"),
+            (OrganizationMember.Status.SUSPENDED.value, "Suspended"),
+        ]
+    )
     role = django_filters.ChoiceFilter(choices=OrganizationMember.Role.choices)
 
     class Meta:
@@ -75,7 +101,10 @@ class OrgMembersView(GenericAPIView):
         operation_id="organization_members_list",
         tags=TAGS,
         summary="List the organization's members",
-        description="Org admins and system admins; filter with `?status=` and `?role=`.",
+        description=(
+            "Org admins and system admins; filter with `?status=` and `?role=`. Pending "
+            "invitations are not members: see `GET .../invitations`."
+        ),
         parameters=[ORG_ID_PARAM],
         responses={200: OrgMemberSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
         examples=[
@@ -93,19 +122,25 @@ class OrgMembersView(GenericAPIView):
     @extend_schema(
         operation_id="organization_members_add",
         tags=TAGS,
-        summary="Add an existing user to the organization",
+        summary="Invite a user or an e-mail address to the organization",
         description=(
-            "Name the user by exactly one of `user_id` and `email`; `role` is `member` unless "
-            "given. Unknown user → 404 `user_not_found`; already a member (in any status) → 409 "
-            "`already_member`; an email shared by several users → 400 `ambiguous_email`."
+            "Name the invitee by exactly one of `user_id` and `email`; `role` is `member` unless "
+            "given. Answers 201 with the invitation (`status: invited`): the invitee is mailed "
+            "and becomes a member only when they accept (`POST /api/v1/me/invitations/{org_id}/"
+            "accept`). An address works whether or not it has an account yet, and the answer is "
+            "the same either way. Re-inviting refreshes the deadline. A user who already is an "
+            "active or suspended member → 409 `already_member`; an unknown `user_id` → 404 "
+            "`user_not_found`. System admins may add an existing user directly with "
+            '`"status": "active"` (audited; answers the member); anyone else → 403.'
         ),
         parameters=[ORG_ID_PARAM],
         request=OrgMemberAddInput,
-        responses={201: OrgMemberSerializer, **error_responses(400, 401, 403, 404, 409, 429)},
+        responses={201: _ADD_RESULT, **error_responses(400, 401, 403, 404, 409, 429)},
         examples=[
-            example("by user id", {"user_id": "user_456", "role": "member"}, request=True),
-            example("by email", {"email": "grace@example.com", "role": "admin"}, request=True),
-            example("added", _MEMBER_EXAMPLE, status=201),
+            example("by email", {"email": "grace@example.com", "role": "member"}, request=True),
+            example("by user id", {"user_id": "user_456", "role": "admin"}, request=True),
+            example("direct add (system admins)", {"user_id": "user_456", "status": "active"}, request=True),
+            example("invited", _INVITATION_EXAMPLE, status=201),
         ],
     )
     def post(self, request: Request, org_id: str) -> Response:
@@ -114,9 +149,25 @@ class OrgMembersView(GenericAPIView):
         data = OrgMemberAddInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        user = user_by_id(values["user_id"]) if "user_id" in values else user_by_email(values["email"])
-        member = add_member(org_id=access.org.id, user=user, role=values["role"], actor=caller)
-        return Response(OrgMemberSerializer(member).data, status=status.HTTP_201_CREATED)
+        if values["status"] == OrganizationMember.Status.ACTIVE:
+            if not acts_as_system_admin(caller):
+                raise Forbidden(
+                    "Only system admins may add an active member directly; invite the user instead.",
+                    details={"org_id": org_id},
+                )
+            user = user_by_id(values["user_id"]) if "user_id" in values else user_by_email(values["email"])
+            member = add_member(
+                org_id=access.org.id, user=user, role=values["role"], actor=caller, actor_label="direct-add"
+            )
+            return Response(OrgMemberSerializer(member).data, status=status.HTTP_201_CREATED)
+        invitation = invite_member(
+            org_id=access.org.id,
+            user=user_by_id(values["user_id"]) if "user_id" in values else None,
+            email=values.get("email"),
+            role=values["role"],
+            actor=caller,
+        )
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
 
 class OrgMemberView(APIView):

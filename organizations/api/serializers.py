@@ -12,6 +12,10 @@ CONTEXT_SOURCES = ["default", "oldest", "individual"]
 ROLE_CHOICES = OrganizationMember.Role.choices
 STATUS_CHOICES = OrganizationMember.Status.choices
 SETTABLE_STATUS_CHOICES = [(status.value, status.label) for status in SETTABLE_STATUSES]
+ADD_STATUS_CHOICES = [
+    (status.value, status.label)
+    for status in (OrganizationMember.Status.INVITED, OrganizationMember.Status.ACTIVE)
+]
 
 
 # Input ----------------------------------------------------------------------------------------
@@ -22,12 +26,20 @@ class DefaultOrgInput(StrictSerializer):
 
 
 class OrgMemberAddInput(StrictSerializer):
-    """Exactly one of ``user_id`` and ``email`` names an existing user."""
+    """Exactly one of ``user_id`` and ``email`` names the invitee."""
 
     user_id = StrictCharField(max_length=150, required=False, help_text="The user's id (their OIDC `sub`)")
-    email = serializers.EmailField(max_length=254, required=False, help_text="The user's email address")
+    email = serializers.EmailField(
+        max_length=254, required=False, help_text="An e-mail address, with or without an account yet"
+    )
     role = serializers.ChoiceField(
         choices=ROLE_CHOICES, default=OrganizationMember.Role.MEMBER, help_text="`member` unless given"
+    )
+    status = serializers.ChoiceField(
+        choices=ADD_STATUS_CHOICES,
+        default=OrganizationMember.Status.INVITED,
+        help_text="`invited` unless given; `active` (a direct add, no consent asked) is for "
+        "system admins only",
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -113,4 +125,55 @@ class OrgMemberRemovedSerializer(serializers.Serializer):
     user_id = serializers.CharField()
     returned_to_pool = CreditsReadField(
         help_text="Unused credits of the revoked allocation, back in the pool"
+    )
+
+
+class InvitationSerializer(serializers.Serializer):
+    """An invitation as its inviter sees it: what they typed, never the account it matched."""
+
+    invitation_id = serializers.UUIDField(help_text="Revoke it by this id")
+    org_id = serializers.CharField()
+    email = serializers.CharField(allow_null=True, help_text="The address invited (null: by user_id)")
+    user_id = serializers.CharField(allow_null=True, help_text="The user invited by id (null: by email)")
+    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+    status = serializers.ChoiceField(choices=[OrganizationMember.Status.INVITED.value])
+    invited_by = serializers.CharField(allow_null=True, help_text="The inviter's user id")
+    invited_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(help_text="Not acceptable after this; re-invite to refresh")
+
+
+class MyInvitationSerializer(serializers.Serializer):
+    """An invitation as its invitee sees it."""
+
+    org_id = serializers.CharField()
+    org_name = serializers.CharField(source="org.org_name")
+    role = serializers.ChoiceField(choices=ROLE_CHOICES)
+    invited_by = serializers.SerializerMethodField(help_text="The inviter's user id")
+    invited_by_name = serializers.SerializerMethodField(help_text="The inviter's name")
+    invited_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+
+    def get_invited_by(self, member: OrganizationMember) -> str | None:
+        return member.invited_by.username if member.invited_by is not None else None
+
+    def get_invited_by_name(self, member: OrganizationMember) -> str | None:
+        inviter = member.invited_by
+        return (inviter.get_full_name() or inviter.username) if inviter is not None else None
+
+
+class InvitationDeclinedSerializer(serializers.Serializer):
+    declined = serializers.BooleanField()
+    org_id = serializers.CharField()
+
+
+class InvitationRevokedSerializer(serializers.Serializer):
+    revoked = serializers.BooleanField()
+    invitation_id = serializers.UUIDField()
+
+
+class LeftOrganizationSerializer(serializers.Serializer):
+    left = serializers.BooleanField()
+    org_id = serializers.CharField()
+    returned_to_pool = CreditsReadField(
+        help_text="Unused credits of your allocation, back in the organization's pool"
     )

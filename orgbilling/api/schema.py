@@ -12,6 +12,7 @@ _DESCRIPTIONS = {
     403: "Signed in but not allowed (`forbidden`)",
     404: "Unknown, or not visible to the caller (`organization_not_found`, `not_found`, …)",
     409: "Conflicts with the current state (`duplicate_subscription`, `idempotency_key_reused`, …)",
+    410: "Gone for good (`invitation_expired`)",
     429: "Rate limited (`rate_limited`); see `Retry-After`",
     503: "A backing service is down (`billing_backend_unavailable`, `service_unavailable`)",
 }

@@ -41,6 +41,9 @@ MIDDLEWARE = [
 # Usage analytics, CSV exports and the usage summary refuse a longer span (bounded work).
 USAGE_MAX_SPAN_DAYS: int = env.int("USAGE_MAX_SPAN_DAYS", default=400)
 
+# An invitation to join an organization can be accepted for this many days (docs/decisions.md).
+ORG_INVITATION_TTL_DAYS: int = env.int("ORG_INVITATION_TTL_DAYS", default=14)
+
 # Request bodies (orgbilling/input_guard.py): the REST API's, and the gateway's (long prompts).
 API_MAX_BODY_BYTES: int = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
 LLM_MAX_BODY_BYTES: int = env.int("LLM_MAX_BODY_BYTES", default=8 * 1024 * 1024)

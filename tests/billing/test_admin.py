@@ -617,14 +617,28 @@ def test_a_second_default_organization_is_a_form_error(admin_client: Client):
     user = UserFactory()
     first, second = OrganizationFactory(), OrganizationFactory()
     add_member(org_id=first.id, user=user, is_default=True, actor_label="test")
+
+    response = admin_client.post(
+        reverse("admin:organizations_organizationmember_add"),
+        {"org": second.pk, "user": user.pk, "role": "member", "is_default": "on"},
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["is_default"]
+    assert not OrganizationMember.objects.filter(org=second, user=user).exists()
+
+
+def test_the_default_flag_is_the_users_choice_not_the_admins(admin_client: Client):
+    user = UserFactory()
+    first, second = OrganizationFactory(), OrganizationFactory()
+    add_member(org_id=first.id, user=user, is_default=True, actor_label="test")
     membership = add_member(org_id=second.id, user=user, actor_label="test")
 
     response = admin_client.post(
         change_url(membership), {"role": "member", "status": "active", "is_default": "on"}
     )
 
-    assert response.status_code == 200
-    assert response.context["adminform"].form.errors["is_default"]
+    assert response.status_code == 302
     membership.refresh_from_db()
     assert not membership.is_default
 
