@@ -25,7 +25,7 @@ from organizations.api.serializers import (
 )
 from organizations.errors import InvitationNotFound
 from organizations.invitations import accept_invitation, decline_invitation, revoke_invitation
-from organizations.models import User
+from organizations.models import OrganizationMember, User
 from organizations.selectors import in_api_key_scope, org_admin_access
 from organizations.services import leave_organization
 from orgbilling.api.schema import error_responses, example
@@ -69,6 +69,7 @@ def _own_org(user: User, org_id: str, missing: type[OrganizationNotFound | Invit
 
 class OrgInvitationsView(GenericAPIView):
     serializer_class = InvitationSerializer
+    queryset = OrganizationMember.objects.none()  # for the schema: the rows come from org_invitations
 
     @extend_schema(
         operation_id="organization_invitations_list",

@@ -58,7 +58,8 @@ class MeView(APIView):
         tags=TAGS,
         summary="The signed-in user: profile, organizations with roles, default org",
         description=(
-            "Every membership the user holds, whatever its status. `default_org_id` is the "
+            "Every membership the user holds, active or suspended (pending invitations are at "
+            "`/api/v1/me/invitations` and change nothing here until accepted). `default_org_id` is the "
             "organization that pays for requests naming none (the default membership, else the "
             "oldest active one); null means the user's individual credits. When billing would "
             "refuse such requests (the default membership is suspended or its org deactivated), "

@@ -17,6 +17,7 @@ from billing.services import (
     reserve_credits,
     resolve_billing_context,
 )
+from organizations.api_keys import create_api_key
 from organizations.models import EmailInvitation, OrganizationMember
 from organizations.services import add_member, create_organization
 from tests.conftest import assert_error, mc
@@ -82,18 +83,20 @@ def test_an_invitation_grants_nothing_until_accepted(api_client, acme, invitee):
         resolve_billing_context(user=invitee, requested_org_id=ORG)
 
 
-def test_an_invitation_never_makes_billing_refuse_or_switch(api_client, acme, invitee):
-    # given the invitee pays through their own team's allocation
+def test_an_invitation_never_changes_who_pays(api_client, acme, invitee):
+    # given the invitee's only membership is suspended: billing refuses their requests
     home = OrganizationFactory(id="home")
-    add_credits_to_pool(org_id=home.id, amount=mc(10), actor_label="test")
     add_member(org_id=home.id, user=invitee, actor_label="test")
-    allocate_credits_to_user(org_id=home.id, user=invitee, amount=mc(5), actor_label="test")
-    OrganizationMember.objects.filter(org=home, user=invitee).update(joined_at=timezone.now())
+    OrganizationMember.objects.filter(org=home, user=invitee).update(status="suspended")
+    with pytest.raises(NotAMember) as before:
+        resolve_billing_context(user=invitee)
 
     invite(api_client, acme, user_id=invitee.username)
 
-    context = resolve_billing_context(user=invitee)
-    assert (context.org_id, context.source) == ("home", "oldest")
+    # then it still does, for the same membership: the inviting org does not start paying
+    with pytest.raises(NotAMember) as after:
+        resolve_billing_context(user=invitee)
+    assert after.value.details == before.value.details == {"org_id": "home", "user_id": "invitee"}
 
 
 def test_an_invited_user_cannot_receive_an_allocation(api_client, acme, invitee):
@@ -257,6 +260,22 @@ def test_a_plain_member_or_outsider_cannot_see_or_revoke_invitations(api_client,
     assert membership(invitee).status == "invited"
 
 
+def test_an_org_scoped_key_answers_only_its_own_orgs_invitations(api_client, acme, invitee):
+    home = OrganizationFactory(id="home")
+    add_member(org_id=home.id, user=invitee, actor_label="test")
+    invite(api_client, acme, user_id=invitee.username)
+    key = create_api_key(user=invitee, name="home only", org_id=home.id)[1]
+    api_client.logout()
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    assert api_client.get(MINE, **auth).json() == []
+    assert_error(api_client.post(f"{MINE}/{ORG}/accept", **auth), 404, "organization_not_found")
+    assert_error(
+        api_client.post(f"/api/v1/me/organizations/{ORG}/leave", **auth), 404, "organization_not_found"
+    )
+    assert membership(invitee).status == "invited"
+
+
 # Addresses without an account ---------------------------------------------------------------
 
 
@@ -283,6 +302,7 @@ def test_group_sync_still_adds_active_members_and_activates_an_invitation(
     sub = new_sub()
     user = UserFactory(username=sub, email=f"{sub}@example.test")
     invite(api_client, acme, user_id=sub)
+    assert membership(user).status == "invited"
     keycloak.set_user(sub, {"email": f"{sub}@example.test", "groups": [f"/orgs/{ORG}/member"]})
 
     browser_sign_in(client, keycloak, sub)
