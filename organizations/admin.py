@@ -270,7 +270,7 @@ class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
         if change:
             fields = [name for name in form.changed_data if name != "is_active"]
             if fields:
-                obj.save(update_fields=fields)
+                obj.save(update_fields=[*fields, "updated_at"])
             if "is_active" in form.changed_data:
                 set_organization_active(
                     org_id=obj.id, is_active=obj.is_active, actor=_actor(request), actor_label="admin"
