@@ -291,3 +291,38 @@ def claim_email_invitations(*, user: User, verified_email: str | None) -> int:
     if claimed:
         logger.info("user %s claimed %d e-mail invitation(s)", user.username, claimed)
     return claimed
+
+
+def prune_expired_invitations(*, older_than_days: int) -> int:
+    """Delete invitations that expired more than ``older_than_days`` ago (memberships still
+    ``invited`` and e-mail invitations never claimed), each with an audit event. Until then an
+    expired invitation still answers 410 ``invitation_expired``, so the invitee learns why.
+    Returns how many were deleted."""
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    pruned = 0
+    with transaction.atomic():
+        stale_members = list(
+            OrganizationMember.objects.select_for_update(of=("self",))
+            .filter(status=INVITED, expires_at__lt=cutoff)
+            .order_by("pk")
+        )
+        stale_addresses = list(
+            EmailInvitation.objects.select_for_update().filter(expires_at__lt=cutoff).order_by("pk")
+        )
+        for invitation_id, org_id in [(m.invitation_id, m.org_id) for m in stale_members] + [
+            (row.id, row.org_id) for row in stale_addresses
+        ]:
+            record_audit_event(
+                action="member.invitation_pruned",
+                actor_label="task:prune_expired_invitations",
+                org_id=org_id,
+                target_type="invitation",
+                target_id=str(invitation_id),
+                metadata={"older_than_days": older_than_days},
+            )
+            pruned += 1
+        OrganizationMember.objects.filter(pk__in=[m.pk for m in stale_members]).delete()
+        EmailInvitation.objects.filter(pk__in=[row.pk for row in stale_addresses]).delete()
+    if pruned:
+        logger.info("pruned %d invitation(s) expired over %d days ago", pruned, older_than_days)
+    return pruned

@@ -87,6 +87,10 @@ CELERY_BEAT_SCHEDULE = {
     "rollup-usage": _every(15 * 60, "billing.tasks.rollup_usage"),
     "reconcile-credits": _at(crontab(minute=37), "billing.tasks.reconcile_credits", 3600),
     "prune-webhook-events": _at(crontab(hour=3, minute=17), "billing.tasks.prune_webhook_events", 86400),
+    # Memberships (organizations/tasks.py).
+    "prune-expired-invitations": _at(
+        crontab(hour=3, minute=27), "organizations.tasks.prune_expired_invitations", 86400
+    ),
 }
 
 # Alert e-mail. EMAIL_URL as django-environ reads it: smtp+tls://user:password@host:587,
@@ -102,3 +106,6 @@ OPS_ALERT_EMAILS: list[str] = env.list("OPS_ALERT_EMAILS", default=[])
 
 # Processed and ignored webhook events are kept this long (days), then pruned daily.
 WEBHOOK_EVENT_RETENTION_DAYS: int = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=90)
+# Invitations that expired (unanswered) are kept this long (days) so the invitee still gets
+# 410 invitation_expired, then pruned daily with an audit event each.
+ORG_INVITATION_RETENTION_DAYS: int = env.int("ORG_INVITATION_RETENTION_DAYS", default=30)

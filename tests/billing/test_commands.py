@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from billing.models import (
+    AuditEvent,
     CreditUsageAttribution,
     OrganizationCreditPool,
     OrganizationSubscription,
@@ -130,3 +131,12 @@ def test_seed_demo_builds_the_three_use_cases_and_is_idempotent():
     assert Organization.objects.count() == 5
     assert CreditUsageAttribution.objects.exists()
     assert "no drift" in run("reconcile_credits", "--no-progress")
+    # Everyone joined by accepting an invitation (audited), and all are active now.
+    assert not OrganizationMember.objects.exclude(status="active").exists()
+    accepted = AuditEvent.objects.filter(action="member.invitation_accepted")
+    assert accepted.filter(org_id="enterprise-corp").count() == 100
+    assert accepted.filter(target_id="consultant-carol").count() == 3
+    assert (
+        OrganizationMember.objects.get(user__username="consultant-carol", is_default=True).org_id
+        == "client-a"
+    )

@@ -344,3 +344,22 @@ def test_leaving_refuses_the_last_admin_calls_in_flight_and_non_members(api_clie
     api_client.force_login(stranger)  # invited only: declines, does not leave
     assert_error(api_client.post(f"/api/v1/me/organizations/{ORG}/leave"), 404, "organization_not_found")
     assert_error(api_client.post("/api/v1/me/organizations/nowhere/leave"), 404, "organization_not_found")
+
+
+def test_invitations_expired_past_the_retention_are_pruned_with_an_audit_event(api_client, acme, invitee):
+    from organizations.tasks import prune_expired_invitations
+
+    invite(api_client, acme, user_id=invitee.username)
+    invite(api_client, acme, email="nobody-yet@example.test")
+    fresh = UserFactory(username="fresh", email="fresh@example.test")
+    invite(api_client, acme, user_id=fresh.username)
+
+    with time_machine.travel(timezone.now() + timedelta(days=14 + 29)):
+        assert prune_expired_invitations.apply().get() == {"pruned": 0}  # expired, kept 30 days
+    with time_machine.travel(timezone.now() + timedelta(days=14 + 31)):
+        assert prune_expired_invitations.apply().get() == {"pruned": 3}
+
+    assert not OrganizationMember.objects.filter(org_id=ORG, status="invited").exists()
+    assert not EmailInvitation.objects.exists()
+    assert AuditEvent.objects.filter(action="member.invitation_pruned", org_id=ORG).count() == 3
+    assert OrganizationMember.objects.filter(org_id=ORG, user=acme, status="active").exists()

@@ -14,8 +14,9 @@ from billing.money import credits_to_millicredits
 from billing.pricing import ensure_model_price
 from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
 from billing.services.subscriptions import create_subscription
+from organizations.invitations import accept_invitation, invite_member
 from organizations.models import Organization, OrganizationMember, User
-from organizations.services import add_member, create_organization, ensure_user
+from organizations.services import create_organization, ensure_user, set_default_organization
 
 LABEL = "command:seed_demo"
 DEMO_PRICES = [
@@ -71,12 +72,18 @@ class Command(BaseCommand):
             )
 
     def member(self, org_id: str, user: User, role: str = "member", is_default: bool = False) -> None:
-        if not OrganizationMember.objects.filter(org_id=org_id, user=user).exists():
-            run_service(
-                lambda: add_member(
-                    org_id=org_id, user=user, role=role, is_default=is_default, actor_label=LABEL
-                )
-            )
+        """Invited by the org's creator, then accepted, as people join: membership takes consent
+        (an invitation left pending by an interrupted run is refreshed and accepted)."""
+        if OrganizationMember.objects.filter(org_id=org_id, user=user).exclude(status="invited").exists():
+            return
+        inviter = Organization.objects.get(pk=org_id).created_by
+        assert inviter is not None, f"{org_id} has no creator to invite its members"
+        run_service(
+            lambda: invite_member(org_id=org_id, user=user, role=role, actor=inviter, actor_label=LABEL)
+        )
+        run_service(lambda: accept_invitation(user=user, org_id=org_id))
+        if is_default:
+            run_service(lambda: set_default_organization(user=user, org_id=org_id))
 
     def allocation(self, org_id: str, user: User, credits: int) -> None:
         if not UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).exists():
