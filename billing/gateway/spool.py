@@ -16,6 +16,7 @@ docs/decisions.md, "A refused settlement is spooled to disk until it is charged"
 import json
 import logging
 import os
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,13 @@ def _read_terms(path: Path) -> dict[str, Any]:
     return terms
 
 
+def _written_at(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0  # settled meanwhile; skipped when read
+
+
 @dataclass
 class SpoolOutcome:
     settled: list[int] = field(default_factory=list)  # reservation ids now charged
@@ -110,7 +118,7 @@ def settle_spooled() -> SpoolOutcome:
     outcome = SpoolOutcome()
     if not directory.is_dir():
         return outcome
-    entries = sorted(directory.glob(f"*{SUFFIX}"), key=lambda path: path.stat().st_mtime)
+    entries = sorted(directory.glob(f"*{SUFFIX}"), key=_written_at)
     for path in entries:
         try:
             terms = _read_terms(path)
@@ -123,7 +131,8 @@ def settle_spooled() -> SpoolOutcome:
             logger.exception(
                 "settle_spooled: cannot settle %s; set aside as %s%s", path, path.name, FAILED_SUFFIX
             )
-            path.rename(path.with_name(path.name + FAILED_SUFFIX))
+            with suppress(FileNotFoundError):  # removed meanwhile: settled by the web process
+                path.rename(path.with_name(path.name + FAILED_SUFFIX))
             outcome.failed.append(path.name)
             continue
         path.unlink(missing_ok=True)

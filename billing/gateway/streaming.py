@@ -93,8 +93,10 @@ class StreamRelay:
         self._shorten_deadline()
 
     def _shorten_deadline(self) -> None:
-        if self._deadline is None:
-            return  # not reading yet (the pump shortens it when it starts) or already settling
+        if self._deadline is None or self._deadline.expired():
+            # Not reading yet (the pump shortens it when it starts), already settling, or the
+            # call's own limit is ending it.
+            return
         drain = max(0.0, float(setting("LLM_DISCONNECT_DRAIN_SECONDS")))
         until = asyncio.get_running_loop().time() + drain
         current = self._deadline.when()
