@@ -20,6 +20,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from billing.errors import ReservationNotHeld
+from billing.gateway import spool
 from billing.services import alerts, expiry, reconciliation, rollups
 from billing.services.charging import expire_reservations as release_expired_holds
 from billing.webhooks import events as webhook_events
@@ -51,9 +52,25 @@ def expire_allocations() -> dict[str, Any]:
     }
 
 
+@shared_task(name="billing.tasks.settle_spooled_calls", **_RETRYING)
+def settle_spooled_calls() -> dict[str, Any]:
+    """Charge the gateway calls whose settlement the database refused and that are still
+    spooled (``LLM_SETTLEMENT_SPOOL_DIR``): the web process gave up retrying, or died."""
+    outcome = spool.settle_spooled()
+    return {"settled": len(outcome.settled), "failed": outcome.failed}
+
+
 @shared_task(name="billing.tasks.expire_reservations", **_RETRYING)
 def expire_reservations() -> dict[str, Any]:
-    """Release holds past their ``expires_at`` (their caller never settled them)."""
+    """Release holds past their ``expires_at`` (their caller never settled them). Spooled
+    settlements are charged first: a hold owed one is settled, not released."""
+    try:
+        spooled = len(spool.settle_spooled().settled)
+    except OSError:
+        # An unreadable spool must not keep every stale hold locked up; what it holds is still
+        # charged later (a late settlement draws on the payer's free credits).
+        logger.exception("expire_reservations: could not read the settlement spool; expiring holds anyway")
+        spooled = 0
     expired = 0
     while True:
         try:
@@ -64,6 +81,8 @@ def expire_reservations() -> dict[str, Any]:
             continue
         expired += batch
         if batch < RESERVATION_BATCH:
+            if spooled:
+                logger.info("expire_reservations: %d spooled settlement(s) charged first", spooled)
             return {"expired": expired}
 
 

@@ -11,7 +11,12 @@ client's timeout), ``drop`` (closes the connection mid-stream, or halfway throug
 ``stall`` (streams half the tokens, then sends nothing more within the client's timeout),
 ``malformed`` (200 with a body that is not JSON), ``bad_sse`` (streams ``completion_tokens``
 good chunks, then events that are not JSON, no usage chunk and no ``[DONE]``). ``latency`` adds
-a delay before the first byte; ``token_delay`` spaces streamed chunks.
+a delay before the first byte; ``token_delay`` spaces streamed chunks; ``think_seconds`` is a
+silence after a stream's headers, before its first chunk (a reasoning model thinking).
+``text`` is what each streamed chunk says. A reasoning model: ``reasoning_tokens`` hidden tokens
+are added to ``completion_tokens`` and reported as ``completion_tokens_details.reasoning_tokens``;
+with ``chunk_usage`` every streamed chunk carries the usage so far (as vLLM's
+``continuous_usage_stats`` does), reasoning tokens included.
 
 Standalone (``make run`` starts it when ``LLM_UPSTREAM_BASE_URL`` is unset; dev only)::
 
@@ -38,6 +43,10 @@ class Behaviour:
     token_delay: float = 0.0
     completion_tokens: int = 20
     hang_seconds: float = 30.0
+    text: str = "tok "
+    reasoning_tokens: int = 0
+    think_seconds: float = 0.0
+    chunk_usage: bool = False
     # Tests inspect what was sent; a long-running standalone server must not keep every request.
     record: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -115,11 +124,13 @@ class _Handler(BaseHTTPRequestHandler):
         completion = behaviour.completion_tokens
         if body.get("max_tokens") is not None:
             completion = min(completion, int(body["max_tokens"]))
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens(body),
-            "completion_tokens": completion,
-            "total_tokens": prompt_tokens(body) + completion,
+            "completion_tokens": completion + behaviour.reasoning_tokens,
+            "total_tokens": prompt_tokens(body) + completion + behaviour.reasoning_tokens,
         }
+        if behaviour.reasoning_tokens:
+            usage["completion_tokens_details"] = {"reasoning_tokens": behaviour.reasoning_tokens}
         if body.get("stream"):
             if mode == "bad_sse":
                 self._bad_stream(body, usage)
@@ -180,12 +191,17 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body.get("model", "fake-model"),
         }
 
-    def _token(self, base: dict[str, Any], n: int) -> None:
-        delta = {"role": "assistant", "content": "tok "} if n == 0 else {"content": "tok "}
+    def _token(self, base: dict[str, Any], n: int, usage: dict[str, Any] | None = None) -> None:
+        text = self.server.behaviour.text
+        delta = {"role": "assistant", "content": text} if n == 0 else {"content": text}
         event = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        if usage is not None and self.server.behaviour.chunk_usage:
+            # The usage so far: the reasoning was done before the first visible token.
+            reasoning = usage.get("completion_tokens_details", {}).get("reasoning_tokens", 0)
+            event["usage"] = {**usage, "completion_tokens": reasoning + n + 1}
         self._chunk(f"data: {json.dumps(event)}\n\n")
 
-    def _bad_stream(self, body: dict[str, Any], usage: dict[str, int]) -> None:
+    def _bad_stream(self, body: dict[str, Any], usage: dict[str, Any]) -> None:
         base = self._start_stream(body)
         for n in range(usage["completion_tokens"]):
             self._token(base, n)
@@ -195,12 +211,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _stream(self, body: dict[str, Any], usage: dict[str, int], *, drop: bool, stall: bool) -> None:
+    def _stream(self, body: dict[str, Any], usage: dict[str, Any], *, drop: bool, stall: bool) -> None:
         behaviour = self.server.behaviour
         base = self._start_stream(body)
-        for n in range(usage["completion_tokens"]):
-            self._token(base, n)
-            if (drop or stall) and n == usage["completion_tokens"] // 2:
+        if behaviour.think_seconds:
+            time.sleep(behaviour.think_seconds)
+        visible = usage["completion_tokens"] - behaviour.reasoning_tokens
+        for n in range(visible):
+            self._token(base, n, usage)
+            if (drop or stall) and n == visible // 2:
                 if stall:
                     time.sleep(behaviour.hang_seconds)
                 self.close_connection = True

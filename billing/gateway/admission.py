@@ -21,6 +21,7 @@ from billing.gateway.metering import (
     ImageRequest,
     chat_request,
     image_request,
+    is_reasoning_model,
     parse_json_object,
 )
 from billing.gateway.quotas import QuotaTicket, take_quota
@@ -34,6 +35,7 @@ from billing.services import (
     resolve_billing_context,
     settle_reservation,
 )
+from billing.services.charging import MAX_TOKENS
 from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey, Organization, User
 from orgbilling.observability.charges import charge_refused
@@ -99,6 +101,8 @@ class Admission:
     service_type: str
     estimated_input_tokens: int
     quota: QuotaTicket | None
+    output_bound: int = 0  # the output tokens the hold was sized for (all choices)
+    reasoning_model: bool = False  # LLM_REASONING_MODELS names it, or the call asked it to reason
 
 
 def _output_cap(price: PriceSnapshot) -> int:
@@ -129,6 +133,8 @@ def _hold(
     byok: bool,
     service_type: str,
     estimated_input_tokens: int = 0,
+    output_bound: int = 0,
+    reasoning_model: bool = False,
 ) -> Admission:
     context = resolve_billing_context(user=caller.user, requested_org_id=requested_org(request, caller))
     if byok:
@@ -180,6 +186,8 @@ def _hold(
         service_type=ServiceType.BYOK if byok else service_type,
         estimated_input_tokens=estimated_input_tokens,
         quota=ticket,
+        output_bound=output_bound,
+        reasoning_model=reasoning_model,
     )
 
 
@@ -192,6 +200,7 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
     price = price_for(chat.model)
     output_cap = _output_cap(price) if chat.max_output_tokens is None else None
     output = chat.max_output_tokens if chat.max_output_tokens is not None else _output_cap(price)
+    output_bound = min(MAX_TOKENS, output * chat.choices)
     worst_case = min(
         MAX_MILLICREDITS,
         price.token_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),
@@ -205,6 +214,8 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
         byok=byok,
         service_type=ServiceType.LLM,
         estimated_input_tokens=chat.estimated_input_tokens,
+        output_bound=output_bound,
+        reasoning_model=chat.reasoning or is_reasoning_model(chat.model, setting("LLM_REASONING_MODELS")),
     )
     return admission, chat, chat.upstream_body(output_cap=output_cap)
 
@@ -227,6 +238,34 @@ def chargeable_cost(admission: Admission, cost: int) -> int:
     return 0 if admission.byok else min(cost, MAX_MILLICREDITS)
 
 
+def settlement_terms(
+    admission: Admission,
+    *,
+    cost: int,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of ``settle_reservation`` that charge the call's real cost (0 for
+    BYOK): plain JSON values, so a settlement can be spooled (``billing.gateway.spool``)."""
+    return {
+        "reservation_id": admission.reservation_id,
+        "actual_amount": chargeable_cost(admission, cost),
+        "service_type": admission.service_type,
+        "service_name": admission.model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "metadata": {
+            "price": admission.price.as_metadata(),
+            "request_id": admission.request_id,
+            "api_key_id": admission.api_key_id,
+            "byok": admission.byok,
+            **({"list_price_credits": cost} if admission.byok else {}),
+            **(metadata or {}),
+        },
+    }
+
+
 def settle_call(
     admission: Admission,
     *,
@@ -238,20 +277,9 @@ def settle_call(
     """Charge the call's real cost (0 for BYOK) and free the rest of the hold. The row keeps
     the model, tokens, price, request id, payer and the API key used."""
     return settle_reservation(
-        reservation_id=admission.reservation_id,
-        actual_amount=chargeable_cost(admission, cost),
-        service_type=admission.service_type,
-        service_name=admission.model,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        metadata={
-            "price": admission.price.as_metadata(),
-            "request_id": admission.request_id,
-            "api_key_id": admission.api_key_id,
-            "byok": admission.byok,
-            **({"list_price_credits": cost} if admission.byok else {}),
-            **(metadata or {}),
-        },
+        **settlement_terms(
+            admission, cost=cost, input_tokens=input_tokens, output_tokens=output_tokens, metadata=metadata
+        )
     )
 
 

@@ -2,14 +2,17 @@
 reading of usage from a response or a streamed (SSE) answer.
 
 Estimates only size the hold and stand in when the upstream reports no usage (a stream cut
-short). They err high: ``ceil(characters / 4)`` plus a per-message overhead, and a fixed
-allowance per image in a prompt.
+short). They err high: ``ceil(ASCII characters / 4)`` plus one token per other character (CJK
+text runs at a token or more per character), a per-message overhead, and a fixed allowance per
+image in a prompt. A reasoning model's hidden tokens cannot be counted from its text: a stream of
+one that ends without its usage is charged the output bound its hold was sized for.
 """
 
 import json
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from billing.services.charging import MAX_TOKENS
@@ -106,6 +109,7 @@ class ChatRequest:
     choices: int
     estimated_input_tokens: int
     wants_usage: bool  # a streaming caller asked for the usage chunk itself
+    reasoning: bool = False  # the caller asked the model to reason (reasoning_effort, not "none")
 
     def upstream_body(self, *, output_cap: int | None) -> dict[str, Any]:
         """The body sent upstream: the caller's, with the priced output cap when they set
@@ -146,6 +150,7 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         choices=_whole(body, "n", low=1, high=MAX_CHOICES) or 1,
         estimated_input_tokens=estimate_prompt_tokens(body),
         wants_usage=wants_usage,
+        reasoning=body.get("reasoning_effort") not in (None, "none"),
     )
 
 
@@ -171,8 +176,24 @@ def image_request(body: dict[str, Any]) -> ImageRequest:
     return ImageRequest(body=body, model=model, count=count, size=size, quality=quality)
 
 
+def weighted_characters(text: str) -> int:
+    """``text``'s length with every non-ASCII character counted ``CHARS_PER_TOKEN`` times, so
+    that ``ceil(weighted / CHARS_PER_TOKEN)`` is ``ceil(ASCII characters / 4)`` plus one token
+    per other character (a CJK character is one token or more in current tokenizers)."""
+    if text.isascii():
+        return len(text)
+    other = len(text) - len(text.encode("ascii", "ignore"))
+    return len(text) + (CHARS_PER_TOKEN - 1) * other
+
+
 def _characters(value: Any) -> int:
-    return len(value) if isinstance(value, str) else len(json.dumps(value, ensure_ascii=False))
+    return weighted_characters(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+
+
+def is_reasoning_model(model: str, patterns: list[str]) -> bool:
+    """Whether ``model`` matches one of ``patterns`` (``LLM_REASONING_MODELS``, shell-style)."""
+    name = model.lower()
+    return any(fnmatchcase(name, pattern.lower()) for pattern in patterns)
 
 
 def estimate_prompt_tokens(body: dict[str, Any]) -> int:
@@ -187,7 +208,7 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
                     if isinstance(part, dict) and part.get("type") in IMAGE_PART_TYPES:
                         images += 1
                     elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                        characters += len(part["text"])
+                        characters += weighted_characters(part["text"])
                     else:
                         characters += _characters(part)
             elif value is not None:
@@ -204,8 +225,9 @@ def estimate_prompt_tokens(body: dict[str, Any]) -> int:
 
 
 def estimate_output_tokens(*, characters: int, pieces: int) -> int:
-    """Tokens of streamed text: at least one per chunk that carried text (providers stream a
-    token or more per chunk), and at least characters / 4."""
+    """Tokens of streamed text (``characters`` as ``weighted_characters`` counts them): at least
+    one per chunk that carried text (providers stream a token or more per chunk), and at least
+    ``characters / 4``."""
     return max(pieces, math.ceil(characters / CHARS_PER_TOKEN))
 
 
@@ -213,7 +235,9 @@ def estimate_output_tokens(*, characters: int, pieces: int) -> int:
 class Usage:
     input_tokens: int
     output_tokens: int
-    source: str  # "upstream": reported by the provider; "estimated": counted by the gateway
+    # "upstream": reported by the provider; "estimated": counted by the gateway from the text;
+    # "reasoning_bound": a reasoning model's output charged at the bound its hold was sized for.
+    source: str
 
 
 def reported_usage(payload: Any) -> Usage | None:
@@ -232,8 +256,25 @@ def reported_usage(payload: Any) -> Usage | None:
     return Usage(min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS), "upstream")
 
 
+def reported_reasoning(payload: Any) -> bool:
+    """Whether a response or chunk shows the model reasoning: ``reasoning_tokens`` in its usage
+    (``completion_tokens_details``), or reasoning text in a choice."""
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    reasoning_tokens = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    if isinstance(reasoning_tokens, int) and not isinstance(reasoning_tokens, bool) and reasoning_tokens > 0:
+        return True
+    choices = payload.get("choices") if isinstance(payload, dict) else None
+    for choice in choices if isinstance(choices, list) else []:
+        part = choice.get("delta") or choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(part, dict) and any(part.get(key) for key in ("reasoning_content", "reasoning")):
+            return True
+    return False
+
+
 def completion_text_size(payload: Any) -> tuple[int, int]:
-    """(characters, pieces) of the text in a completion's choices (or a chunk's deltas)."""
+    """(characters as ``weighted_characters`` counts them, pieces) of the text in a
+    completion's choices (or a chunk's deltas)."""
     characters = pieces = 0
     choices = payload.get("choices") if isinstance(payload, dict) else None
     for choice in choices if isinstance(choices, list) else []:
@@ -242,14 +283,13 @@ def completion_text_size(payload: Any) -> tuple[int, int]:
         part = choice.get("delta") if isinstance(choice.get("delta"), dict) else choice.get("message")
         if not isinstance(part, dict):
             continue
-        size = 0
-        for key in ("content", "reasoning_content", "refusal"):
-            if isinstance(part.get(key), str):
-                size += len(part[key])
+        texts = [part[key] for key in ("content", "reasoning_content", "reasoning", "refusal")
+                 if isinstance(part.get(key), str)]  # fmt: skip
         for call in part.get("tool_calls") or []:
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
-                size += sum(len(v) for v in function.values() if isinstance(v, str))
+                texts.extend(v for v in function.values() if isinstance(v, str))
+        size = sum(weighted_characters(text) for text in texts)
         if size:
             characters += size
             pieces += 1
@@ -271,6 +311,30 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         yield buffer if buffer.endswith(b"\n\n") else buffer.rstrip(b"\n") + b"\n\n"
 
 
+def fallback_usage(
+    *,
+    reported: Usage | None,
+    estimated_input_tokens: int,
+    text_output_tokens: int,
+    output_bound: int,
+    reasoning: bool,
+) -> Usage:
+    """What a call whose final usage never came is charged (docs/decisions.md, "A call whose
+    usage never came"). A reasoning model's output is charged at ``output_bound`` (what its hold
+    was sized for): its hidden tokens are invisible in the text and may be most of the output.
+    Other output is the text counted with ``weighted_characters``. A partial usage the upstream reported
+    (per-chunk usage) is a floor for both."""
+    if reasoning:
+        output, source = max(output_bound, text_output_tokens), "reasoning_bound"
+    else:
+        output, source = text_output_tokens, "estimated"
+    input_tokens = estimated_input_tokens
+    if reported is not None:
+        output = max(output, reported.output_tokens)
+        input_tokens = reported.input_tokens
+    return Usage(min(input_tokens, MAX_TOKENS), min(output, MAX_TOKENS), source)
+
+
 @dataclass
 class StreamMeter:
     """Watches the events of a streamed completion: keeps the usage chunk, counts the text,
@@ -281,7 +345,9 @@ class StreamMeter:
 
     strip_usage: bool
     usage: Usage | None = None
-    characters: int = 0
+    final_usage: bool = False  # ``usage`` came in a chunk without choices: the stream's last word
+    reasoning: bool = False  # a chunk showed reasoning (reasoning tokens or reasoning text)
+    characters: int = 0  # weighted_characters of the text
     pieces: int = 0
     saw_done: bool = False
     events: int = field(default=0)
@@ -307,6 +373,9 @@ class StreamMeter:
         usage = reported_usage(payload)
         if usage is not None:
             self.usage = usage
+            self.final_usage = not payload.get("choices")
+        if not self.reasoning and reported_reasoning(payload):
+            self.reasoning = True
         characters, pieces = completion_text_size(payload)
         self.characters += characters
         self.pieces += pieces
@@ -318,8 +387,22 @@ class StreamMeter:
     def produced_output(self) -> bool:
         return self.pieces > 0
 
-    def usage_or_estimate(self, *, estimated_input_tokens: int) -> Usage:
-        if self.usage is not None:
+    def usage_or_estimate(
+        self,
+        *,
+        estimated_input_tokens: int,
+        output_bound: int = 0,
+        reasoning_model: bool = False,
+        complete: bool = True,
+    ) -> Usage:
+        """The upstream's usage when its last word came (a usage-only chunk, or any usage in a
+        stream that ended normally); else ``fallback_usage``."""
+        if self.usage is not None and (self.final_usage or complete):
             return self.usage
-        output = estimate_output_tokens(characters=self.characters, pieces=self.pieces)
-        return Usage(estimated_input_tokens, min(output, MAX_TOKENS), "estimated")
+        return fallback_usage(
+            reported=self.usage,
+            estimated_input_tokens=estimated_input_tokens,
+            text_output_tokens=estimate_output_tokens(characters=self.characters, pieces=self.pieces),
+            output_bound=output_bound,
+            reasoning=reasoning_model or self.reasoning,
+        )

@@ -10,9 +10,11 @@ outage a single attempt probes the database, and the backlog drains as soon as i
 
 A retry is safe whatever the failed attempt did: settling a settled reservation at the same cost
 replays the first result, and a hold that expired meanwhile is settled late from the payer's
-free credits (``settle_reservation``). What is still pending when the process exits, or past
-its retry window, is logged at ERROR with what to charge (``POST /charges`` with the same
-``request_id`` charges it once). docs/decisions.md, "A call answered while the database is down".
+free credits (``settle_reservation``). A refused settlement is also written to the spool
+(``billing.gateway.spool``, fsync'ed) before the client is answered, and removed once charged:
+what is still pending when the process dies, or past its retry window, is charged from there by
+the ``settle_spooled_calls`` task. docs/decisions.md, "A call answered while the database is
+down" and "A refused settlement is spooled to disk until it is charged".
 """
 
 import asyncio
@@ -22,12 +24,14 @@ import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from billing.gateway.admission import Admission, chargeable_cost, settle_call
+from billing.gateway import spool
+from billing.gateway.admission import Admission, chargeable_cost, settlement_terms
 from billing.gateway.config import setting
 from billing.gateway.db import run_db, spawn
-from billing.services import DeductionResult
+from billing.services import DeductionResult, settle_reservation
 from orgbilling.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -56,18 +60,19 @@ class Pending:
 @dataclass
 class _Entry:
     admission: Admission
-    charge: Charge
+    terms: dict[str, Any]  # settle_reservation's arguments
     give_up_at: float
+    spooled: Path | None  # where the settlement waits on disk (None: the disk refused too)
     attempts: int = 1
 
 
 def _describe(entry: _Entry) -> str:
-    admission, charge = entry.admission, entry.charge
+    admission, terms = entry.admission, entry.terms
     return (
         f"request_id={admission.request_id} user_id={admission.user.username} "
         f"org_id={admission.org_id or '-'} model={admission.model} reservation={admission.reservation_id} "
-        f"input_tokens={charge.input_tokens} output_tokens={charge.output_tokens} "
-        f"millicredits={chargeable_cost(admission, charge.cost)}"
+        f"input_tokens={terms['input_tokens']} output_tokens={terms['output_tokens']} "
+        f"millicredits={terms['actual_amount']} spooled={entry.spooled or 'no'}"
     )
 
 
@@ -81,9 +86,9 @@ class SettlementBacklog:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def add(self, admission: Admission, charge: Charge) -> None:
+    def add(self, admission: Admission, terms: dict[str, Any], *, spooled: Path | None) -> None:
         window: float = setting("LLM_SETTLEMENT_RETRY_SECONDS")
-        self._entries.append(_Entry(admission, charge, give_up_at=time.monotonic() + window))
+        self._entries.append(_Entry(admission, terms, give_up_at=time.monotonic() + window, spooled=spooled))
         if self._task is None or self._task.done() or self._task.get_loop().is_closed():
             self._task = spawn(self._drain())
 
@@ -93,6 +98,7 @@ class SettlementBacklog:
             entry = self._entries[0]
             if time.monotonic() > entry.give_up_at:
                 self._entries.popleft()
+                # Still owed: the settle_spooled_calls task charges it from the spool.
                 logger.error("gateway: gave up settling a call after %d attempts: %s", entry.attempts,
                              _describe(entry))  # fmt: skip
                 continue
@@ -100,7 +106,7 @@ class SettlementBacklog:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             entry.attempts += 1
             try:
-                result = await _settle_now(entry.admission, entry.charge)
+                result = await _settle_now(entry.terms)
             except DatabaseUnavailable as refusal:
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
                 logger.warning("gateway: settling call %s refused again (%s, attempt %d); next in ~%.1f s",
@@ -111,6 +117,8 @@ class SettlementBacklog:
                 logger.exception("gateway: settling call failed and cannot be retried: %s", _describe(entry))
                 continue
             self._entries.popleft()
+            if entry.spooled is not None:
+                spool.remove_entry(entry.admission.reservation_id)
             delay = FIRST_RETRY_SECONDS
             logger.info("gateway: call %s settled after %d attempts, charged %d millicredits",
                         entry.admission.request_id, entry.attempts, result.credits_charged)  # fmt: skip
@@ -125,26 +133,34 @@ backlog = SettlementBacklog()
 atexit.register(backlog.log_abandoned)
 
 
-async def _settle_now(admission: Admission, charge: Charge) -> DeductionResult:
-    return await run_db(
-        settle_call,
+def _settle_terms(terms: dict[str, Any]) -> DeductionResult:
+    return settle_reservation(**terms)
+
+
+async def _settle_now(terms: dict[str, Any]) -> DeductionResult:
+    return await run_db(_settle_terms, terms)
+
+
+async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pending | None:
+    """Charge the call now. ``Pending`` when the database refused (spooled to disk, and the
+    backlog will charge it); None when the settlement failed for a reason a retry cannot cure
+    (logged: a bug)."""
+    terms = settlement_terms(
         admission,
         cost=charge.cost,
         input_tokens=charge.input_tokens,
         output_tokens=charge.output_tokens,
         metadata=charge.metadata,
     )
-
-
-async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pending | None:
-    """Charge the call now. ``Pending`` when the database refused (the backlog will charge it);
-    None when the settlement failed for a reason a retry cannot cure (logged: a bug)."""
     try:
-        return await _settle_now(admission, charge)
+        return await _settle_now(terms)
     except DatabaseUnavailable as refusal:
-        logger.warning("gateway: settling call %s refused by the database (%s); retrying in the background",
-                       admission.request_id, refusal.code)  # fmt: skip
-        backlog.add(admission, charge)
+        logger.warning("gateway: settling call %s refused by the database (%s); spooling it, retrying in "
+                       "the background", admission.request_id, refusal.code)  # fmt: skip
+        # Before the client is answered ("pending" only once the charge is durable), off the
+        # loop: only a refused settlement pays for the fsync.
+        spooled = await asyncio.to_thread(spool.write_entry, terms)
+        backlog.add(admission, terms, spooled=spooled)
         return Pending(cost=chargeable_cost(admission, charge.cost))
     except Exception:
         logger.exception("gateway: settling call %s failed", admission.request_id)

@@ -2,13 +2,16 @@
 
 A pump task reads the upstream's events and queues them for the client as they arrive; the
 response's generator only relays the queue. The pump owns the money: when the upstream ends
-(or fails, or the client goes away and the relay is stopped) it closes the upstream and
-settles, from the upstream's usage chunk when it came, else from the text it counted plus the
-estimated prompt, and releases the rest of the hold. A stream that produced nothing is
-released. Because the pump is not the request's task, a client disconnect (Django cancels
-the response) cannot skip the settlement. The client gets, after the last chunk, an SSE
-comment with the cost, then ``[DONE]``. A settlement the database refused is charged by the
-background retry (``billing.gateway.settlement``); the comment then says ``settlement=pending``.
+(or fails) it closes the upstream and settles, from the upstream's usage chunk when it came,
+else from ``StreamMeter.usage_or_estimate`` (the counted text, or a reasoning model's output
+bound), and releases the rest of the hold. A stream that produced nothing is released. When
+the client goes away (Django cancels the response) the pump stops relaying but keeps reading
+the upstream, for at most ``LLM_DISCONNECT_DRAIN_SECONDS`` and never past the call's own limit,
+so the call is settled with the upstream's usage (hidden reasoning tokens included) rather than
+an estimate. Because the pump is not the request's task, a disconnect cannot skip the
+settlement. The client gets, after the last chunk, an SSE comment with the cost, then
+``[DONE]``. A settlement the database refused is charged by the background retry
+(``billing.gateway.settlement``); the comment then says ``settlement=pending``.
 """
 
 import asyncio
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import httpx
 
 from billing.gateway.admission import Admission, release_call
-from billing.gateway.config import max_call_seconds
+from billing.gateway.config import max_call_seconds, setting
 from billing.gateway.db import finish, run_db, spawn
 from billing.gateway.errors import UpstreamError, UpstreamTimeout
 from billing.gateway.metering import StreamMeter, sse_events
@@ -57,7 +60,8 @@ class StreamRelay:
         self._meter = StreamMeter(strip_usage=strip_usage)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._client_gone = False
-        self._started = False
+        self._drain_cut = False  # the client left and the upstream had not finished within the drain
+        self._deadline: asyncio.Timeout | None = None  # set while the pump reads the upstream
         self._error: ApplicationError | None = None
         self._task = spawn(self._pump())
 
@@ -81,12 +85,23 @@ class StreamRelay:
             self.stop()
 
     def stop(self) -> None:
-        """The client went away: stop reading the upstream and settle what was generated."""
-        if self._task.done():
+        """The client went away: stop relaying, keep reading the upstream until its usage
+        comes (at most ``LLM_DISCONNECT_DRAIN_SECONDS`` more), then settle."""
+        if self._task.done() or self._client_gone:
             return
-        self._client_gone = True
-        if self._started:  # a task cancelled before its first step would skip its finally
-            self._task.cancel()
+        self._client_gone = True  # the pump relays nothing more
+        self._shorten_deadline()
+
+    def _shorten_deadline(self) -> None:
+        if self._deadline is None or self._deadline.expired():
+            # Not reading yet (the pump shortens it when it starts), already settling, or the
+            # call's own limit is ending it.
+            return
+        drain = max(0.0, float(setting("LLM_DISCONNECT_DRAIN_SECONDS")))
+        until = asyncio.get_running_loop().time() + drain
+        current = self._deadline.when()
+        if current is None or until < current:
+            self._deadline.reschedule(until)
 
     async def wait(self) -> None:
         """Until the call is settled (tests and benchmarks)."""
@@ -94,14 +109,14 @@ class StreamRelay:
             await asyncio.shield(self._task)
 
     async def _pump(self) -> None:
-        self._started = True
         try:
-            if self._client_gone:
-                return
-            async with asyncio.timeout(max_call_seconds()):
+            async with asyncio.timeout(max_call_seconds()) as deadline:
+                self._deadline = deadline
+                if self._client_gone:
+                    self._shorten_deadline()
                 async for event in sse_events(self._response.aiter_bytes()):
                     relayed = self._meter.feed(event)
-                    if relayed is not None:
+                    if relayed is not None and not self._client_gone:
                         self._queue.put_nowait(relayed)
             if malformed := self._meter.malformed:
                 self._error = UpstreamError(MALFORMED_STREAM, details={"malformed_events": malformed})
@@ -109,10 +124,14 @@ class StreamRelay:
             cause = failure(exc)
             self._error = type(cause)(MID_STREAM_FAILURE, details=cause.details)
         except TimeoutError:
-            # Past the longest call we hold credits for: end it while the hold still lives.
-            self._error = UpstreamTimeout(CALL_TOO_LONG, details={"max_call_seconds": max_call_seconds()})
+            if self._client_gone:
+                self._drain_cut = True  # nobody to tell; settled from what was read
+            else:
+                # Past the longest call we hold credits for: end it while the hold still lives.
+                self._error = UpstreamTimeout(CALL_TOO_LONG, details={"max_call_seconds": max_call_seconds()})
         finally:
-            # Also on cancellation (client gone): the settlement runs in its own task.
+            self._deadline = None
+            # Also on cancellation (the server shutting down): the settlement runs in its own task.
             outcome = await finish(self._settle())
         if self._error is not None:
             self._queue.put_nowait(error_event(self._error))
@@ -138,14 +157,23 @@ class StreamRelay:
         with suppress(Exception):
             await self._response.aclose()
         meter, admission = self._meter, self.admission
-        if meter.usage is None and not meter.produced_output:
+        cut_short = self._error is not None or self._drain_cut
+        # A reasoning model the client left while it was still thinking has spent tokens we saw
+        # none of: charged (its output bound) rather than released.
+        thinking = self._drain_cut and (admission.reasoning_model or meter.reasoning)
+        if meter.usage is None and not meter.produced_output and not thinking:
             try:
                 await run_db(release_call, admission)
             except Exception:
                 # Nothing was generated: the hold is released when it expires, nothing charged.
                 logger.exception("gateway: releasing streamed call %s failed", admission.request_id)
             return StreamOutcome(charged=None, remaining=None)
-        usage = meter.usage_or_estimate(estimated_input_tokens=admission.estimated_input_tokens)
+        usage = meter.usage_or_estimate(
+            estimated_input_tokens=admission.estimated_input_tokens,
+            output_bound=admission.output_bound,
+            reasoning_model=admission.reasoning_model,
+            complete=not cut_short,
+        )
         price = admission.price
         settled = await settle(
             admission,
@@ -157,6 +185,7 @@ class StreamRelay:
                     "stream": True,
                     "usage_source": usage.source,
                     "client_disconnected": self._client_gone,
+                    **({"disconnect_drain": "cut"} if self._drain_cut else {}),
                     **({"upstream_failure": self._error.code} if self._error is not None else {}),
                 },
             ),

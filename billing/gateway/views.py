@@ -35,9 +35,10 @@ from billing.gateway.admission import (
 from billing.gateway.db import finish, run_db
 from billing.gateway.metering import (
     ChatRequest,
-    Usage,
     completion_text_size,
     estimate_output_tokens,
+    fallback_usage,
+    reported_reasoning,
     reported_usage,
 )
 from billing.gateway.responses import (
@@ -155,10 +156,12 @@ async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     usage = reported_usage(payload)
     if usage is None:
         characters, pieces = completion_text_size(payload)
-        usage = Usage(
-            admission.estimated_input_tokens,
-            estimate_output_tokens(characters=characters, pieces=pieces),
-            "estimated",
+        usage = fallback_usage(
+            reported=None,
+            estimated_input_tokens=admission.estimated_input_tokens,
+            text_output_tokens=estimate_output_tokens(characters=characters, pieces=pieces),
+            output_bound=admission.output_bound,
+            reasoning=admission.reasoning_model or reported_reasoning(payload),
         )
     price = admission.price
     settled = await settle(

@@ -4,7 +4,7 @@ The upstream is any OpenAI-compatible server (a LiteLLM proxy, vLLM, OpenAI); ca
 forwarded to ``LLM_UPSTREAM_BASE_URL`` + ``/chat/completions`` with ``LLM_UPSTREAM_API_KEY``.
 """
 
-from orgbilling.settings.env import env
+from orgbilling.settings.env import BASE_DIR, env
 
 # e.g. https://api.openai.com/v1 or http://litellm:4000/v1; empty: the gateway answers 503.
 LLM_UPSTREAM_BASE_URL: str = env("LLM_UPSTREAM_BASE_URL", default="").rstrip("/")
@@ -35,6 +35,24 @@ LLM_QUOTA_PLAN_CACHE_SECONDS: int = env.int("LLM_QUOTA_PLAN_CACHE_SECONDS", defa
 # A call the upstream answered while the database refused its settlement is charged by a
 # background retry (billing/gateway/settlement.py) for at most this long, then logged as owed.
 LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", default=86_400.0)
+# Where a settlement the database refused is written (fsync'ed) until it is charged, so a retry
+# that gives up or a process that dies does not make the call free: the settle_spooled_calls
+# task (and the expire_reservations task, first) charge what is left there. Web processes and
+# the Celery worker must see the same directory (a shared volume when they run apart).
+LLM_SETTLEMENT_SPOOL_DIR: str = env(
+    "LLM_SETTLEMENT_SPOOL_DIR", default=str(BASE_DIR / "var" / "settlement-spool")
+)
+# When a streaming client goes away, the gateway keeps reading the upstream (relaying nothing)
+# for at most this long, and never past LLM_MAX_CALL_SECONDS, to settle with the upstream's own
+# usage. 0: stop at once and charge the estimate (docs/decisions.md).
+LLM_DISCONNECT_DRAIN_SECONDS: float = env.float("LLM_DISCONNECT_DRAIN_SECONDS", default=120.0)
+# Models whose hidden reasoning tokens the streamed text does not show (shell-style patterns,
+# case-insensitive): a stream of one that ends without its usage is charged its output bound.
+# A call that sets reasoning_effort, or a stream that shows reasoning, is treated the same.
+LLM_REASONING_MODELS: list[str] = env.list(
+    "LLM_REASONING_MODELS",
+    default=["o1*", "o3*", "o4*", "gpt-5*", "*reason*", "*thinking*", "*-r1*", "qwq*"],
+)
 # The middleware of the gateway's endpoints (/api/v1/llm/, billing/gateway/asgi.py): each runs
 # on the event loop. Everything else is served with MIDDLEWARE.
 LLM_GATEWAY_MIDDLEWARE: list[str] = [

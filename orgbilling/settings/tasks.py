@@ -82,6 +82,7 @@ CELERY_BEAT_SCHEDULE = {
     "run-auto-topups": _every(5 * 60, "billing.payments.tasks.run_auto_topups"),
     # The ledger (billing/tasks.py).
     "expire-reservations": _every(2 * 60, "billing.tasks.expire_reservations"),
+    "settle-spooled-calls": _every(60, "billing.tasks.settle_spooled_calls"),
     "expire-allocations": _every(5 * 60, "billing.tasks.expire_allocations"),
     "evaluate-usage-alerts": _every(5 * 60, "billing.tasks.evaluate_usage_alerts"),
     "rollup-usage": _every(15 * 60, "billing.tasks.rollup_usage"),

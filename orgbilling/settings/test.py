@@ -1,5 +1,9 @@
 """Test settings: the real PostgreSQL given by DATABASE_URL, fast hashing, eager tasks."""
 
+import os
+import tempfile
+from pathlib import Path
+
 from orgbilling.settings.env import env
 
 env.ENVIRON.setdefault("DJANGO_SECRET_KEY", "test-secret-not-for-production")
@@ -21,3 +25,11 @@ API_RATE_LIMITS = {
     "write": env("API_RATE_LIMIT_WRITE", default="100000/minute"),
     "subscription": env("API_RATE_LIMIT_SUBSCRIPTION", default="100000/hour"),
 }
+
+# Each test process spools refused gateway settlements in a directory of its own (a served app
+# is another process, so another directory unless a test passes LLM_SETTLEMENT_SPOOL_DIR): an
+# entry left by one test run must never be settled against another run's reservation ids.
+LLM_SETTLEMENT_SPOOL_DIR = env(
+    "LLM_SETTLEMENT_SPOOL_DIR",
+    default=str(Path(tempfile.gettempdir()) / f"orgbilling-test-spool-{os.getpid()}"),
+)

@@ -80,7 +80,10 @@ def test_50_concurrent_calls_beyond_the_allocation_never_overspend(gateway, upst
     assert find_all_drifts() == []
 
 
-def test_client_disconnect_mid_stream_charges_what_was_generated(gateway, upstream, make_funded_member):
+def test_client_disconnect_mid_stream_without_drain_charges_what_was_generated(
+    gateway, upstream, make_funded_member, settings
+):
+    settings.LLM_DISCONNECT_DRAIN_SECONDS = 0  # stop reading the upstream at once
     _, user, allocation = make_funded_member(pool=100, allocation=10)
     upstream.behaviour.completion_tokens = 60
     upstream.behaviour.token_delay = 0.05
@@ -103,6 +106,7 @@ def test_client_disconnect_mid_stream_charges_what_was_generated(gateway, upstre
     assert row.credits_used == expected_cost(row.input_tokens, row.output_tokens) > 0
     assert row.request_metadata["usage_source"] == "estimated"
     assert row.request_metadata["client_disconnected"] is True
+    assert row.request_metadata["disconnect_drain"] == "cut"
     assert CreditReservation.objects.get().status == CreditReservation.Status.SETTLED
     allocation.refresh_from_db()
     assert (allocation.used_credits, allocation.reserved_credits) == (row.credits_used, 0)
