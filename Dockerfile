@@ -42,7 +42,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 # gunicorn keeps its control socket in ~/.gunicorn/; /app itself is not writable by it.
 RUN groupadd --gid "${APP_GID}" app \
     && useradd --uid "${APP_UID}" --gid app --home-dir /home/app --create-home \
-       --shell /usr/sbin/nologin app
+       --shell /usr/sbin/nologin app \
+    && install -d -o app -g app -m 0700 /var/lib/orgbilling/settlement-spool
 
 COPY --from=builder /opt/venv /opt/venv
 
@@ -59,6 +60,9 @@ RUN DJANGO_SECRET_KEY=build-only-not-a-secret \
     && python -m compileall -q /app \
     && chmod 0755 /app/scripts/docker-entrypoint.sh
 
+# Settlements the database refused wait here until charged (README "Gateway: disconnects and
+# refused settlements"); docker-compose.yml mounts one volume here for web and worker.
+ENV LLM_SETTLEMENT_SPOOL_DIR=/var/lib/orgbilling/settlement-spool
 USER ${APP_UID}:${APP_GID}
 
 EXPOSE 8000
