@@ -19,14 +19,15 @@ compared here.
 
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import requests
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, SESSION_KEY, logout
 from django.contrib.auth.signals import user_logged_in
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 from billing.services.audit import record_audit_event
 from organizations.auth.oidc import (
@@ -183,33 +184,54 @@ def _recheck(request: HttpRequest, user: User, now: float) -> User | None:
     return fresh
 
 
+def apply_session_policy(request: HttpRequest) -> None:
+    """Re-check an SSO session when due, then end a staff session past its cap. Sync: it reads
+    the session store and the user, and may call Keycloak."""
+    if SESSION_KEY not in request.session:
+        return
+    user = request.user
+    if not isinstance(user, User) or not user.is_authenticated:
+        return
+    now = time.time()
+    session = request.session
+    if (
+        settings.OIDC_ENABLED
+        and settings.OIDC_SESSION_RECHECK_SECONDS > 0
+        and session.get(BACKEND_SESSION_KEY) == OIDC_BACKEND
+    ):
+        fresh = _recheck(request, user, now)
+        if fresh is None:
+            return
+        request.user = user = fresh
+    signed_in_at = session.setdefault(SIGNED_IN_AT, now)  # a session older than this policy
+    if user.is_staff and now - float(signed_in_at) >= settings.STAFF_SESSION_MAX_SECONDS:
+        _end_session(request, user, "staff_session_expired")
+
+
 class SessionPolicyMiddleware:
-    """After ``AuthenticationMiddleware``. Requests without a session cookie (API keys, bearer
-    tokens, the gateway) pass without a look at the session store."""
+    """After ``AuthenticationMiddleware``. Runs in the mode it is called in (ASGI: on the event
+    loop), so requests without a session cookie (API keys, bearer tokens, the gateway) pass
+    without a thread hop or a look at the session store; the others apply the policy on a
+    thread under ASGI."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Any) -> None:
         self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if settings.SESSION_COOKIE_NAME in request.COOKIES and SESSION_KEY in request.session:
-            self._apply(request)
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        if settings.SESSION_COOKIE_NAME in request.COOKIES:
+            apply_session_policy(request)
         return self.get_response(request)
 
-    def _apply(self, request: HttpRequest) -> None:
-        user = request.user
-        if not isinstance(user, User) or not user.is_authenticated:
-            return
-        now = time.time()
-        session = request.session
-        if (
-            settings.OIDC_ENABLED
-            and settings.OIDC_SESSION_RECHECK_SECONDS > 0
-            and session.get(BACKEND_SESSION_KEY) == OIDC_BACKEND
-        ):
-            fresh = _recheck(request, user, now)
-            if fresh is None:
-                return
-            request.user = user = fresh
-        signed_in_at = session.setdefault(SIGNED_IN_AT, now)  # a session older than this policy
-        if user.is_staff and now - float(signed_in_at) >= settings.STAFF_SESSION_MAX_SECONDS:
-            _end_session(request, user, "staff_session_expired")
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        if settings.SESSION_COOKIE_NAME in request.COOKIES:
+            await sync_to_async(apply_session_policy, thread_sensitive=True)(request)
+        response: HttpResponseBase = await self.get_response(request)
+        return response

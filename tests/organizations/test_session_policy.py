@@ -4,10 +4,12 @@ over HTTP) and the cap on staff sessions (organizations/auth/sessions.py)."""
 import socket
 import time
 
+import httpx
 import pytest
 
 from billing.models import AuditEvent
 from organizations.models import User
+from tests.billing.gateway.conftest import gateway_server  # noqa: F401 (fixture)
 from tests.conftest import assert_error
 from tests.factories import UserFactory
 from tests.oidc_provider import (  # noqa: F401 (fixtures)
@@ -193,6 +195,26 @@ def test_a_staff_session_kept_fresh_by_re_checks_still_ends_at_the_cap(client, r
     # then
     assert_error(client.get(ME), 401, "unauthenticated")
     assert ended(sub) == ["staff_session_expired"]
+
+
+def test_under_asgi_a_staff_session_past_the_cap_ends_too(gateway_server, transactional_db, client, settings):
+    # given: a staff session signed in 10 s ago, its cookie good for an hour; the app served by
+    # uvicorn (the middleware runs on the event loop, the policy on a thread)
+    settings.STAFF_SESSION_MAX_SECONDS = 5
+    staff = UserFactory(is_staff=True)
+    client.force_login(staff)
+    session = client.session
+    session["auth_signed_in_at"] = time.time() - 10
+    session.set_expiry(3600)
+    session.save()
+    cookies = {settings.SESSION_COOKIE_NAME: session.session_key}
+
+    # when
+    response = httpx.get(f"{gateway_server.url}{ME}", cookies=cookies, timeout=10)
+
+    # then
+    assert response.status_code == 401, response.text
+    assert ended(staff.username) == ["staff_session_expired"]
 
 
 def test_a_non_staff_session_is_not_capped(client, settings):
