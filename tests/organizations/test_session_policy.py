@@ -197,7 +197,12 @@ def test_a_staff_session_kept_fresh_by_re_checks_still_ends_at_the_cap(client, r
     assert ended(sub) == ["staff_session_expired"]
 
 
-def test_under_asgi_a_staff_session_past_the_cap_ends_too(gateway_server, transactional_db, client, settings):
+def test_under_asgi_a_staff_session_past_the_cap_ends_too(
+    gateway_server,  # noqa: F811 (the fixture imported above)
+    transactional_db,
+    client,
+    settings,
+):
     # given: a staff session signed in 10 s ago, its cookie good for an hour; the app served by
     # uvicorn (the middleware runs on the event loop, the policy on a thread)
     settings.STAFF_SESSION_MAX_SECONDS = 5
