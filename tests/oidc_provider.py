@@ -5,7 +5,8 @@ the ``keycloak`` fixture.
 
 The provider signs ID tokens with one RSA key (``Storage.jwk``, served at ``/jwks``, no ``kid``
 in the token header); its access tokens are opaque. ``PUT /users/<sub>`` sets a user's claims,
-``POST /users/<sub>/revoke-tokens`` revokes their tokens.
+``POST /users/<sub>/revoke-tokens`` revokes their tokens. Its code flow issues refresh tokens,
+redeemable at the token endpoint until revoked.
 """
 
 import time
@@ -72,6 +73,19 @@ class OidcProvider:
     def revoke_tokens(self, sub: str) -> None:
         response = requests.post(f"{self.base_url}/users/{sub}/revoke-tokens", timeout=5)
         assert response.status_code == 204, response.text
+
+    def disable_user(self, sub: str) -> None:
+        """What disabling a user (or ending their sessions) in Keycloak does to us: every token
+        they hold, refresh tokens included, is refused from now on."""
+        self.revoke_tokens(sub)
+
+    def browser_sign_in(self, client: Any, sub: str, path: str = "/oidc/authenticate/") -> Any:
+        """The whole SSO round trip for Django's test ``client``; the callback's response."""
+        start = client.get(path)
+        assert start.status_code == 302, start.content[:300]
+        callback = urlsplit(self.authorize(start["Location"], sub))
+        assert f"{callback.scheme}://{callback.netloc}{callback.path}" == CALLBACK_URL
+        return client.get(f"{callback.path}?{callback.query}")
 
     def authorize(self, authorize_url: str, sub: str) -> str:
         """Sign ``sub`` in on the provider's login form; the redirect back to the client."""

@@ -229,11 +229,20 @@ def client_ip(request: HttpRequest | Request | None) -> str | None:
     return request.META.get("REMOTE_ADDR") if request is not None else None
 
 
+# Session keys of an SSO session (re-checked by organizations/auth/sessions.py): the refresh
+# token issued at sign-in, and when the provider last confirmed the session (epoch seconds).
+REFRESH_TOKEN_SESSION_KEY = "oidc_refresh_token"
+CHECKED_AT_SESSION_KEY = "oidc_checked_at"
+
+
 class KeycloakOIDCBackend(OIDCAuthenticationBackend):
     """Authorization-code sign-in. The ID token is verified by ``verify_provider_jwt`` (issuer,
     audience = our client id, nonce); the user is ``sub``, created and updated from the ID
-    token's and the userinfo endpoint's claims by ``organizations.identity``. Inert (None)
-    while OIDC is not configured."""
+    token's and the userinfo endpoint's claims by ``organizations.identity``. The refresh token
+    is kept in the session for the periodic re-check (organizations/auth/sessions.py). Inert
+    (None) while OIDC is not configured."""
+
+    token_response: dict[str, Any]
 
     def authenticate(self, request: HttpRequest | None, **kwargs: Any) -> User | None:
         if not settings.OIDC_ENABLED or request is None:
@@ -244,6 +253,20 @@ class KeycloakOIDCBackend(OIDCAuthenticationBackend):
             logger.warning("OIDC sign-in refused: %s", error)
             return None
         return user
+
+    def get_token(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.token_response = super().get_token(payload)
+        return self.token_response
+
+    def store_tokens(self, access_token: str, id_token: str) -> None:
+        super().store_tokens(access_token, id_token)
+        session = self.request.session
+        refresh_token = self.token_response.get("refresh_token")
+        if isinstance(refresh_token, str) and refresh_token:
+            session[REFRESH_TOKEN_SESSION_KEY] = refresh_token
+        else:
+            session.pop(REFRESH_TOKEN_SESSION_KEY, None)  # the re-check will end the session
+        session[CHECKED_AT_SESSION_KEY] = time.time()
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
         if not isinstance(token, str):

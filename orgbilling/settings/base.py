@@ -18,6 +18,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "mozilla_django_oidc",
+    "axes",  # password sign-in throttle (orgbilling/settings/sessions.py)
     "organizations",
     "billing",
     "orgbilling.observability",
@@ -33,9 +34,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # SSO sessions re-checked against Keycloak; staff sessions capped (organizations/auth/sessions.py).
+    "organizations.auth.sessions.SessionPolicyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "orgbilling.api.throttling.RateLimitHeadersMiddleware",
+    # Last, as django-axes asks: turns a refused password sign-in into the 429 lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # Usage analytics, CSV exports and the usage summary refuse a longer span (bounded work).
@@ -77,7 +82,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "organizations.User"
 # Both always listed; each checks OIDC_ENABLED when called: passwords for staff only while
 # Keycloak SSO is configured, the OIDC backend inert while it is not (organizations/auth/oidc.py).
+# First, the throttle: it refuses a locked-out username or address before any backend runs.
 AUTHENTICATION_BACKENDS = [
+    "organizations.auth.throttling.PasswordThrottleBackend",
     "organizations.auth.oidc.LocalPasswordBackend",
     "organizations.auth.oidc.KeycloakOIDCBackend",
 ]
@@ -186,6 +193,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default="ce
 # Identity: OIDC (Keycloak) settings live in their own module; so do the gateway's.
 from orgbilling.settings.gateway import *  # noqa: E402,F403
 from orgbilling.settings.oidc import *  # noqa: E402,F403
+from orgbilling.settings.sessions import *  # noqa: E402,F403
 
 # Ledger policy knobs (see docs/decisions.md).
 # A reservation not settled or released within this many seconds may be expired by a task.

@@ -28,6 +28,9 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # django-axes logs every sign-in at INFO, outside any request; its failures and lockouts
+    # (WARNING) are kept. The attempts themselves are in its tables (README, "Sessions ...").
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # A scrape of /metrics sends `Authorization: Bearer <METRICS_TOKEN>` (compared in constant time)
