@@ -688,4 +688,9 @@ class AutoTopUpSettings(models.Model):
         return f"auto top-up of {self.org_id} ({'on' if self.enabled else 'off'})"
 
 
-from billing.usage_models import ReconciliationRun, UsageAlert, UsageDailyRollup  # noqa: E402,F401
+from billing.usage_models import (  # noqa: E402,F401
+    ReconciliationRun,
+    UsageAlert,
+    UsageDailyRollup,
+    UsageRollupDay,
+)

@@ -1,11 +1,12 @@
-"""Admin for the rows the periodic tasks keep (daily usage rollups, usage alerts, reconciliation
-runs): read-only, they are derived from the ledger and written only by ``billing.services``."""
+"""Admin for the rows the periodic tasks keep (daily usage rollups and their freshness markers,
+usage alerts, reconciliation runs): read-only, they are derived from the ledger and written
+only by ``billing.services``."""
 
 from django.contrib import admin
 
 from billing.admin import LedgerAdmin, ReadOnlyAdmin
 from billing.admin_forms import credits_display
-from billing.usage_models import ReconciliationRun, UsageAlert, UsageDailyRollup
+from billing.usage_models import ReconciliationRun, UsageAlert, UsageDailyRollup, UsageRollupDay
 
 
 @admin.register(UsageDailyRollup)
@@ -75,4 +76,15 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
     list_display = ("finished_at", "started_at", "drift_count")
     date_hierarchy = "finished_at"
     fields = ("started_at", "finished_at", "drift_count")
+    readonly_fields = fields
+
+
+@admin.register(UsageRollupDay)
+class UsageRollupDayAdmin(ReadOnlyAdmin):
+    """When each day was last rolled up by a complete pass: a day is read from the rollup once a
+    pass started an hour after it ended (``billing.selectors.usage_sources``)."""
+
+    list_display = ("day", "computed_at")
+    date_hierarchy = "day"
+    fields = ("day", "computed_at")
     readonly_fields = fields

@@ -166,3 +166,24 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation {self.finished_at:%Y-%m-%d %H:%M}: {self.drift_count} drift(s)"
+
+
+class UsageRollupDay(models.Model):
+    """Freshness marker of the daily rollups: when the last complete rollup pass over one UTC day
+    (every organization, then individual credits) started.
+
+    Written by ``billing.services.rollups`` in the transaction of a pass's last batch, so it only
+    ever vouches for a pass that finished. A day counts as sealed (its rollup rows are the whole
+    answer, usage-free organizations included) once a pass started ``SEAL_AFTER`` past its end;
+    the analytics read any other day from the ledger.
+    """
+
+    day = models.DateField(unique=True, help_text="UTC day")
+    computed_at = models.DateTimeField(help_text="start of the last complete rollup pass over the day")
+
+    class Meta:
+        db_table = "usage_rollup_days"
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"{self.day} rolled up at {self.computed_at:%Y-%m-%d %H:%M}"

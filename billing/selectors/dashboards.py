@@ -2,7 +2,8 @@
 
 Each dashboard is a fixed handful of queries, whatever the number of members or usage rows:
 memberships and allocations are fetched in one query each and joined in memory by user, and
-usage comes grouped from ``billing.selectors.usage``. Amounts are integer millicredits.
+usage comes grouped from ``billing.selectors.usage`` (sealed past days from the daily rollup).
+Amounts are integer millicredits.
 The system admin's overview lives in ``billing.selectors.system``.
 """
 
@@ -10,8 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Case, Count, IntegerField, Sum, Value, When
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Case, IntegerField, Value, When
 from django.utils import timezone
 
 from billing.models import (
@@ -27,11 +27,12 @@ from billing.selectors.usage import (
     UsageFilters,
     UsageTotals,
     UserUsage,
-    attribution_rows,
     usage_by_model,
     usage_by_user,
+    usage_days,
     usage_totals,
 )
+from billing.selectors.usage_sources import UsageSources, usage_sources
 from organizations.models import Organization, OrganizationMember, User
 from organizations.selectors import active_memberships, in_api_key_scope
 
@@ -273,26 +274,17 @@ def member_balances(*, org_id: str, limit: int = MEMBER_LIMIT) -> tuple[int, lis
     return count, balances
 
 
-def daily_usage(*, org_id: str, start: datetime, end: datetime) -> list[DailyUsage]:
+def daily_usage(
+    *, org_id: str, start: datetime, end: datetime, sources: UsageSources | None = None
+) -> list[DailyUsage]:
     """One entry per UTC day from ``start`` to ``end``, days without usage as zeros."""
-    rows = (
-        attribution_rows(org_id=org_id, filters=UsageFilters(start=start, end=end))
-        .values(day=TruncDate("created_at", tzinfo=UTC))
-        .annotate(requests=Count("id"), credits=Coalesce(Sum("credits_used"), 0))
-    )
-    by_day = {row["day"]: row for row in rows}
+    by_day = usage_days(org_id=org_id, filters=UsageFilters(start=start, end=end), sources=sources)
     first, last = start.astimezone(UTC).date(), end.astimezone(UTC).date()
     series = []
     for offset in range((last - first).days + 1):
         day = first + timedelta(days=offset)
-        row = by_day.get(day)
-        series.append(
-            DailyUsage(
-                date=day,
-                requests=row["requests"] if row else 0,
-                credits_used=row["credits"] if row else 0,
-            )
-        )
+        requests, credits = by_day.get(day, (0, 0))
+        series.append(DailyUsage(date=day, requests=requests, credits_used=credits))
     return series
 
 
@@ -329,6 +321,7 @@ def org_dashboard(*, org: Organization, now: datetime | None = None) -> OrgDashb
     """An org admin's view: pool, members, the last 30 days' usage, history, subscription."""
     start, end = dashboard_window(now or timezone.now())
     window = UsageFilters(start=start, end=end)
+    sources = usage_sources(start=start, end=end)
     member_count, members = member_balances(org_id=org.id)
     return OrgDashboard(
         org_id=org.id,
@@ -339,10 +332,10 @@ def org_dashboard(*, org: Organization, now: datetime | None = None) -> OrgDashb
         pool=pool_summary(org_id=org.id),
         member_count=member_count,
         members=members,
-        usage=usage_totals(org_id=org.id, filters=window),
-        top_users=usage_by_user(org_id=org.id, filters=window, limit=TOP_USERS_LIMIT),
-        usage_by_model=usage_by_model(org_id=org.id, filters=window, limit=TOP_MODELS_LIMIT),
-        daily_usage=daily_usage(org_id=org.id, start=start, end=end),
+        usage=usage_totals(org_id=org.id, filters=window, sources=sources),
+        top_users=usage_by_user(org_id=org.id, filters=window, limit=TOP_USERS_LIMIT, sources=sources),
+        usage_by_model=usage_by_model(org_id=org.id, filters=window, limit=TOP_MODELS_LIMIT, sources=sources),
+        daily_usage=daily_usage(org_id=org.id, start=start, end=end, sources=sources),
         recent_history=list(org_billing_history(org_id=org.id)[:HISTORY_LIMIT]),
         subscription=subscription_summary(org_id=org.id),
     )

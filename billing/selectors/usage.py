@@ -1,20 +1,23 @@
-"""Usage analytics over the attribution ledger: totals, top lists and time series.
+"""Usage analytics: totals, top lists and time series of an organization.
 
-Every query here starts from ``credit_usage_attribution`` filtered by ``org_id`` and a
-``created_at`` range, so it runs on the ``(org, created_at)`` / ``(org, user, created_at)``
-indexes, and aggregates in SQL (``GROUP BY`` with PostgreSQL's ``date_trunc``): no Python loop
-ever walks attribution rows. Amounts are integer millicredits.
+Every query aggregates, in SQL, one subquery of daily usage rows (``usage_rows``): whole past
+UTC days whose rollup is sealed come from ``usage_daily_rollups`` (on its ``(org, day)`` index),
+the rest — today, partial days at the period's edges, days not (yet) rolled up — from
+``credit_usage_attribution`` (on its ``(org, created_at)`` index); see
+``billing.selectors.usage_sources``. The answers are those of the ledger alone; no Python loop
+ever walks usage rows. Amounts are integer millicredits.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
-from django.db.models import Count, DateField, F, QuerySet, Sum
-from django.db.models.functions import Coalesce, Trunc
+from django.db import connection
+from django.db.models import QuerySet
 
 from billing.models import CreditUsageAttribution
+from billing.selectors.usage_sources import UsageSources, usage_rows_sql, usage_sources
 from organizations.models import User
 
 Granularity = Literal["day", "week", "month"]
@@ -108,7 +111,8 @@ class UsageSummary:
 
 
 def attribution_rows(*, org_id: str, filters: UsageFilters) -> QuerySet[CreditUsageAttribution]:
-    """The organization's attribution rows matching ``filters``, unordered (ready to group)."""
+    """The organization's attribution rows matching ``filters``, unordered (ready to group).
+    The ledger alone: the analytics below read past days from the rollup instead."""
     rows = CreditUsageAttribution.objects.filter(
         org_id=org_id, created_at__gte=filters.start, created_at__lt=filters.end
     )
@@ -121,105 +125,168 @@ def attribution_rows(*, org_id: str, filters: UsageFilters) -> QuerySet[CreditUs
     return rows.order_by()
 
 
-def _sums() -> dict[str, Any]:
-    return {
-        "requests": Count("id"),
-        "input_tokens": Coalesce(Sum("input_tokens"), 0),
-        "output_tokens": Coalesce(Sum("output_tokens"), 0),
-        "credits_used": Coalesce(Sum("credits_used"), 0),
-    }
+def usage_rows(
+    *, org_id: str, filters: UsageFilters, sources: UsageSources | None = None
+) -> tuple[str, list[Any]]:
+    """The subquery of daily usage rows matching ``filters``: sealed past days from the rollup,
+    the rest from the ledger (``billing.selectors.usage_sources``). Pass ``sources`` (computed
+    once for ``filters``' period) to save its query when several figures share a period."""
+    return usage_rows_sql(
+        org_id=org_id,
+        sources=sources or usage_sources(start=filters.start, end=filters.end),
+        user_pk=filters.user_pk,
+        username=filters.username,
+        model=filters.model,
+    )
 
 
-def usage_totals(*, org_id: str, filters: UsageFilters) -> UsageTotals:
-    row = attribution_rows(org_id=org_id, filters=filters).aggregate(
-        **_sums(),
-        user_count=Count("user_id", distinct=True),
-        model_count=Count("service_name", distinct=True),
+_SUMS = (
+    "COALESCE(SUM(u.requests), 0)::bigint AS requests, "
+    "COALESCE(SUM(u.input_tokens), 0)::bigint AS input_tokens, "
+    "COALESCE(SUM(u.output_tokens), 0)::bigint AS output_tokens, "
+    "COALESCE(SUM(u.credits_used), 0)::bigint AS credits_used"
+)
+_JOIN_USERS = f"JOIN {User._meta.db_table} usr ON usr.id = u.user_id"
+
+
+def _fetch(sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        columns = [column.name for column in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def usage_totals(*, org_id: str, filters: UsageFilters, sources: UsageSources | None = None) -> UsageTotals:
+    rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
+    (row,) = _fetch(
+        f"SELECT {_SUMS}, COUNT(DISTINCT u.user_id) AS user_count, COUNT(DISTINCT u.model) AS model_count "
+        f"FROM ({rows}) u",
+        params,
     )
     return UsageTotals(**row)
 
 
-def usage_by_model(*, org_id: str, filters: UsageFilters, limit: int = TOP_LIST_LIMIT) -> list[ModelUsage]:
+def usage_by_model(
+    *, org_id: str, filters: UsageFilters, limit: int = TOP_LIST_LIMIT, sources: UsageSources | None = None
+) -> list[ModelUsage]:
     """Models by credits used, most first."""
-    rows: Iterable[Mapping[str, Any]] = (
-        attribution_rows(org_id=org_id, filters=filters)
-        .values("service_name")
-        .annotate(**_sums())
-        .order_by("-credits_used", "service_name")[:limit]
-    )
+    rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
     return [
-        ModelUsage(
-            model=row["service_name"],
-            requests=row["requests"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            credits_used=row["credits_used"],
+        ModelUsage(**row)
+        for row in _fetch(
+            f"SELECT u.model AS model, {_SUMS} FROM ({rows}) u "
+            "GROUP BY u.model ORDER BY credits_used DESC, model LIMIT %s",
+            [*params, limit],
         )
-        for row in rows
     ]
 
 
-def usage_by_user(*, org_id: str, filters: UsageFilters, limit: int = TOP_LIST_LIMIT) -> list[UserUsage]:
+def usage_by_user(
+    *, org_id: str, filters: UsageFilters, limit: int = TOP_LIST_LIMIT, sources: UsageSources | None = None
+) -> list[UserUsage]:
     """Users by credits used, most first."""
-    rows: Iterable[Mapping[str, Any]] = (
-        attribution_rows(org_id=org_id, filters=filters)
-        .values(username=F("user__username"))
-        .annotate(**_sums())
-        .order_by("-credits_used", "username")[:limit]
-    )
+    rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
     return [
-        UserUsage(
-            user_id=row["username"],
-            requests=row["requests"],
-            input_tokens=row["input_tokens"],
-            output_tokens=row["output_tokens"],
-            credits_used=row["credits_used"],
+        UserUsage(**row)
+        for row in _fetch(
+            f"SELECT usr.username AS user_id, {_SUMS} FROM ({rows}) u {_JOIN_USERS} "
+            "GROUP BY usr.username ORDER BY credits_used DESC, usr.username LIMIT %s",
+            [*params, limit],
         )
-        for row in rows
     ]
 
 
-def _bucket(granularity: Granularity) -> Trunc:
-    # date_trunc in UTC; the bucket is labelled by the date it starts on (weeks start Monday).
-    return Trunc("created_at", granularity, output_field=DateField(), tzinfo=UTC)
+def _bucket(granularity: Granularity) -> str:
+    # Weeks start on Monday; the rows' days are UTC days already.
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {granularity!r}")
+    return f"date_trunc('{granularity}', u.day::timestamp)::date"
 
 
 def usage_buckets(
-    *, org_id: str, filters: UsageFilters, granularity: Granularity, limit: int = SERIES_LIMIT
+    *,
+    org_id: str,
+    filters: UsageFilters,
+    granularity: Granularity,
+    limit: int = SERIES_LIMIT,
+    sources: UsageSources | None = None,
 ) -> list[UsageBucket]:
     """Totals per bucket, oldest first; the most recent ``limit`` buckets that have usage."""
-    rows: list[Mapping[str, Any]] = list(
-        attribution_rows(org_id=org_id, filters=filters)
-        .values(period_start=_bucket(granularity))
-        .annotate(**_sums())
-        .order_by("-period_start")[:limit]
+    rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
+    newest_first = _fetch(
+        f"SELECT {_bucket(granularity)} AS period_start, {_SUMS} FROM ({rows}) u "
+        "GROUP BY 1 ORDER BY 1 DESC LIMIT %s",
+        [*params, limit],
     )
-    return [UsageBucket(**row) for row in reversed(rows)]
+    return [UsageBucket(**row) for row in reversed(newest_first)]
+
+
+class UsageSeriesRows:
+    """One row per (bucket, user) or (bucket, model), ordered by bucket then key; sliceable and
+    countable in SQL (``LIMIT``/``OFFSET``, ``COUNT``), so a paginator or an export reads only
+    what it shows."""
+
+    def __init__(self, sql: str, params: list[Any]) -> None:
+        self._sql = sql
+        self._params = params
+
+    def count(self) -> int:
+        return int(_fetch(f"SELECT COUNT(*) AS n FROM ({self._sql}) s", self._params)[0]["n"])
+
+    def __getitem__(self, item: slice) -> list[dict[str, Any]]:
+        if not isinstance(item, slice) or item.step is not None:
+            raise TypeError("usage series rows are read by slices")
+        offset = item.start or 0
+        if item.stop is None:
+            return _fetch(f"{self._sql} OFFSET %s", [*self._params, offset])
+        limit = max(item.stop - offset, 0)
+        return _fetch(f"{self._sql} LIMIT %s OFFSET %s", [*self._params, limit, offset])
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self[0:])
 
 
 def usage_series(
-    *, org_id: str, filters: UsageFilters, granularity: Granularity, group_by: GroupBy
-) -> QuerySet[CreditUsageAttribution, Any]:
+    *,
+    org_id: str,
+    filters: UsageFilters,
+    granularity: Granularity,
+    group_by: GroupBy,
+    sources: UsageSources | None = None,
+) -> UsageSeriesRows:
     """One row per (bucket, user) or (bucket, model) with usage: ``period_start``, ``key``
     (the user id or model), ``requests``, ``input_tokens``, ``output_tokens``,
     ``credits_used``; ordered by bucket then key, ready to paginate or export."""
-    key = F("user__username") if group_by == "user" else F("service_name")
-    return (
-        attribution_rows(org_id=org_id, filters=filters)
-        .values(period_start=_bucket(granularity), key=key)
-        .annotate(**_sums())
-        .order_by("period_start", "key")
+    rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
+    key, join = ("usr.username", _JOIN_USERS) if group_by == "user" else ("u.model", "")
+    return UsageSeriesRows(
+        f"SELECT {_bucket(granularity)} AS period_start, {key} AS key, {_SUMS} FROM ({rows}) u {join} "
+        "GROUP BY 1, 2 ORDER BY 1, 2",
+        params,
     )
 
 
+def usage_days(
+    *, org_id: str, filters: UsageFilters, sources: UsageSources | None = None
+) -> dict[date, tuple[int, int]]:
+    """``{UTC day: (requests, credits_used)}`` for the days with usage."""
+    rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
+    return {
+        row["day"]: (row["requests"], row["credits_used"])
+        for row in _fetch(f"SELECT u.day AS day, {_SUMS} FROM ({rows}) u GROUP BY u.day", params)
+    }
+
+
 def usage_summary(*, org_id: str, filters: UsageFilters, granularity: Granularity = "day") -> UsageSummary:
-    """Four grouped queries, whatever the number of users, models or rows."""
+    """Five queries (the period's sources, then four grouped), whatever the number of users,
+    models or rows."""
+    sources = usage_sources(start=filters.start, end=filters.end)
     return UsageSummary(
         org_id=org_id,
         filters=filters,
         granularity=granularity,
-        totals=usage_totals(org_id=org_id, filters=filters),
-        by_model=usage_by_model(org_id=org_id, filters=filters),
-        by_user=usage_by_user(org_id=org_id, filters=filters),
-        series=usage_buckets(org_id=org_id, filters=filters, granularity=granularity),
+        totals=usage_totals(org_id=org_id, filters=filters, sources=sources),
+        by_model=usage_by_model(org_id=org_id, filters=filters, sources=sources),
+        by_user=usage_by_user(org_id=org_id, filters=filters, sources=sources),
+        series=usage_buckets(org_id=org_id, filters=filters, granularity=granularity, sources=sources),
     )

@@ -5,6 +5,11 @@ fresh aggregate of those days, in one transaction per batch of organizations (pl
 individual credits). Running it twice, or twice at once, leaves the same rows: concurrent
 passes are serialized on a transaction-level advisory lock. Every query is keyed by org (or
 ``org_id IS NULL``) and a time range, so it runs on the ledger's ``(org, created_at)`` index.
+
+The last transaction of a pass also stamps each day it covered in ``UsageRollupDay`` with the
+pass's start: the analytics (``billing.selectors.usage_sources``) trust a day's rollup rows only
+once a pass that started ``SEAL_AFTER`` past the day's end has completed over it, and read any
+other day from the ledger, so a missing or early rollup never answers zero.
 """
 
 from collections.abc import Iterator, Sequence
@@ -18,6 +23,10 @@ from django.utils import timezone
 from organizations.models import Organization
 
 BATCH_SIZE = 500
+# A charge is stamped (``created_at``) inside its own short transaction, bounded by the statement
+# and idle-in-transaction timeouts: an hour after a day ends, no charge of that day can still
+# commit, so a rollup computed from then on is final for the day.
+SEAL_AFTER = timedelta(hours=1)
 # One key for every rollup pass (pg_advisory_xact_lock takes a bigint).
 _ROLLUP_LOCK_KEY = 0x6F72_6762_726F_6C6C  # "orgbroll"
 
@@ -31,6 +40,13 @@ _AGGREGATE = f"""
     GROUP BY org_id, user_id, service_name, (created_at AT TIME ZONE 'UTC')::date
 """
 _DELETE = "DELETE FROM usage_daily_rollups WHERE {scope} AND day >= %(first)s AND day <= %(last)s"
+# GREATEST: a pass that finishes after a later-started one must not move the marker back.
+_MARK_DAYS = """
+    INSERT INTO usage_rollup_days (day, computed_at)
+    SELECT generate_series(%(first)s::date, %(last)s::date, interval '1 day')::date, %(now)s
+    ON CONFLICT (day) DO UPDATE
+    SET computed_at = GREATEST(usage_rollup_days.computed_at, EXCLUDED.computed_at)
+"""
 _ORG_SCOPE = "org_id = ANY(%(orgs)s)"
 _INDIVIDUAL_SCOPE = "org_id IS NULL"
 
@@ -55,12 +71,15 @@ def rollup_batch_count(batch_size: int = BATCH_SIZE) -> int:
     return -(-orgs // batch_size) + 1
 
 
-def _recompute(scope: str, params: dict[str, Any]) -> int:
+def _recompute(scope: str, params: dict[str, Any], *, mark_days: bool = False) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_ROLLUP_LOCK_KEY])
         cursor.execute(_DELETE.format(scope=scope), params)
         cursor.execute(_AGGREGATE.format(scope=scope), params)
-        return max(cursor.rowcount, 0)
+        rows = max(cursor.rowcount, 0)
+        if mark_days:
+            cursor.execute(_MARK_DAYS, params)
+        return rows
 
 
 def _batched(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
@@ -86,7 +105,8 @@ def iter_rollup_usage(
     for batch in _batched(org_ids, batch_size):
         rows = _recompute(_ORG_SCOPE, {**params, "orgs": list(batch)})
         yield RollupBatch(organizations=len(batch), rows=rows)
-    yield RollupBatch(organizations=0, rows=_recompute(_INDIVIDUAL_SCOPE, params))
+    # Last, and with the days' marker: a pass that stops half-way vouches for nothing.
+    yield RollupBatch(organizations=0, rows=_recompute(_INDIVIDUAL_SCOPE, params, mark_days=True))
 
 
 def rollup_usage(

@@ -34,7 +34,7 @@ def _error(exc: ApplicationError) -> JsonResponse:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not an event either
         raise MalformedWebhook("The body is not JSON.") from None
     if not isinstance(payload, dict):
         raise MalformedWebhook("The body is not a JSON object.")
@@ -103,7 +103,7 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             )
         except stripe.SignatureVerificationError:
             raise InvalidWebhookSignature(details={"provider": "stripe"}) from None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise MalformedWebhook("The body is not JSON.") from None
         payload = _json_object(body)
         event_id, event_type = payload.get("id"), payload.get("type")
