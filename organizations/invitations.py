@@ -94,10 +94,12 @@ def invite_member(
     user: User | None = None,
     email: str | None = None,
     actor_label: str = "",
+    notify: bool = True,
 ) -> Invitation:
     """Invite ``user`` or ``email`` (exactly one) to the organization; re-inviting refreshes
     the deadline and role. A user who already is an active or suspended member →
-    ``AlreadyMember``. The invitee is mailed once the transaction commits."""
+    ``AlreadyMember``. The invitee is mailed once the transaction commits (unless ``notify``
+    is false: the demo's made-up people)."""
     if (user is None) == (email is None):
         raise ValidationFailed("Give exactly one of user_id and email.")
     if role not in OrganizationMember.Role.values:
@@ -124,7 +126,8 @@ def invite_member(
                     metadata={"role": role, "by": "email" if address else "user_id"},
                 )
                 recipient = address or (invitee.email if invitee is not None else "")
-                _mail_invitee(org, recipient, actor, invitation)
+                if notify:
+                    _mail_invitee(org, recipient, actor, invitation)
             return invitation
         except IntegrityError:
             # Invited concurrently between our read and our insert: once more, now as a refresh.

@@ -79,7 +79,9 @@ class Command(BaseCommand):
         inviter = Organization.objects.get(pk=org_id).created_by
         assert inviter is not None, f"{org_id} has no creator to invite its members"
         run_service(
-            lambda: invite_member(org_id=org_id, user=user, role=role, actor=inviter, actor_label=LABEL)
+            lambda: invite_member(
+                org_id=org_id, user=user, role=role, actor=inviter, actor_label=LABEL, notify=False
+            )
         )
         run_service(lambda: accept_invitation(user=user, org_id=org_id))
         if is_default:
