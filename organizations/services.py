@@ -26,8 +26,11 @@ def create_organization(
     billing_email: str = "",
     slug: str | None = None,
     actor_label: str = "",
+    make_default: bool = True,
 ) -> Organization:
-    """Create an organization with its empty credit pool; the creator becomes its admin."""
+    """Create an organization with its empty credit pool; the creator becomes its admin, and it
+    becomes their default org if they have none — unless ``make_default`` is false: a creator
+    named by a system admin is not asked, so who pays for their requests stays as it was."""
     try:
         ORG_ID_VALIDATOR(org_id)
     except DjangoValidationError:
@@ -40,14 +43,22 @@ def create_organization(
         raise ValidationFailed("An organization needs a name.", details={"org_name": org_name})
     slug = slug or slugify(org_id)[:64] or org_id.lower()
     try:
-        return _create_organization(org_id, org_name, created_by, billing_email, slug, actor_label)
+        return _create_organization(
+            org_id, org_name, created_by, billing_email, slug, actor_label, make_default
+        )
     except IntegrityError:
         # Created concurrently by someone else between our check and our insert.
         raise Conflict("An organization with this id or slug exists.", details={"org_id": org_id}) from None
 
 
 def _create_organization(
-    org_id: str, org_name: str, created_by: User | None, billing_email: str, slug: str, actor_label: str
+    org_id: str,
+    org_name: str,
+    created_by: User | None,
+    billing_email: str,
+    slug: str,
+    actor_label: str,
+    make_default: bool,
 ) -> Organization:
     with transaction.atomic():
         if Organization.objects.filter(pk=org_id).exists() or Organization.objects.filter(slug=slug).exists():
@@ -65,7 +76,8 @@ def _create_organization(
                 org=org,
                 user=created_by,
                 role=OrganizationMember.Role.ADMIN,
-                is_default=not OrganizationMember.objects.filter(user=created_by, is_default=True).exists(),
+                is_default=make_default
+                and not OrganizationMember.objects.filter(user=created_by, is_default=True).exists(),
             )
         record_audit_event(
             action="organization.created",

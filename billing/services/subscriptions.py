@@ -104,6 +104,8 @@ def create_subscription(
                 created_by=owner,
                 billing_email=billing_email,
                 actor_label=actor_label,
+                # A system admin subscribing an org for someone makes them its admin, not their payer.
+                make_default=actor is None or actor.pk == owner.pk,
             )
         elif not (actor is not None and actor.is_staff):
             membership = OrganizationMember.objects.filter(

@@ -10,7 +10,7 @@ from billing.errors import BillingBackendUnavailable
 from billing.models import OrganizationCreditPool, OrganizationSubscription
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember
-from organizations.services import add_member
+from organizations.services import add_member, create_organization
 from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
 
@@ -101,6 +101,44 @@ def test_user_subscribes_a_new_org_and_becomes_its_admin(api_client):
     assert body["organization"]["org_name"] == "my-team"
     assert body["credit_pool"]["total_credits"] == 0.0
     assert OrganizationMember.objects.get(org_id="my-team", user=user).role == "admin"
+
+
+def test_an_org_a_user_creates_becomes_their_default(api_client):
+    user = UserFactory()
+    api_client.force_login(user)
+
+    response = api_client.post(CREATE_URL, {"org_id": "mine", "plan_code": "starter"}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert OrganizationMember.objects.get(org_id="mine", user=user).is_default
+
+
+def test_an_org_staff_subscribes_for_a_user_does_not_change_who_pays_for_them(api_client, staff_user):
+    owner = UserFactory()
+    create_organization(org_id="theirs-already", org_name="Theirs", created_by=UserFactory())
+    add_member(org_id="theirs-already", user=owner)
+    api_client.force_login(owner)
+    before = api_client.get("/api/v1/me").json()["billing_context"]
+    api_client.force_login(staff_user)
+
+    response = api_client.post(
+        CREATE_URL, {"org_id": "for-them", "plan_code": "starter", "user_id": owner.username}, format="json"
+    )
+
+    assert response.status_code == 201, response.content
+    membership = OrganizationMember.objects.get(org_id="for-them", user=owner)
+    assert membership.role == "admin" and not membership.is_default
+    api_client.force_login(owner)
+    assert (
+        api_client.get("/api/v1/me").json()["billing_context"]
+        == before
+        == {
+            "org_id": "theirs-already",
+            "source": before["source"],
+            "can_bill": True,
+            "refusal_code": None,
+        }
+    )
 
 
 def test_org_admin_resubscribes_after_cancel(api_client, subscribed):
