@@ -42,6 +42,10 @@ LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", 
 LLM_SETTLEMENT_SPOOL_DIR: str = env(
     "LLM_SETTLEMENT_SPOOL_DIR", default=str(BASE_DIR / "var" / "settlement-spool")
 )
+# While a stream is relayed, its open record in LLM_SETTLEMENT_SPOOL_DIR (billing/gateway/
+# open_calls.py) is rewritten with the output counted so far at most this often (not fsync'ed):
+# a process killed mid-stream is charged about what it streamed up to then.
+LLM_SPOOL_PROGRESS_SECONDS: float = env.float("LLM_SPOOL_PROGRESS_SECONDS", default=5.0)
 # When a streaming client goes away, the gateway keeps reading the upstream (relaying nothing)
 # for at most this long, and never past LLM_MAX_CALL_SECONDS, to settle with the upstream's own
 # usage. 0: stop at once and charge the estimate (docs/decisions.md).
