@@ -3,9 +3,11 @@ charged its estimate once, or deleted when its call is owed nothing (issue 11 §
 
 import json
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from billing import tasks
 from billing.gateway import open_calls
@@ -133,3 +135,26 @@ def test_a_lost_record_defers_to_the_spooled_settlement_of_the_same_call(db, spo
     row = CreditUsageAttribution.objects.get()
     assert (row.input_tokens, row.output_tokens, row.request_metadata["usage_source"]) == (7, 9, "upstream")
     assert list(spool.iterdir()) == []
+
+
+def test_the_command_lists_open_records_and_charges_the_lost_ones(db, spool, make_funded_member):
+    # given: a lost call's record, and a young one (its call may be running)
+    org, user, _ = make_funded_member(pool=100, allocation=10)
+    lost, running = held_call(user, org, request_id="lost"), held_call(user, org, request_id="running")
+    open_calls.open_call(lost)
+    open_calls.open_call(running)
+    age(open_calls.record_path(lost.reservation_id), 3600)
+
+    # when
+    listed, charged = StringIO(), StringIO()
+    call_command("settle_spooled_calls", "--list", stdout=listed)
+    call_command("settle_spooled_calls", stdout=charged)
+
+    # then: both listed; only the lost one charged, the young one kept
+    assert sorted(listed.getvalue().split()) == sorted(
+        str(open_calls.record_path(call.reservation_id)) for call in (lost, running)
+    )
+    assert "1 spooled settlement(s) charged" in charged.getvalue()
+    assert "1 of them calls whose process died" in charged.getvalue()
+    assert list(CreditUsageAttribution.objects.values_list("request_id", flat=True)) == ["lost"]
+    assert records(spool) == [open_calls.record_path(running.reservation_id)]
