@@ -38,7 +38,9 @@ LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", 
 # Where a settlement the database refused is written (fsync'ed) until it is charged, so a retry
 # that gives up or a process that dies does not make the call free: the settle_spooled_calls
 # task (and the expire_reservations task, first) charge what is left there. Web processes and
-# the Celery worker must see the same directory (a shared volume when they run apart).
+# the Celery worker must see the same directory (a shared volume when they run apart). Each call
+# in flight also has an open record there (<reservation_id>.open, not fsync'ed), charged at its
+# estimate by the same task if its web process dies mid-call (billing/gateway/open_calls.py).
 LLM_SETTLEMENT_SPOOL_DIR: str = env(
     "LLM_SETTLEMENT_SPOOL_DIR", default=str(BASE_DIR / "var" / "settlement-spool")
 )

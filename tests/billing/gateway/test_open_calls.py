@@ -147,3 +147,22 @@ def test_a_running_streams_record_shows_its_progress_and_the_task_leaves_it_alon
     assert tasks.settle_spooled_calls() == {"settled": 0, "failed": []}
     allocation.refresh_from_db()
     assert (allocation.used_credits, allocation.reserved_credits) == (row.credits_used, 0)
+
+
+def test_a_disk_that_refuses_the_open_record_does_not_refuse_the_call(
+    gateway, upstream, settings, tmp_path: Path, make_funded_member
+):
+    # given: a spool directory that cannot be created (a file is in its way)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings.LLM_SETTLEMENT_SPOOL_DIR = str(blocker / "spool")
+    _, user, allocation = make_funded_member(pool=100, allocation=10)
+
+    # when
+    completion, raw = chat(openai_client(gateway, api_key(user)))
+
+    # then: answered and charged as usual
+    assert raw.http_response.status_code == 200 and completion.choices
+    row = CreditUsageAttribution.objects.get()
+    allocation.refresh_from_db()
+    assert (allocation.used_credits, allocation.reserved_credits) == (row.credits_used, 0)
