@@ -55,7 +55,8 @@ def expire_allocations() -> dict[str, Any]:
 @shared_task(name="billing.tasks.settle_spooled_calls", **_RETRYING)
 def settle_spooled_calls() -> dict[str, Any]:
     """Charge the gateway calls whose settlement the database refused and that are still
-    spooled (``LLM_SETTLEMENT_SPOOL_DIR``): the web process gave up retrying, or died."""
+    spooled (``LLM_SETTLEMENT_SPOOL_DIR``): the web process gave up retrying, or died; then
+    the calls whose process died mid-call, from their open records (``process_lost``)."""
     outcome = spool.settle_spooled()
     return {"settled": len(outcome.settled), "failed": outcome.failed}
 
@@ -63,7 +64,8 @@ def settle_spooled_calls() -> dict[str, Any]:
 @shared_task(name="billing.tasks.expire_reservations", **_RETRYING)
 def expire_reservations() -> dict[str, Any]:
     """Release holds past their ``expires_at`` (their caller never settled them). Spooled
-    settlements are charged first: a hold owed one is settled, not released."""
+    settlements, and calls whose process died (open records), are charged first: a hold owed
+    one is settled, not released."""
     try:
         spooled = len(spool.settle_spooled().settled)
     except OSError:

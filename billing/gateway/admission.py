@@ -3,7 +3,8 @@ authenticate the caller, decide who pays, price the worst case, count the plan q
 the credits before anything goes upstream; afterwards settle at the real cost or release.
 """
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.http import HttpRequest
@@ -103,6 +104,7 @@ class Admission:
     quota: QuotaTicket | None
     output_bound: int = 0  # the output tokens the hold was sized for (all choices)
     reasoning_model: bool = False  # LLM_REASONING_MODELS names it, or the call asked it to reason
+    admitted_at: float = field(default_factory=time.time)  # when the hold was taken (epoch seconds)
 
 
 def _output_cap(price: PriceSnapshot) -> int:
@@ -238,6 +240,49 @@ def chargeable_cost(admission: Admission, cost: int) -> int:
     return 0 if admission.byok else min(cost, MAX_MILLICREDITS)
 
 
+def call_terms(admission: Admission) -> dict[str, Any]:
+    """Who pays for the call and at what price, as plain JSON values: what ``terms_for_call``
+    needs, kept with the call's open record (``billing.gateway.open_calls``)."""
+    return {
+        "reservation_id": admission.reservation_id,
+        "request_id": admission.request_id,
+        "service_type": admission.service_type,
+        "model": admission.model,
+        "price": admission.price.as_metadata(),
+        "api_key_id": admission.api_key_id,
+        "byok": admission.byok,
+    }
+
+
+def terms_for_call(
+    call: dict[str, Any],
+    *,
+    cost: int,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of ``settle_reservation`` that charge ``cost`` for the call of
+    ``call_terms`` (0 for BYOK, never above the money cap)."""
+    byok = bool(call["byok"])
+    return {
+        "reservation_id": call["reservation_id"],
+        "actual_amount": 0 if byok else min(cost, MAX_MILLICREDITS),
+        "service_type": call["service_type"],
+        "service_name": call["model"],
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "metadata": {
+            "price": call["price"],
+            "request_id": call["request_id"],
+            "api_key_id": call["api_key_id"],
+            "byok": byok,
+            **({"list_price_credits": cost} if byok else {}),
+            **(metadata or {}),
+        },
+    }
+
+
 def settlement_terms(
     admission: Admission,
     *,
@@ -248,22 +293,13 @@ def settlement_terms(
 ) -> dict[str, Any]:
     """The keyword arguments of ``settle_reservation`` that charge the call's real cost (0 for
     BYOK): plain JSON values, so a settlement can be spooled (``billing.gateway.spool``)."""
-    return {
-        "reservation_id": admission.reservation_id,
-        "actual_amount": chargeable_cost(admission, cost),
-        "service_type": admission.service_type,
-        "service_name": admission.model,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "metadata": {
-            "price": admission.price.as_metadata(),
-            "request_id": admission.request_id,
-            "api_key_id": admission.api_key_id,
-            "byok": admission.byok,
-            **({"list_price_credits": cost} if admission.byok else {}),
-            **(metadata or {}),
-        },
-    }
+    return terms_for_call(
+        call_terms(admission),
+        cost=cost,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        metadata=metadata,
+    )
 
 
 def settle_call(

@@ -13,8 +13,9 @@ replays the first result, and a hold that expired meanwhile is settled late from
 free credits (``settle_reservation``). A refused settlement is also written to the spool
 (``billing.gateway.spool``, fsync'ed) before the client is answered, and removed once charged:
 what is still pending when the process dies, or past its retry window, is charged from there by
-the ``settle_spooled_calls`` task. docs/decisions.md, "A call answered while the database is
-down" and "A refused settlement is spooled to disk until it is charged".
+the ``settle_spooled_calls`` task. A settled call's open record (``billing.gateway.open_calls``)
+is removed; a refused one's is replaced by its spool entry. docs/decisions.md, "A call answered
+while the database is down" and "A refused settlement is spooled to disk until it is charged".
 """
 
 import asyncio
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from billing.gateway import spool
+from billing.gateway import open_calls, spool
 from billing.gateway.admission import Admission, chargeable_cost, settlement_terms
 from billing.gateway.config import setting
 from billing.gateway.db import run_db, spawn
@@ -134,7 +135,18 @@ atexit.register(backlog.log_abandoned)
 
 
 def _settle_terms(terms: dict[str, Any]) -> DeductionResult:
-    return settle_reservation(**terms)
+    result = settle_reservation(**terms)
+    open_calls.close_call(terms["reservation_id"])  # charged: nothing left for the task to guess
+    return result
+
+
+def _spool_refused(terms: dict[str, Any]) -> Path | None:
+    """The refused settlement's durable entry takes over from the call's open record (kept when
+    the disk refused the entry: the record's estimate is then the call's only trace)."""
+    spooled = spool.write_entry(terms)
+    if spooled is not None:
+        open_calls.close_call(terms["reservation_id"])
+    return spooled
 
 
 async def _settle_now(terms: dict[str, Any]) -> DeductionResult:
@@ -159,7 +171,7 @@ async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pend
                        "the background", admission.request_id, refusal.code)  # fmt: skip
         # Before the client is answered ("pending" only once the charge is durable), off the
         # loop: only a refused settlement pays for the fsync.
-        spooled = await asyncio.to_thread(spool.write_entry, terms)
+        spooled = await asyncio.to_thread(_spool_refused, terms)
         backlog.add(admission, terms, spooled=spooled)
         return Pending(cost=chargeable_cost(admission, charge.cost))
     except Exception:

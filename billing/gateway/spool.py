@@ -9,7 +9,10 @@ run by the ``settle_spooled_calls`` task, its management command and, first, by 
 ``expire_reservations`` task, so a hold owed a settlement is settled rather than released.
 
 Settling is idempotent by reservation: the same terms settled twice (the web process's retry
-and the task, or a task run twice) charge once and replay the first result.
+and the task, or a task run twice) charge once and replay the first result. A call whose
+process died before it could settle is charged from its open record
+(``billing.gateway.open_calls``), after the entries here: an entry, with the upstream's usage,
+takes precedence over the record's estimate.
 docs/decisions.md, "A refused settlement is spooled to disk until it is charged".
 """
 
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from billing.gateway import open_calls
 from billing.gateway.config import setting
 from billing.models import CreditReservation
 from billing.services import settle_reservation
@@ -107,13 +111,15 @@ def _written_at(path: Path) -> float:
 class SpoolOutcome:
     settled: list[int] = field(default_factory=list)  # reservation ids now charged
     failed: list[str] = field(default_factory=list)  # entries set aside (``.failed``) for an operator
+    process_lost: list[int] = field(default_factory=list)  # of ``settled``: from an open record
 
 
 def settle_spooled() -> SpoolOutcome:
     """Charge every spooled settlement, oldest first, removing each entry once it is in the
     ledger. An entry that cannot be settled for a reason a retry will not cure (unreadable, a
-    conflicting earlier settlement) is renamed ``*.failed`` and logged at ERROR. A database
-    failure propagates (the caller retries): what is not yet settled stays spooled."""
+    conflicting earlier settlement) is renamed ``*.failed`` and logged at ERROR. Then the open
+    records of calls whose process died (``open_calls.settle_lost_calls``). A database failure
+    propagates (the caller retries): what is not yet settled stays spooled."""
     directory = spool_dir()
     outcome = SpoolOutcome()
     if not directory.is_dir():
@@ -140,4 +146,8 @@ def settle_spooled() -> SpoolOutcome:
         logger.info("settle_spooled: reservation %s (request_id=%s) charged %d millicredits%s",
                     terms["reservation_id"], terms["metadata"].get("request_id"), result.credits_charged,
                     " (replayed)" if result.replayed else "")  # fmt: skip
+    lost = open_calls.settle_lost_calls()
+    outcome.settled += lost.settled
+    outcome.process_lost = lost.settled
+    outcome.failed += lost.failed
     return outcome

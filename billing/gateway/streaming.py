@@ -11,23 +11,28 @@ so the call is settled with the upstream's usage (hidden reasoning tokens includ
 an estimate. Because the pump is not the request's task, a disconnect cannot skip the
 settlement. The client gets, after the last chunk, an SSE comment with the cost, then
 ``[DONE]``. A settlement the database refused is charged by the background retry
-(``billing.gateway.settlement``); the comment then says ``settlement=pending``.
+(``billing.gateway.settlement``); the comment then says ``settlement=pending``. While it reads,
+the pump rewrites the call's open record (``billing.gateway.open_calls``) with the output
+counted so far, at most every ``LLM_SPOOL_PROGRESS_SECONDS``, so a process killed mid-stream is
+charged close to what it streamed.
 """
 
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
 
 import httpx
 
-from billing.gateway.admission import Admission, release_call
+from billing.gateway import open_calls
+from billing.gateway.admission import Admission
 from billing.gateway.config import max_call_seconds, setting
 from billing.gateway.db import finish, run_db, spawn
 from billing.gateway.errors import UpstreamError, UpstreamTimeout
-from billing.gateway.metering import StreamMeter, sse_events
+from billing.gateway.metering import StreamMeter, estimate_output_tokens, sse_events
 from billing.gateway.responses import credits_text
 from billing.gateway.settlement import Charge, Pending, settle
 from billing.gateway.upstream import failure
@@ -63,6 +68,8 @@ class StreamRelay:
         self._drain_cut = False  # the client left and the upstream had not finished within the drain
         self._deadline: asyncio.Timeout | None = None  # set while the pump reads the upstream
         self._error: ApplicationError | None = None
+        self._limit_from = 0.0  # when the call's time limit started (epoch seconds)
+        self._next_progress = 0.0  # loop time after which the open record is rewritten
         self._task = spawn(self._pump())
 
     async def events(self) -> AsyncIterator[bytes]:
@@ -108,16 +115,35 @@ class StreamRelay:
         with suppress(asyncio.CancelledError):
             await asyncio.shield(self._task)
 
+    def _record_progress(self) -> None:
+        """Rewrite the call's open record with what the stream produced so far (at most every
+        ``LLM_SPOOL_PROGRESS_SECONDS``): a process killed now is charged close to it."""
+        meter = self._meter
+        progress = open_calls.Progress(
+            output_tokens=estimate_output_tokens(characters=meter.characters, pieces=meter.pieces),
+            reported=meter.usage,
+            reasoning=meter.reasoning,
+        )
+        open_calls.record_progress(self.admission, limit_from=self._limit_from, progress=progress)
+        interval = float(setting("LLM_SPOOL_PROGRESS_SECONDS"))
+        self._next_progress = asyncio.get_running_loop().time() + interval
+
     async def _pump(self) -> None:
         try:
             async with asyncio.timeout(max_call_seconds()) as deadline:
                 self._deadline = deadline
                 if self._client_gone:
                     self._shorten_deadline()
+                # The call's time limit starts now, not at admission: the record says so.
+                self._limit_from = time.time()
+                self._record_progress()
+                loop = asyncio.get_running_loop()
                 async for event in sse_events(self._response.aiter_bytes()):
                     relayed = self._meter.feed(event)
                     if relayed is not None and not self._client_gone:
                         self._queue.put_nowait(relayed)
+                    if loop.time() >= self._next_progress:
+                        self._record_progress()
             if malformed := self._meter.malformed:
                 self._error = UpstreamError(MALFORMED_STREAM, details={"malformed_events": malformed})
         except httpx.HTTPError as exc:
@@ -163,7 +189,7 @@ class StreamRelay:
         thinking = self._drain_cut and (admission.reasoning_model or meter.reasoning)
         if meter.usage is None and not meter.produced_output and not thinking:
             try:
-                await run_db(release_call, admission)
+                await run_db(open_calls.release_open_call, admission)
             except Exception:
                 # Nothing was generated: the hold is released when it expires, nothing charged.
                 logger.exception("gateway: releasing streamed call %s failed", admission.request_id)

@@ -10,7 +10,9 @@ background retry of ``billing.gateway.settlement``. Database work runs on the ga
 
 Each call runs in its own task that the request awaits through ``asyncio.shield``: when the
 client disconnects, Django cancels the request but the call still settles (a completion the
-upstream produced is charged from its real usage; a call not yet forwarded is released).
+upstream produced is charged from its real usage; a call not yet forwarded is released). From
+its hold to its settlement or release a call has an open record on disk
+(``billing.gateway.open_calls``), from which it is charged if the process dies meanwhile.
 """
 
 import asyncio
@@ -23,18 +25,18 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException
 
-from billing.gateway import upstream
+from billing.gateway import open_calls, upstream
 from billing.gateway.admission import (
     PROVIDER_KEY_HEADER,
     Admission,
     admit_chat,
     admit_image,
     authenticate,
-    release_call,
 )
 from billing.gateway.db import finish, run_db
 from billing.gateway.metering import (
     ChatRequest,
+    ImageRequest,
     completion_text_size,
     estimate_output_tokens,
     fallback_usage,
@@ -96,6 +98,18 @@ def _provider_key(request: HttpRequest) -> str | None:
     return key
 
 
+def _admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequest, dict[str, Any]]:
+    admitted = admit_chat(request, byok=byok)
+    open_calls.open_call(admitted[0])  # in flight: charged from there if this process dies
+    return admitted
+
+
+def _admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRequest]:
+    admission, image = admit_image(request, byok=byok)
+    open_calls.open_call(admission, images=image.count)
+    return admission, image
+
+
 def _id_headers(admission: Admission) -> dict[str, str]:
     return {"X-Request-Id": admission.request_id, "X-Org-Id": admission.org_id or ""}
 
@@ -104,7 +118,7 @@ async def _release(admission: Admission) -> None:
     """Give the hold back: the call failed or never went upstream. With the database refusing,
     the hold stays until it expires and is released then; nothing is charged either way."""
     try:
-        await run_db(release_call, admission)
+        await run_db(open_calls.release_open_call, admission)
     except DatabaseUnavailable as refusal:
         logger.warning("gateway: releasing call %s refused (%s); released when the hold expires",
                        admission.request_id, refusal.code)  # fmt: skip
@@ -141,7 +155,7 @@ async def _forward_json(
 async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     try:
         provider_key = _provider_key(request)
-        admission, chat, body = await run_db(admit_chat, request, byok=provider_key is not None)
+        admission, chat, body = await run_db(_admit_chat, request, byok=provider_key is not None)
     except (ApplicationError, APIException) as refused:
         return error_response(refused)
     if state.gone:
@@ -209,7 +223,7 @@ async def _chat_stream(
 async def _images(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     try:
         provider_key = _provider_key(request)
-        admission, image = await run_db(admit_image, request, byok=provider_key is not None)
+        admission, image = await run_db(_admit_image, request, byok=provider_key is not None)
     except (ApplicationError, APIException) as refused:
         return error_response(refused)
     if state.gone:
