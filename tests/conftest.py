@@ -1,21 +1,24 @@
-"""Shared fixtures. The database is the real PostgreSQL that `make test` starts."""
+"""Shared fixtures. The database is the real PostgreSQL that `make test` starts.
+
+Plain helpers (``mc``, ``assert_error``, ``snapshot_balances``, ``pool_of``) live in
+``tests/helpers.py``; import them from there."""
 
 import importlib
 from collections.abc import Callable
 
 import pytest
 
-from billing.models import OrganizationCreditPool, Plan, UserCreditAllocation
-from billing.money import credits_to_millicredits
+from billing.models import Plan, UserCreditAllocation
 from billing.services import add_credits_to_pool, allocate_credits_to_user
 from organizations.models import Organization, User
 from organizations.services import add_member
 from tests.factories import OrganizationFactory, UserFactory
 
+# Re-exported only for tests/billing/gateway/ and tests/faults/, which still import them from here
+# (being edited elsewhere): new code imports them from tests.helpers. A later increment removes this.
+from tests.helpers import assert_error, mc, snapshot_balances
 
-def mc(credits: str | int) -> int:
-    """Credits → millicredits, through the one conversion helper."""
-    return credits_to_millicredits(str(credits))
+__all__ = ["assert_error", "mc", "snapshot_balances"]
 
 
 @pytest.fixture
@@ -52,39 +55,6 @@ def plans(transactional_db) -> None:
         )
 
 
-def snapshot_balances() -> dict[str, object]:
-    """Every balance and ledger count, to prove a refusal changed nothing."""
-    from billing.models import (
-        AuditEvent,
-        CreditReservation,
-        CreditUsageAttribution,
-        IndividualCreditBalance,
-        OrgBillingHistory,
-    )
-
-    return {
-        "pools": sorted(
-            OrganizationCreditPool.objects.values_list(
-                "org_id", "total_credits", "allocated_credits", "used_credits"
-            )
-        ),
-        "allocations": sorted(
-            UserCreditAllocation.objects.values_list(
-                "id", "allocated_credits", "used_credits", "reserved_credits", "is_active"
-            )
-        ),
-        "individual": sorted(
-            IndividualCreditBalance.objects.values_list(
-                "user_id", "total_credits", "used_credits", "reserved_credits"
-            )
-        ),
-        "attribution": CreditUsageAttribution.objects.count(),
-        "reservations": sorted(CreditReservation.objects.values_list("id", "status")),
-        "history": OrgBillingHistory.objects.count(),
-        "audit": AuditEvent.objects.count(),
-    }
-
-
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Rate-limit counters live in the cache: every test starts with none."""
@@ -106,13 +76,3 @@ def api_client():
 @pytest.fixture
 def staff_user(db) -> User:
     return UserFactory(username="ops-admin", is_staff=True)
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    """The response is an error in the one shape, with this status and code."""
-    assert response.status_code == status, (response.status_code, getattr(response, "content", b"")[:500])
-    body = response.json()
-    assert set(body) == {"error"}, body
-    assert set(body["error"]) == {"code", "message", "details"}, body
-    assert body["error"]["code"] == code, body
-    return body["error"]

@@ -4,7 +4,7 @@ search and the gateway (issue 11 §5)."""
 
 import pytest
 
-from tests.conftest import assert_error, snapshot_balances
+from tests.helpers import assert_error, snapshot_balances
 
 BASE = "/api/v1/org-billing"
 

@@ -8,8 +8,8 @@ import pytest
 from billing.services import deduct_credits
 from billing.services.subscriptions import create_subscription
 from organizations.services import add_member
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

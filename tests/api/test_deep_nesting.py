@@ -11,8 +11,8 @@ from django.urls import reverse
 
 from billing.gateway.metering import MalformedRequest, parse_json_object
 from billing.models import WebhookEvent
-from tests.conftest import assert_error
 from tests.fakes.stripe import WEBHOOK_SECRET, sign
+from tests.helpers import assert_error
 
 DEPTH = 100_000
 NESTED = "[" * DEPTH + "]" * DEPTH

@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from tests.conftest import assert_error, snapshot_balances
+from tests.helpers import assert_error, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

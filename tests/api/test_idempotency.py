@@ -6,8 +6,8 @@ from django.test import Client
 
 from billing.models import OrganizationCreditPool, OrgBillingHistory
 from tests.concurrency import run_concurrently
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import OrganizationFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 BASE = "/api/v1/org-billing"
 

@@ -17,9 +17,9 @@ from billing.models import IndividualCreditBalance, ModelPrice
 from billing.services import add_credits_to_pool, add_individual_credits
 from organizations.api_keys import create_api_key
 from organizations.services import create_organization
-from tests.conftest import mc
 from tests.factories import UserFactory
 from tests.fake_upstream import running_upstream
+from tests.helpers import mc
 from tests.served import served_in_thread
 
 pytestmark = pytest.mark.usefixtures("transactional_db")

@@ -6,7 +6,7 @@ import pytest
 
 from billing.services import deduct_credits
 from organizations.services import ensure_user
-from tests.conftest import mc
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ from django.urls import reverse
 from billing.services import add_credits_to_pool
 from organizations.services import add_member, create_organization
 from orgbilling.api.pagination import MAX_PAGE_SIZE
-from tests.conftest import assert_error, mc
 from tests.factories import UserFactory
+from tests.helpers import assert_error, mc
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 pytestmark = pytest.mark.django_db
 

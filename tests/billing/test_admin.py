@@ -37,8 +37,8 @@ from billing.services import (
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member
-from tests.conftest import mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc, pool_of, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -78,10 +78,6 @@ def change_url(obj: Model) -> str:
 
 def messages_of(response: Any) -> list[str]:
     return [str(message) for message in get_messages(response.wsgi_request)]
-
-
-def pool_of(org: Organization) -> OrganizationCreditPool:
-    return OrganizationCreditPool.objects.get(org=org)
 
 
 REGISTERED = [

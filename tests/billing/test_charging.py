@@ -34,8 +34,8 @@ from billing.services import (
     settle_reservation,
 )
 from organizations.models import OrganizationMember
-from tests.conftest import mc, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

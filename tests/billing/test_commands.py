@@ -17,8 +17,8 @@ from billing.models import (
 from billing.services import deduct_credits
 from organizations.models import Organization, OrganizationMember
 from organizations.services import add_member
-from tests.conftest import mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

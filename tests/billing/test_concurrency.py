@@ -22,8 +22,8 @@ from billing.services import (
 from organizations.services import add_member
 from orgbilling.errors import ApplicationError
 from tests.concurrency import run_concurrently
-from tests.conftest import mc
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

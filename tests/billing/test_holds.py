@@ -19,7 +19,7 @@ from billing.services import (
     settle_reservation,
 )
 from billing.services.sql import NotApplied, ledger_cursor
-from tests.conftest import mc, snapshot_balances
+from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.db import IntegrityError, connection, transaction
 
 from billing.models import CreditUsageAttribution, UserCreditAllocation
 from billing.services import deduct_credits
-from tests.conftest import mc
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

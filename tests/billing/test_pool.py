@@ -17,7 +17,7 @@ from billing.errors import (
     OrganizationInactive,
     OrganizationNotFound,
 )
-from billing.models import AuditEvent, OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
+from billing.models import AuditEvent, OrgBillingHistory, UserCreditAllocation
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import (
     add_credits_to_pool,
@@ -30,14 +30,10 @@ from billing.services import (
 )
 from organizations.models import Organization
 from organizations.services import add_member
-from tests.conftest import mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc, pool_of, snapshot_balances
 
 pytestmark = pytest.mark.django_db
-
-
-def pool_of(org: Organization) -> OrganizationCreditPool:
-    return OrganizationCreditPool.objects.get(org=org)
 
 
 def test_add_credits_to_pool_records_history_and_audit():

@@ -12,7 +12,7 @@ from billing.models import ModelPrice, OrganizationCreditPool, UserCreditAllocat
 from billing.selectors.reconciliation import find_all_drifts
 from organizations.api_keys import authenticate_api_key
 from organizations.models import ApiKey, OrganizationMember
-from tests.conftest import mc, snapshot_balances
+from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

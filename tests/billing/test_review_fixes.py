@@ -34,8 +34,8 @@ from billing.services import (
 from organizations.models import Organization
 from organizations.services import add_member
 from orgbilling.errors import Conflict, ValidationFailed
-from tests.conftest import mc, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

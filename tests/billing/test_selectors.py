@@ -33,8 +33,8 @@ from billing.services import (
 )
 from billing.services.subscriptions import create_subscription
 from organizations.services import add_member
-from tests.conftest import mc
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

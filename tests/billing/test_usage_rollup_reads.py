@@ -31,8 +31,8 @@ from billing.selectors.usage_sources import usage_sources
 from billing.services import deduct_credits
 from billing.services.rollups import SEAL_AFTER, iter_rollup_usage, rollup_usage
 from organizations.services import add_member
-from tests.conftest import mc
 from tests.factories import UserFactory
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

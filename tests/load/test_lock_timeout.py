@@ -4,11 +4,11 @@ import time
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from billing.models import CreditUsageAttribution, UserCreditAllocation
+from tests.concurrency import in_open_transaction
 from tests.load.test_served_under_load import MODEL, assert_ledger_clean, build_teams
-from tests.served import run_database_url, served_app
+from tests.served import served_app
 
 
 def test_a_charge_waiting_on_a_stuck_lock_answers_database_busy_and_its_retry_is_charged_once(
@@ -21,17 +21,18 @@ def test_a_charge_waiting_on_a_stuck_lock_answers_database_busy_and_its_retry_is
     body = {"user_id": user.username, "org_id": team.org.id, "model": MODEL, "input_tokens": 100,
             "output_tokens": 20, "request_id": "stuck-lock-1"}  # fmt: skip
     headers = {"Authorization": f"Bearer {team.service_key}"}
-    url = run_database_url().replace("postgres://", "postgresql://")
+
+    def lock_allocation() -> UserCreditAllocation:
+        return UserCreditAllocation.objects.select_for_update().get(pk=allocation.pk)
+
     with served_app(tmp_path, DB_LOCK_TIMEOUT_MS="300") as app:
-        with psycopg.connect(url) as blocker:
-            blocker.execute("SELECT 1 FROM user_credit_allocations WHERE id = %s FOR UPDATE", [allocation.id])
+        with in_open_transaction(lock_allocation):
             # when: a charge needs that row
             started = time.monotonic()
             refused = httpx.post(
                 f"{app.url}/api/v1/org-billing/charges", json=body, headers=headers, timeout=30
             )
             waited = time.monotonic() - started
-            blocker.rollback()
         # then: a prompt 503 database_busy with Retry-After, and nothing charged
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "database_busy"

@@ -28,9 +28,9 @@ from billing.selectors.reconciliation import find_all_drifts
 from organizations.api_keys import create_api_key
 from organizations.models import Organization, User
 from organizations.services import add_member
-from tests.conftest import mc
 from tests.factories import OrganizationFactory, UserFactory
 from tests.fake_upstream import FakeUpstream, running_upstream
+from tests.helpers import mc
 from tests.served import ServedApp, app_connections, run_database_url, served_app
 
 MODEL = "load-model"

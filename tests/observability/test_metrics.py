@@ -16,9 +16,9 @@ from billing.services import expire_reservations, reserve_credits
 from billing.tasks import reconcile_credits
 from organizations.services import add_member
 from tests.billing.gateway.conftest import api_key
-from tests.conftest import mc
 from tests.factories import UserFactory
 from tests.fakes.stripe import WEBHOOK_SECRET, sign
+from tests.helpers import mc
 from tests.observability.conftest import Scrape
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,8 @@ from billing.models import AuditEvent
 from organizations.api_keys import create_api_key
 from organizations.services import add_member
 from orgbilling.observability.request_id import current_request_id
-from tests.conftest import mc
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc
 
 
 def is_uuid4(value: str) -> bool:

@@ -27,8 +27,8 @@ from organizations.auth.api_keys import ApiKeyAuthentication
 from organizations.models import ApiKey, OrganizationMember
 from organizations.services import add_member
 from orgbilling.errors import ValidationFailed
-from tests.conftest import assert_error, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import assert_error, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

@@ -17,16 +17,9 @@ from organizations.auth import oidc
 from organizations.auth.bearer import BearerTokenAuthentication
 from organizations.models import User
 from organizations.services import add_member
-from tests.conftest import assert_error
 from tests.factories import OrganizationFactory, UserFactory
-from tests.oidc_provider import (  # noqa: F401 (fixtures)
-    CLIENT_ID,
-    STAFF_ROLE,
-    keycloak_fixture,
-    new_rsa_key,
-    new_sub,
-    oidc_provider_fixture,
-)
+from tests.helpers import assert_error
+from tests.oidc_provider import CLIENT_ID, STAFF_ROLE, new_rsa_key, new_sub
 
 pytestmark = [
     pytest.mark.django_db,

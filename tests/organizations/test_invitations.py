@@ -20,13 +20,9 @@ from billing.services import (
 from organizations.api_keys import create_api_key
 from organizations.models import EmailInvitation, OrganizationMember
 from organizations.services import add_member, create_organization
-from tests.conftest import assert_error, mc
 from tests.factories import OrganizationFactory, UserFactory
-from tests.oidc_provider import (  # noqa: F401 (fixtures)
-    keycloak_fixture,
-    new_sub,
-    oidc_provider_fixture,
-)
+from tests.helpers import assert_error, mc
+from tests.oidc_provider import new_sub
 from tests.organizations.test_oidc_login import browser_sign_in
 
 pytestmark = [

@@ -8,8 +8,8 @@ from billing.services import resolve_billing_context
 from organizations.models import Organization, OrganizationMember
 from organizations.services import add_member, set_default_organization
 from orgbilling.errors import ApplicationError
-from tests.conftest import assert_error, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import assert_error, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ from billing.models import AuditEvent, OrganizationCreditPool, UserCreditAllocat
 from billing.services import deduct_credits, reserve_credits
 from organizations.models import OrganizationMember
 from organizations.services import add_member
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

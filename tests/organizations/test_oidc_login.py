@@ -9,16 +9,9 @@ import requests
 from billing.models import AuditEvent
 from organizations.models import OrganizationMember, User
 from organizations.services import add_member
-from tests.conftest import assert_error
 from tests.factories import OrganizationFactory, UserFactory
-from tests.oidc_provider import (  # noqa: F401 (fixtures)
-    CALLBACK_URL,
-    CLIENT_ID,
-    STAFF_ROLE,
-    keycloak_fixture,
-    new_sub,
-    oidc_provider_fixture,
-)
+from tests.helpers import assert_error
+from tests.oidc_provider import CALLBACK_URL, CLIENT_ID, STAFF_ROLE, new_sub
 
 pytestmark = [
     pytest.mark.django_db,

@@ -29,8 +29,8 @@ from organizations.services import (
 )
 from orgbilling.errors import Conflict, ValidationFailed
 from tests.concurrency import run_concurrently
-from tests.conftest import mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc, snapshot_balances
 
 db = pytest.mark.django_db
 

@@ -10,14 +10,9 @@ import pytest
 from billing.models import AuditEvent
 from organizations.models import User
 from tests.billing.gateway.conftest import gateway_server  # noqa: F401 (fixture)
-from tests.conftest import assert_error
 from tests.factories import UserFactory
-from tests.oidc_provider import (  # noqa: F401 (fixtures)
-    STAFF_ROLE,
-    keycloak_fixture,
-    new_sub,
-    oidc_provider_fixture,
-)
+from tests.helpers import assert_error
+from tests.oidc_provider import STAFF_ROLE, new_sub
 
 pytestmark = [
     pytest.mark.django_db,

@@ -8,13 +8,9 @@ import time_machine
 from axes.models import AccessAttempt, AccessFailureLog
 
 from billing.models import AuditEvent
-from tests.conftest import assert_error
 from tests.factories import UserFactory
-from tests.oidc_provider import (  # noqa: F401 (fixtures)
-    keycloak_fixture,
-    new_sub,
-    oidc_provider_fixture,
-)
+from tests.helpers import assert_error
+from tests.oidc_provider import new_sub
 
 pytestmark = [
     pytest.mark.django_db,

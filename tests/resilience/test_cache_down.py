@@ -14,9 +14,9 @@ from billing.models import OrgBillingHistory
 from orgbilling.cache import CacheUnavailable
 from scripts.free_port import free_port
 from tests.billing.payments.test_lago_webhooks import invoice_event, post
-from tests.conftest import assert_error
 from tests.factories import OrganizationFactory
 from tests.fakes.lago import _rsa_pair
+from tests.helpers import assert_error
 from tests.oidc_provider import new_sub
 from tests.redis_server import RedisServer
 

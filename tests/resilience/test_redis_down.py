@@ -19,9 +19,9 @@ import redis
 from billing.models import CreditUsageAttribution, Plan, UserCreditAllocation
 from billing.services.subscriptions import create_subscription
 from organizations.models import User
-from tests.conftest import mc
 from tests.factories import UserFactory
 from tests.fake_upstream import running_upstream
+from tests.helpers import mc
 from tests.load.test_served_under_load import MODEL, Team, assert_ledger_clean, build_teams
 from tests.redis_server import RedisServer
 from tests.served import ServedApp, served_app

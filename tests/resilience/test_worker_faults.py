@@ -31,9 +31,9 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services import deduct_credits, reserve_credits
 from organizations.models import Organization
 from tests.celery_worker import Worker, WorkerClient, start_worker
-from tests.conftest import mc
 from tests.factories import OrganizationFactory
 from tests.fakes.lago import API_KEY, FakeLago
+from tests.helpers import mc
 from tests.redis_server import RedisServer
 from tests.served import run_database_url
 

@@ -1,16 +1,15 @@
 """Allocation endpoints: list, adjust, revoke, transfer — roles, refusals, bad input."""
 
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
 
-from billing.models import OrganizationCreditPool, UserCreditAllocation
+from billing.models import UserCreditAllocation
 from billing.services import allocate_credits_to_user, deduct_credits, reserve_credits, revoke_allocation
 from organizations.services import add_member
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import assert_error, mc, pool_of, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -28,28 +27,16 @@ def transfer_url(org_id: str) -> str:
 
 
 @pytest.fixture
-def team(make_funded_member):
-    """1,000 credits; ``member`` holds 100 (30 used), ``peer`` holds 200; an admin; an outsider."""
-    org, member, allocation = make_funded_member(pool=1000, allocation=100)
-    deduct_credits(org_id=org.id, user=member, amount=mc(30), request_id="used-30")
-    peer = UserFactory()
-    add_member(org_id=org.id, user=peer)
-    peer_allocation = allocate_credits_to_user(org_id=org.id, user=peer, amount=mc(200)).allocation
-    admin = UserFactory()
-    add_member(org_id=org.id, user=admin, role="admin")
-    return SimpleNamespace(
-        org=org,
-        member=member,
-        allocation=allocation,
-        peer=peer,
-        peer_allocation=peer_allocation,
-        admin=admin,
-        outsider=UserFactory(),
-    )
-
-
-def pool_of(org) -> OrganizationCreditPool:
-    return OrganizationCreditPool.objects.get(org=org)
+def team(team):
+    """The billing ``team`` (1,000 credits, ``member`` holding 100, an admin, an outsider), with
+    30 of the member's credits used and a ``peer`` holding 200."""
+    deduct_credits(org_id=team.org.id, user=team.member, amount=mc(30), request_id="used-30")
+    team.peer = UserFactory()
+    add_member(org_id=team.org.id, user=team.peer)
+    team.peer_allocation = allocate_credits_to_user(
+        org_id=team.org.id, user=team.peer, amount=mc(200)
+    ).allocation
+    return team
 
 
 def refresh(allocation: UserCreditAllocation) -> UserCreditAllocation:

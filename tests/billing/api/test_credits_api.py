@@ -2,17 +2,16 @@
 
 from datetime import timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.models import OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
+from billing.models import OrgBillingHistory, UserCreditAllocation
 from billing.services import deduct_credits
 from organizations.services import add_member
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import assert_error, mc, pool_of, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -27,19 +26,6 @@ def add_url(org_id: str) -> str:
 
 def allocate_url(org_id: str) -> str:
     return reverse("org-billing-credits-allocate", args=[org_id])
-
-
-@pytest.fixture
-def team(make_funded_member):
-    """An org with 1,000 credits: a member holding 100, an admin holding none, an outsider."""
-    org, member, allocation = make_funded_member(pool=1000, allocation=100)
-    admin = UserFactory()
-    add_member(org_id=org.id, user=admin, role="admin")
-    return SimpleNamespace(org=org, member=member, allocation=allocation, admin=admin, outsider=UserFactory())
-
-
-def pool_of(org) -> OrganizationCreditPool:
-    return OrganizationCreditPool.objects.get(org=org)
 
 
 BAD_AMOUNTS = [

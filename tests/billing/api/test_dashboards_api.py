@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -14,8 +13,8 @@ from billing.services import add_credits_to_pool, add_individual_credits, alloca
 from billing.services.subscriptions import create_subscription
 from organizations.services import add_member
 from tests.billing.test_selectors import charge
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -28,15 +27,11 @@ def org_url(org_id: str) -> str:
 
 
 @pytest.fixture
-def team(make_funded_member):
-    """An org with a member (100 of 1,000 credits) and an admin; another org with its own."""
-    org, member, _ = make_funded_member(pool=1000, allocation=100)
-    admin = UserFactory()
-    add_member(org_id=org.id, user=admin, role="admin")
-    other_org, other_member, _ = make_funded_member(pool=300, allocation=30)
-    return SimpleNamespace(
-        org=org, member=member, admin=admin, other_org=other_org, other_member=other_member
-    )
+def team(team, make_funded_member):
+    """The billing ``team`` (a member holding 100 of 1,000 credits, an admin); another org with
+    its own."""
+    team.other_org, team.other_member, _ = make_funded_member(pool=300, allocation=30)
+    return team
 
 
 # --- GET /billing/user ---------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 from decimal import Decimal
-from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
@@ -10,11 +9,10 @@ from django.utils import timezone
 
 from billing.services import add_credits_to_pool
 from billing.services.subscriptions import create_subscription
-from organizations.services import add_member, create_organization
+from organizations.services import create_organization
 from orgbilling.errors import ValidationFailed
 from tests.billing.test_selectors import frozen_now
-from tests.conftest import assert_error, mc, snapshot_balances
-from tests.factories import UserFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -24,20 +22,19 @@ def history_url(org_id: str) -> str:
 
 
 @pytest.fixture
-def team(make_funded_member):
-    """An org with a purchase, a grant and a subscription; another org with a grant of its own."""
-    org, member, _ = make_funded_member(pool=1000, allocation=100)
-    admin = UserFactory()
-    add_member(org_id=org.id, user=admin, role="admin")
+def team(team, make_funded_member):
+    """The billing ``team`` with a purchase, a grant and a subscription; another org with a grant
+    of its own."""
     with frozen_now(timezone.now() - timedelta(days=1)):
         add_credits_to_pool(
-            org_id=org.id, amount=mc("5000.5"), purchase_amount=Decimal("50.01"), external_id="purchase-1"
+            org_id=team.org.id,
+            amount=mc("5000.5"),
+            purchase_amount=Decimal("50.01"),
+            external_id="purchase-1",
         )
-    create_subscription(org_id=org.id, plan_code="professional", owner=admin)
-    other_org, other_member, _ = make_funded_member(pool=300, allocation=30)
-    return SimpleNamespace(
-        org=org, member=member, admin=admin, other_org=other_org, other_member=other_member
-    )
+    create_subscription(org_id=team.org.id, plan_code="professional", owner=team.admin)
+    team.other_org, team.other_member, _ = make_funded_member(pool=300, allocation=30)
+    return team
 
 
 def test_an_admin_reads_the_history_newest_first(api_client, team):

@@ -11,8 +11,8 @@ from billing.models import OrganizationCreditPool, OrganizationSubscription
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember
 from organizations.services import add_member, create_organization
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

@@ -4,7 +4,6 @@
 import csv
 import io
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 from django.urls import reverse
@@ -12,8 +11,8 @@ from django.urls import reverse
 from billing.api import reports
 from organizations.services import add_member
 from tests.billing.test_selectors import charge
-from tests.conftest import assert_error, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import assert_error, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -33,14 +32,13 @@ def by_model_url(org_id: str) -> str:
 
 
 @pytest.fixture
-def team(make_funded_member):
-    """An org with two funded members and an admin; another org with its own member."""
-    org, alice, _ = make_funded_member(pool=1000, allocation=100)
-    _, bob, _ = make_funded_member(pool=0, allocation=100, org=org)
-    admin = UserFactory()
-    add_member(org_id=org.id, user=admin, role="admin")
-    other_org, carol, _ = make_funded_member(pool=100, allocation=50)
-    return SimpleNamespace(org=org, alice=alice, bob=bob, admin=admin, other_org=other_org, carol=carol)
+def team(team, make_funded_member):
+    """The billing ``team`` with a second funded member: ``alice`` (its member) and ``bob``; another
+    org with its own member, ``carol``."""
+    team.alice = team.member
+    _, team.bob, _ = make_funded_member(pool=0, allocation=100, org=team.org)
+    team.other_org, team.carol, _ = make_funded_member(pool=100, allocation=50)
+    return team
 
 
 @pytest.fixture

@@ -1,13 +1,9 @@
 """Fixtures of the payments tests: a real local Lago and a real local Stripe stand-in (each a
 threaded HTTP server started once per session and reset per test), and settings pointing at them."""
 
-from types import SimpleNamespace
-
 import pytest
 from pytest_httpserver import HTTPServer
 
-from organizations.services import add_member
-from tests.factories import UserFactory
 from tests.fakes import lago as fake_lago_module
 from tests.fakes import stripe as fake_stripe_module
 from tests.fakes.lago import FakeLago
@@ -64,9 +60,7 @@ def fake_stripe(_stripe_server, settings) -> FakeStripe:
 
 
 @pytest.fixture
-def org_team(make_funded_member):
-    """An org with 1,000 credits, a member holding 100 of them, an admin, an outsider."""
-    org, member, allocation = make_funded_member(pool=1000, allocation=100)
-    admin = UserFactory()
-    add_member(org_id=org.id, user=admin, role="admin")
-    return SimpleNamespace(org=org, member=member, allocation=allocation, admin=admin, outsider=UserFactory())
+def org_team(team):
+    """An org with 1,000 credits, a member holding 100 of them, an admin, an outsider
+    (``team`` of tests/billing/conftest.py, under the name these tests use)."""
+    return team

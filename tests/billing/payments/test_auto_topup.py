@@ -26,9 +26,9 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services import allocate_credits_to_user
 from organizations.models import Organization
 from tests.concurrency import run_concurrently
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import UserFactory
 from tests.fakes.stripe import sign
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import AuditEvent, CreditPurchase
-from tests.conftest import assert_error, mc, snapshot_balances
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 

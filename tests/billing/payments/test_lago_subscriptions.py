@@ -11,9 +11,9 @@ from billing.models import AuditEvent, OrganizationCreditPool, OrganizationSubsc
 from billing.payments.tasks import retry_pending_subscriptions
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization
-from tests.conftest import assert_error, mc
 from tests.factories import UserFactory
 from tests.fakes.lago import API_KEY
+from tests.helpers import assert_error, mc
 
 pytestmark = pytest.mark.django_db
 

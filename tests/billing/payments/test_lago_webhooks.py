@@ -12,9 +12,9 @@ from billing.errors import BillingBackendUnavailable
 from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, WebhookEvent
 from billing.services.subscriptions import create_subscription
 from tests.concurrency import run_concurrently
-from tests.conftest import assert_error, mc
 from tests.factories import OrganizationFactory, UserFactory
 from tests.fakes.lago import _rsa_pair
+from tests.helpers import assert_error, mc
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from billing.models import AuditEvent, CreditPurchase, OrganizationCreditPool, O
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import allocate_credits_to_user
 from tests.concurrency import run_concurrently
-from tests.conftest import assert_error, mc
 from tests.fakes.stripe import WEBHOOK_SECRET, sign
+from tests.helpers import assert_error, mc
 
 pytestmark = pytest.mark.django_db
 

@@ -20,8 +20,8 @@ from billing.services.subscriptions import (
 )
 from orgbilling.errors import ApplicationError, Conflict
 from tests.concurrency import run_concurrently
-from tests.conftest import assert_error, mc
 from tests.factories import UserFactory
+from tests.helpers import assert_error, mc
 
 CREATE_URL = "/api/v1/org-billing/subscriptions"
 

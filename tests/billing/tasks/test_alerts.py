@@ -17,8 +17,8 @@ from organizations.models import OrganizationMember
 from organizations.services import add_member, create_organization
 from tests.billing.tasks.conftest import at
 from tests.concurrency import run_concurrently
-from tests.conftest import mc
 from tests.factories import UserFactory
+from tests.helpers import mc
 
 NOW = at("2026-06-10T08:00:00+00:00")
 NEXT_MONTH = at("2026-07-01T00:00:00+00:00")

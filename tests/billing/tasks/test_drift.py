@@ -8,7 +8,7 @@ from django.db import connection
 
 from billing.models import AuditEvent
 from billing.tasks import reconcile_credits
-from tests.conftest import mc
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

@@ -1,14 +1,13 @@
 """Allocations past expires_at are expired (unused credits back to the pool), with a frozen clock."""
 
 import logging
-import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 import time_machine
 from django.core.management import call_command
-from django.db import connection, transaction
+from django.db import connection
 
 from billing.errors import AllocationExpired
 from billing.models import AuditEvent, CreditReservation, OrganizationCreditPool
@@ -25,9 +24,9 @@ from billing.tasks import expire_allocations, expire_reservations
 from organizations.services import add_member
 from orgbilling.celery import app as celery_app
 from tests.billing.tasks.conftest import at
-from tests.concurrency import run_concurrently
-from tests.conftest import mc, snapshot_balances
+from tests.concurrency import in_open_transaction, run_concurrently
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db
 
@@ -164,38 +163,26 @@ def test_a_task_that_meets_a_lock_timeout_is_retried_until_it_succeeds(caplog):
     # given: an expired allocation whose pool another transaction keeps locked for a moment
     with time_machine.travel(START, tick=False):
         org, _user, allocation = member_with_expiring_allocation()
-    locked, release = threading.Event(), threading.Event()
 
-    def hold_pool_lock() -> None:
-        try:
-            with transaction.atomic():
-                OrganizationCreditPool.objects.select_for_update().get(org_id=org.id)
-                locked.set()
-                release.wait(10)
-        finally:
-            connection.close()
+    def lock_pool() -> OrganizationCreditPool:
+        return OrganizationCreditPool.objects.select_for_update().get(org_id=org.id)
 
-    blocker = threading.Thread(target=hold_pool_lock)
-    blocker.start()
-    assert locked.wait(10)
-    threading.Timer(1.0, release.set).start()
-    with connection.cursor() as cursor:
-        cursor.execute("SET lock_timeout = '500ms'")
-    celery_app.conf.task_eager_propagates = False
-    try:
-        # when: the task runs while the lock is held (applied in-process, where Celery runs each
-        # retry at once instead of after its backoff; without propagation Celery handles them)
-        with (
-            time_machine.travel(START + timedelta(days=2)),
-            caplog.at_level(logging.INFO, logger="celery.app.trace"),
-        ):
-            outcome = expire_allocations.apply(throw=False)
-    finally:
-        celery_app.conf.task_eager_propagates = True
+    with in_open_transaction(lock_pool, release_after=1.0, timeout=10):
         with connection.cursor() as cursor:
-            cursor.execute("RESET lock_timeout")
-        release.set()
-        blocker.join(10)
+            cursor.execute("SET lock_timeout = '500ms'")
+        celery_app.conf.task_eager_propagates = False
+        try:
+            # when: the task runs while the lock is held (applied in-process, where Celery runs each
+            # retry at once instead of after its backoff; without propagation Celery handles them)
+            with (
+                time_machine.travel(START + timedelta(days=2)),
+                caplog.at_level(logging.INFO, logger="celery.app.trace"),
+            ):
+                outcome = expire_allocations.apply(throw=False)
+        finally:
+            celery_app.conf.task_eager_propagates = True
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
 
     # then: the lock timeout was retried, and the retry expired the allocation
     assert any("retry" in r.getMessage().lower() and "lock" in r.getMessage().lower() for r in caplog.records)

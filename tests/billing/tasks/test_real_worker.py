@@ -12,7 +12,7 @@ import redis
 from billing.models import CreditReservation, CreditUsageAttribution, UsageDailyRollup, UserCreditAllocation
 from billing.services import deduct_credits, reserve_credits
 from tests.billing.tasks.conftest import REDIS_SCRIPT, free_port
-from tests.conftest import mc
+from tests.helpers import mc
 
 
 @pytest.mark.django_db(transaction=True)

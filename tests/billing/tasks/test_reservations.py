@@ -10,7 +10,7 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services import add_individual_credits, reserve_credits, settle_reservation
 from billing.tasks import expire_reservations
 from tests.billing.tasks.conftest import at
-from tests.conftest import mc
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

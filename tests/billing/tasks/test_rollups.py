@@ -13,7 +13,7 @@ from billing.services.rollups import rollup_usage as recompute
 from billing.tasks import rollup_usage
 from organizations.services import add_member
 from tests.billing.tasks.conftest import at
-from tests.conftest import mc
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

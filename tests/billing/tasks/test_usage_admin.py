@@ -9,8 +9,8 @@ from billing.services import deduct_credits
 from billing.services.alerts import evaluate_usage_alerts
 from billing.services.rollups import rollup_usage
 from tests.billing.tasks.conftest import at
-from tests.conftest import mc
 from tests.factories import UserFactory
+from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 

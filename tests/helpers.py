@@ -1,0 +1,58 @@
+"""Plain helpers the tests share (no fixtures: those live in the ``conftest.py`` of each folder)."""
+
+from billing.models import (
+    AuditEvent,
+    CreditReservation,
+    CreditUsageAttribution,
+    IndividualCreditBalance,
+    OrganizationCreditPool,
+    OrgBillingHistory,
+    UserCreditAllocation,
+)
+from billing.money import credits_to_millicredits
+from organizations.models import Organization
+
+
+def mc(credits: str | int) -> int:
+    """Credits → millicredits, through the one conversion helper."""
+    return credits_to_millicredits(str(credits))
+
+
+def pool_of(org: Organization) -> OrganizationCreditPool:
+    """The org's credit pool, read fresh from the database."""
+    return OrganizationCreditPool.objects.get(org=org)
+
+
+def snapshot_balances() -> dict[str, object]:
+    """Every balance and ledger count, to prove a refusal changed nothing."""
+    return {
+        "pools": sorted(
+            OrganizationCreditPool.objects.values_list(
+                "org_id", "total_credits", "allocated_credits", "used_credits"
+            )
+        ),
+        "allocations": sorted(
+            UserCreditAllocation.objects.values_list(
+                "id", "allocated_credits", "used_credits", "reserved_credits", "is_active"
+            )
+        ),
+        "individual": sorted(
+            IndividualCreditBalance.objects.values_list(
+                "user_id", "total_credits", "used_credits", "reserved_credits"
+            )
+        ),
+        "attribution": CreditUsageAttribution.objects.count(),
+        "reservations": sorted(CreditReservation.objects.values_list("id", "status")),
+        "history": OrgBillingHistory.objects.count(),
+        "audit": AuditEvent.objects.count(),
+    }
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The response is an error in the one shape, with this status and code."""
+    assert response.status_code == status, (response.status_code, getattr(response, "content", b"")[:500])
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"code", "message", "details"}, body
+    assert body["error"]["code"] == code, body
+    return body["error"]
