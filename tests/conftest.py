@@ -13,12 +13,7 @@ from billing.services import add_credits_to_pool, allocate_credits_to_user
 from organizations.models import Organization, User
 from organizations.services import add_member
 from tests.factories import OrganizationFactory, UserFactory
-
-# Re-exported only for tests/billing/gateway/ and tests/faults/, which still import them from here
-# (being edited elsewhere): new code imports them from tests.helpers. A later increment removes this.
-from tests.helpers import assert_error, mc, snapshot_balances
-
-__all__ = ["assert_error", "mc", "snapshot_balances"]
+from tests.helpers import mc
 
 
 @pytest.fixture

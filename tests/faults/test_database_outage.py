@@ -25,9 +25,9 @@ from django.utils import timezone
 from billing.models import CreditReservation, CreditUsageAttribution, UserCreditAllocation
 from billing.pricing import price_for
 from billing.services.charging import expire_reservations
-from tests.conftest import mc
 from tests.fake_upstream import FakeUpstream, running_upstream
 from tests.faults.conftest import DATABASE_REFUSALS, Database, assert_error_shape, wait_until
+from tests.helpers import mc
 from tests.load.test_served_under_load import MODEL, Team, app_environment, assert_ledger_clean, build_teams
 from tests.served import ServedApp, served_app
 

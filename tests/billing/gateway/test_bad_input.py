@@ -4,7 +4,7 @@ import httpx
 import pytest
 
 from tests.billing.gateway.conftest import MODEL, api_key
-from tests.conftest import snapshot_balances
+from tests.helpers import snapshot_balances
 
 
 @pytest.mark.usefixtures("model_price")

@@ -7,8 +7,8 @@ import pytest
 from billing.models import AuditEvent, CreditUsageAttribution
 from organizations.services import add_member
 from tests.billing.gateway.conftest import api_key, chat, openai_client
-from tests.conftest import assert_error, snapshot_balances
 from tests.factories import UserFactory
+from tests.helpers import assert_error, snapshot_balances
 
 pytestmark = pytest.mark.usefixtures("model_price")
 OWN_KEY = {"X-Provider-Key": "sk-callers-own"}

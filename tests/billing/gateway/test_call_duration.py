@@ -10,7 +10,7 @@ import pytest
 from billing.models import CreditReservation, CreditUsageAttribution
 from billing.selectors.reconciliation import find_all_drifts
 from tests.billing.gateway.conftest import MODEL, api_key
-from tests.conftest import snapshot_balances
+from tests.helpers import snapshot_balances
 
 pytestmark = pytest.mark.usefixtures("model_price")
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "four words of prompt"}], "max_tokens": 100}

@@ -8,8 +8,8 @@ from billing.services import add_individual_credits
 from organizations.services import add_member
 from tests.billing.gateway.conftest import MODEL, api_key
 from tests.billing.gateway.test_chat import expected_cost
-from tests.conftest import assert_error, mc, snapshot_balances
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import assert_error, mc, snapshot_balances
 
 pytestmark = pytest.mark.usefixtures("model_price")
 URL = "/api/v1/org-billing/charges"

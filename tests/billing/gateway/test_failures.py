@@ -12,7 +12,7 @@ import pytest
 from billing.models import CreditReservation, CreditUsageAttribution
 from billing.selectors.reconciliation import find_all_drifts
 from tests.billing.gateway.conftest import MODEL, allow_byok, api_key, chat, openai_client
-from tests.conftest import snapshot_balances
+from tests.helpers import snapshot_balances
 
 pytestmark = pytest.mark.usefixtures("model_price")
 

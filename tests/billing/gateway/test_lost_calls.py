@@ -19,7 +19,7 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services import release_reservation, reserve_credits
 from tests.billing.gateway.conftest import MODEL
 from tests.billing.gateway.test_chat import expected_cost
-from tests.conftest import mc
+from tests.helpers import mc
 
 pytestmark = pytest.mark.usefixtures("model_price")
 

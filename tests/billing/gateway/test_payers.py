@@ -12,8 +12,8 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services import add_individual_credits, allocate_credits_to_user
 from organizations.services import add_member
 from tests.billing.gateway.conftest import MODEL, api_key, chat, openai_client
-from tests.conftest import mc
 from tests.factories import OrganizationFactory, UserFactory
+from tests.helpers import mc
 
 pytestmark = pytest.mark.usefixtures("model_price")
 

@@ -7,7 +7,7 @@ import pytest
 from billing.gateway import spool
 from billing.models import CreditReservation, CreditUsageAttribution, UserCreditAllocation
 from billing.services import reserve_credits
-from tests.conftest import mc
+from tests.helpers import mc
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import httpx
 import pytest
 
 from tests.billing.gateway.conftest import MODEL, api_key
-from tests.conftest import snapshot_balances
+from tests.helpers import snapshot_balances
 
 pytestmark = pytest.mark.usefixtures("model_price")
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "four words of prompt"}], "max_tokens": 20}
