@@ -12,8 +12,8 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.text import slugify
 
-from billing.admin import ReadOnlyAdmin
-from billing.admin_forms import ManagesCreditsMixin, add_credits, allocate_credits, credits_display
+from billing.admin.actions import ManagesCreditsMixin, add_credits, allocate_credits
+from billing.admin.base import ReadOnlyAdmin, credits_display
 from billing.models import UserCreditAllocation
 from organizations.api_keys import revoke_api_key
 from organizations.models import ApiKey, Organization, OrganizationMember, User

@@ -24,12 +24,11 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from billing.models import OrganizationCreditPool, UserCreditAllocation
+from billing.models import OrganizationCreditPool, UsageAlert, UserCreditAllocation
 from billing.money import millicredits_to_credits
 from billing.selectors.reconciliation import Drift, find_all_drifts
 from billing.services.audit import record_audit_event
 from billing.services.notifications import ops_recipients, org_admin_recipients, queue_email
-from billing.usage_models import UsageAlert
 
 logger = logging.getLogger(__name__)
 

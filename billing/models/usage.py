@@ -1,8 +1,8 @@
-"""Data kept by the periodic tasks: daily usage rollups, the state of usage alerts and the
-outcome of each ledger reconciliation.
+"""Data the periodic tasks derive from the ledger: daily usage rollups with their freshness
+markers, and the state of usage alerts.
 
-All are derived from the ledger and written only by ``billing.services.rollups``,
-``billing.services.alerts`` and ``billing.services.reconciliation``; they move no credits.
+Written only by ``billing.services.rollups`` and ``billing.services.alerts``; they move no
+credits.
 """
 
 from typing import ClassVar
@@ -148,24 +148,6 @@ class UsageAlert(models.Model):
     def __str__(self) -> str:
         target = f"allocation #{self.allocation_id}" if self.allocation_id else "pool"
         return f"{self.org_id} {target} {self.threshold}% ({self.status}, {self.period_start:%Y-%m})"
-
-
-class ReconciliationRun(models.Model):
-    """One run of the periodic ledger reconciliation (``billing.tasks.reconcile_credits``):
-    when it finished and how many drifts it found. Appended once per run and never changed; the
-    Celery worker writes it so that ``/metrics`` in any web process reads the latest."""
-
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    drift_count = models.PositiveIntegerField()
-
-    class Meta:
-        db_table = "reconciliation_runs"
-        ordering = ["-finished_at", "-id"]
-        indexes: ClassVar = [models.Index(fields=["-finished_at"], name="reconciliation_finished")]
-
-    def __str__(self) -> str:
-        return f"reconciliation {self.finished_at:%Y-%m-%d %H:%M}: {self.drift_count} drift(s)"
 
 
 class UsageRollupDay(models.Model):

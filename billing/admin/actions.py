@@ -1,131 +1,33 @@
-"""Admin pieces shared by the billing and organizations admins: balance columns in credits,
-and the actions that move credits, each behind a confirmation form.
+"""The admin actions that move credits, each behind a confirmation form (shared by the billing
+and organizations admins).
 
 An action's first POST (from the changelist) renders its form; the form comes back with
 ``apply`` and the action calls one ledger service (``billing.services``). A refusal becomes an
 admin error message and changes nothing. Nothing here writes a balance itself.
 """
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
-from django.utils import timezone
 
+from billing.admin.forms import AddCreditsForm, AllocateCreditsForm
 from billing.models import OrganizationCreditPool, UserCreditAllocation
-from billing.money import credits_to_millicredits, millicredits_to_credits, parse_usd
+from billing.money import millicredits_to_credits
 from billing.services import add_credits_to_pool, allocate_credits_to_user, revoke_allocation
-from organizations.models import Organization, OrganizationMember, User
-from orgbilling.errors import ApplicationError, InvalidAmount
+from organizations.models import Organization, User
+from orgbilling.errors import ApplicationError
 
 ACTION_TEMPLATE = "admin/billing/credit_action.html"
 REVOKE_TEMPLATE = "admin/billing/revoke_allocations.html"
 # Recorded on every audit event an admin action writes, next to the acting staff user.
 ADMIN_ACTOR_LABEL = "admin"
-
-
-_DERIVED: Any = object()
-
-
-def credits_display(
-    attr: str, description: str, *, ordering: Any = _DERIVED
-) -> Callable[[Any, Model], Decimal | None]:
-    """A read-only admin column (or change-page field) showing millicredits as credits.
-
-    ``attr`` may follow one relation (``"credit_pool.total_credits"``); a missing related row
-    shows as empty. Sorting follows the same path unless ``ordering`` says otherwise (a
-    property such as ``available_credits`` needs an expression, or ``None``).
-    """
-    path = attr.split(".")
-
-    @admin.display(
-        description=description, ordering=attr.replace(".", "__") if ordering is _DERIVED else ordering
-    )
-    def display(_admin: Any, obj: Model) -> Decimal | None:
-        value: Any = obj
-        try:
-            for name in path:
-                value = getattr(value, name)
-        except ObjectDoesNotExist:
-            return None
-        return None if value is None else millicredits_to_credits(value)
-
-    display.__name__ = f"{attr.replace('.', '_')}_in_credits"
-    return display
-
-
-class CreditAmountField(forms.CharField):
-    """Credits as typed (``"5000"``, ``"12.5"``), cleaned to positive integer millicredits by
-    ``billing.money`` — never through a float."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault(
-            "widget", forms.TextInput(attrs={"inputmode": "decimal", "placeholder": "e.g. 5000"})
-        )
-        super().__init__(**kwargs)
-
-    def clean(self, value: Any) -> int | None:
-        text = super().clean(value)
-        if text in self.empty_values:
-            return None
-        try:
-            return credits_to_millicredits(text)
-        except InvalidAmount as error:
-            raise ValidationError(error.message, code=error.code) from error
-
-
-class UsdAmountField(forms.CharField):
-    """A non-negative USD amount with at most two decimals, cleaned to a ``Decimal``."""
-
-    def clean(self, value: Any) -> Decimal | None:
-        text = super().clean(value)
-        if text in self.empty_values:
-            return None
-        try:
-            return parse_usd(text)
-        except InvalidAmount as error:
-            raise ValidationError(error.message, code=error.code) from error
-
-
-class AddCreditsForm(forms.Form):
-    credits = CreditAmountField(help_text="Credits to add, at most 3 decimals (1 credit = $0.01).")
-    purchase_amount = UsdAmountField(
-        label="Purchase amount (USD)",
-        required=False,
-        help_text="What the organization paid. Leave empty to record a grant.",
-    )
-    description = forms.CharField(required=False, max_length=500)
-
-
-class AllocateCreditsForm(forms.Form):
-    user = forms.ModelChoiceField(queryset=User.objects.none(), label="Member")
-    credits = CreditAmountField(help_text="Credits to give from the pool's unallocated credits.")
-    expires_at = forms.DateTimeField(
-        required=False,
-        help_text="Optional expiry, YYYY-MM-DD HH:MM (UTC). Replaces the current expiry when given.",
-    )
-
-    def __init__(self, *args: Any, org: Organization, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        field = self.fields["user"]
-        assert isinstance(field, forms.ModelChoiceField)
-        field.queryset = User.objects.filter(
-            memberships__org=org, memberships__status=OrganizationMember.Status.ACTIVE
-        ).order_by("username")
-
-    def clean_expires_at(self) -> datetime | None:
-        expires_at: datetime | None = self.cleaned_data.get("expires_at")
-        if expires_at is not None and expires_at <= timezone.now():
-            raise ValidationError("The expiry must be in the future.", code="expiry_in_past")
-        return expires_at
 
 
 def can_manage_credits(request: HttpRequest) -> bool:

@@ -1,12 +1,11 @@
-"""Admin for the rows the periodic tasks keep (daily usage rollups and their freshness markers,
-usage alerts, reconciliation runs): read-only, they are derived from the ledger and written
-only by ``billing.services``."""
+"""Admin of the rows the periodic tasks keep (daily usage rollups and their freshness markers,
+usage alerts): read-only, they are derived from the ledger and written only by
+``billing.services``."""
 
 from django.contrib import admin
 
-from billing.admin import LedgerAdmin, ReadOnlyAdmin
-from billing.admin_forms import credits_display
-from billing.usage_models import ReconciliationRun, UsageAlert, UsageDailyRollup, UsageRollupDay
+from billing.admin.base import LedgerAdmin, ReadOnlyAdmin, credits_display
+from billing.models import UsageAlert, UsageDailyRollup, UsageRollupDay
 
 
 @admin.register(UsageDailyRollup)
@@ -68,14 +67,6 @@ class UsageAlertAdmin(ReadOnlyAdmin):
         "last_fired_at",
         "resolved_at",
     )
-    readonly_fields = fields
-
-
-@admin.register(ReconciliationRun)
-class ReconciliationRunAdmin(ReadOnlyAdmin):
-    list_display = ("finished_at", "started_at", "drift_count")
-    date_hierarchy = "finished_at"
-    fields = ("started_at", "finished_at", "drift_count")
     readonly_fields = fields
 
 

@@ -1,0 +1,144 @@
+"""The balances: an organization's credit pool, its members' allocations, and a user's own
+(individual) credits."""
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from organizations.models import Organization
+
+
+class OrganizationCreditPool(models.Model):
+    """An organization's shared credits.
+
+    ``total_credits`` is everything ever put in; ``allocated_credits`` is what is committed to
+    allocations (the sum of all allocations' ``allocated_credits``; a revoked allocation keeps
+    only what it used); ``used_credits`` is what was consumed. Available = total − allocated.
+    """
+
+    org = models.OneToOneField(
+        Organization, primary_key=True, on_delete=models.PROTECT, related_name="credit_pool"
+    )
+    total_credits = models.BigIntegerField(default=0)
+    allocated_credits = models.BigIntegerField(default=0)
+    used_credits = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "organization_credit_pools"
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(allocated_credits__gte=0) & Q(allocated_credits__lte=F("total_credits")),
+                name="credit_pools_allocated_within_total",
+            ),
+            models.CheckConstraint(
+                condition=Q(used_credits__gte=0) & Q(used_credits__lte=F("allocated_credits")),
+                name="credit_pools_used_within_allocated",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pool of {self.org_id}"
+
+    @property
+    def available_credits(self) -> int:
+        return self.total_credits - self.allocated_credits
+
+
+class UserCreditAllocation(models.Model):
+    """A member's share of the pool. At most one active allocation per (org, user).
+
+    ``used + reserved ≤ allocated`` always; free = allocated − used − reserved.
+    """
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="allocations")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_allocations"
+    )
+    allocated_credits = models.BigIntegerField(default=0)
+    used_credits = models.BigIntegerField(default=0)
+    reserved_credits = models.BigIntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allocated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "user_credit_allocations"
+        ordering = ["org_id", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["org", "user"],
+                condition=Q(is_active=True),
+                name="allocations_one_active_per_org_user",
+            ),
+            models.CheckConstraint(
+                condition=Q(used_credits__gte=0) & Q(reserved_credits__gte=0),
+                name="allocations_counters_nonnegative",
+            ),
+            models.CheckConstraint(
+                condition=Q(allocated_credits__gte=F("used_credits") + F("reserved_credits")),
+                name="allocations_used_reserved_within_allocated",
+            ),
+            # A revoked allocation keeps exactly what it consumed and holds nothing.
+            models.CheckConstraint(
+                condition=Q(is_active=True)
+                | (Q(allocated_credits=F("used_credits")) & Q(reserved_credits=0)),
+                name="allocations_inactive_settled",
+            ),
+        ]
+        indexes: ClassVar = [models.Index(fields=["user", "is_active"], name="allocations_user_active")]
+
+    def __str__(self) -> str:
+        return f"allocation #{self.pk} {self.user_id}@{self.org_id}"
+
+    @property
+    def free_credits(self) -> int:
+        return self.allocated_credits - self.used_credits - self.reserved_credits
+
+
+class IndividualCreditBalance(models.Model):
+    """A user's own credits, used when they bill without an organization."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.PROTECT,
+        related_name="individual_credits",
+    )
+    total_credits = models.BigIntegerField(default=0)
+    used_credits = models.BigIntegerField(default=0)
+    reserved_credits = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "individual_credit_balances"
+        constraints: ClassVar = [
+            models.CheckConstraint(
+                condition=Q(used_credits__gte=0) & Q(reserved_credits__gte=0),
+                name="individual_counters_nonnegative",
+            ),
+            models.CheckConstraint(
+                condition=Q(total_credits__gte=F("used_credits") + F("reserved_credits")),
+                name="individual_used_reserved_within_total",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"individual credits of {self.user_id}"
+
+    @property
+    def free_credits(self) -> int:
+        return self.total_credits - self.used_credits - self.reserved_credits
