@@ -7,11 +7,10 @@ from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
 
-class RequestResponseMiddleware:
+class DualModeMiddleware:
     """Runs in the mode it is called in: sync under WSGI, on the event loop under ASGI (Django
     would otherwise hop a sync middleware onto a thread twice per request). Subclasses define
-    ``before(request)``, whose result is handed to ``after(request, response, state)``, and may
-    end a request early with ``refuse(request)``."""
+    ``__call__`` (returning ``self.__acall__(request)`` when ``self.async_mode``) and ``__acall__``."""
 
     sync_capable = True
     async_capable = True
@@ -21,6 +20,15 @@ class RequestResponseMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        raise NotImplementedError
+
+
+class RequestResponseMiddleware(DualModeMiddleware):
+    """Subclasses define ``before(request)``, whose result is handed to ``after(request,
+    response, state)``, and may end a request early with ``refuse(request)``; all three run
+    where the request runs (so they must not touch the database under ASGI)."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:

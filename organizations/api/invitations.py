@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from billing.errors import OrganizationNotFound
 from organizations.api.lookups import my_invitations, org_invitations
-from organizations.api.members import ORG_ID_PARAM
+from organizations.api.members import INVITATION_EXAMPLE, ORG_ID_PARAM
 from organizations.api.serializers import (
     InvitationDeclinedSerializer,
     InvitationRevokedSerializer,
@@ -34,17 +34,6 @@ INVITATION_ID_PARAM = OpenApiParameter(
     "invitation_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The invitation's id"
 )
 
-_INVITATION = {
-    "invitation_id": "0b7f6f0e-2d7c-4b36-9a55-0d3f4f1e8c21",
-    "org_id": "org_abc123",
-    "email": "grace@example.com",
-    "user_id": None,
-    "role": "member",
-    "status": "invited",
-    "invited_by": "user_123",
-    "invited_at": "2026-01-05T09:30:00Z",
-    "expires_at": "2026-01-19T09:30:00Z",
-}
 _MY_INVITATION = {
     "org_id": "org_abc123",
     "org_name": "Acme Corporation",
@@ -83,7 +72,9 @@ class OrgInvitationsView(GenericAPIView):
         parameters=[ORG_ID_PARAM],
         responses={200: InvitationSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
         examples=[
-            example("invitations", {"count": 1, "next": None, "previous": None, "results": [_INVITATION]})
+            example(
+                "invitations", {"count": 1, "next": None, "previous": None, "results": [INVITATION_EXAMPLE]}
+            )
         ],
     )
     def get(self, request: Request, org_id: str) -> Response:
@@ -102,7 +93,7 @@ class OrgInvitationView(APIView):
         request=None,
         responses={200: InvitationRevokedSerializer, **error_responses(401, 403, 404, 429)},
         examples=[
-            example("revoked", {"revoked": True, "invitation_id": _INVITATION["invitation_id"]}),
+            example("revoked", {"revoked": True, "invitation_id": INVITATION_EXAMPLE["invitation_id"]}),
         ],
     )
     def delete(self, request: Request, org_id: str, invitation_id: uuid.UUID) -> Response:

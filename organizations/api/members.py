@@ -50,7 +50,14 @@ _MEMBER_EXAMPLE = {
     "joined_at": "2026-01-05T09:30:00Z",
 }
 
-_INVITATION_EXAMPLE = {
+
+_ADD_RESULT = PolymorphicProxySerializer(
+    component_name="OrgMemberAddResult",
+    serializers=[InvitationSerializer, OrgMemberSerializer],
+    resource_type_field_name=None,
+)
+
+INVITATION_EXAMPLE = {
     "invitation_id": "0b7f6f0e-2d7c-4b36-9a55-0d3f4f1e8c21",
     "org_id": "org_abc123",
     "email": "grace@example.com",
@@ -61,12 +68,6 @@ _INVITATION_EXAMPLE = {
     "invited_at": "2026-01-05T09:30:00Z",
     "expires_at": "2026-01-19T09:30:00Z",
 }
-
-_ADD_RESULT = PolymorphicProxySerializer(
-    component_name="OrgMemberAddResult",
-    serializers=[InvitationSerializer, OrgMemberSerializer],
-    resource_type_field_name=None,
-)
 
 
 class MemberFilter(django_filters.FilterSet):
@@ -140,7 +141,7 @@ class OrgMembersView(GenericAPIView):
             example("by email", {"email": "grace@example.com", "role": "member"}, request=True),
             example("by user id", {"user_id": "user_456", "role": "admin"}, request=True),
             example("direct add (system admins)", {"user_id": "user_456", "status": "active"}, request=True),
-            example("invited", _INVITATION_EXAMPLE, status=201),
+            example("invited", INVITATION_EXAMPLE, status=201),
         ],
     )
     def post(self, request: Request, org_id: str) -> Response:

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import requests
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, SESSION_KEY, logout
 from django.contrib.auth.signals import user_logged_in
@@ -43,6 +43,7 @@ from organizations.auth.oidc import (
 )
 from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
+from orgbilling.middleware import DualModeMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -208,20 +209,11 @@ def apply_session_policy(request: HttpRequest) -> None:
         _end_session(request, user, "staff_session_expired")
 
 
-class SessionPolicyMiddleware:
+class SessionPolicyMiddleware(DualModeMiddleware):
     """After ``AuthenticationMiddleware``. Runs in the mode it is called in (ASGI: on the event
     loop), so requests without a session cookie (API keys, bearer tokens, the gateway) pass
     without a thread hop or a look at the session store; the others apply the policy on a
     thread under ASGI."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Any) -> None:
-        self.get_response = get_response
-        self.async_mode = iscoroutinefunction(get_response)
-        if self.async_mode:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:

@@ -14,6 +14,7 @@ from django.db import connection
 
 from billing import tasks
 from billing.models import CreditReservation, CreditUsageAttribution, UserCreditAllocation
+from tests.billing.gateway.open_records import age, records
 from tests.billing.gateway.test_chat import estimated_prompt
 from tests.fake_upstream import FakeUpstream, running_upstream
 from tests.faults.conftest import wait_until
@@ -38,10 +39,8 @@ def open_record(spool: Path) -> dict[str, Any]:
 
 def age_open_records(spool: Path, seconds: float) -> None:
     """As if the calls had started ``seconds`` earlier (no test waits out a call's time limit)."""
-    for path in spool.glob("*.open"):
-        record = json.loads(path.read_bytes())
-        record["limit_from"] -= seconds
-        path.write_text(json.dumps(record))
+    for path in records(spool):
+        age(path, seconds)
 
 
 def test_a_stream_whose_process_was_killed_is_charged_once_with_what_it_streamed(

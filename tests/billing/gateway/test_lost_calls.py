@@ -1,7 +1,6 @@
 """The task on open records left by a process that died (billing/gateway/open_calls.py): each
 charged its estimate once, or deleted when its call is owed nothing (issue 11 §2)."""
 
-import json
 from decimal import Decimal
 from io import StringIO
 from pathlib import Path
@@ -18,6 +17,7 @@ from billing.pricing import PriceSnapshot
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import release_reservation, reserve_credits
 from tests.billing.gateway.conftest import MODEL
+from tests.billing.gateway.open_records import age, records
 from tests.billing.gateway.test_chat import expected_cost
 from tests.helpers import mc
 
@@ -28,17 +28,6 @@ pytestmark = pytest.mark.usefixtures("model_price")
 def spool(settings, tmp_path: Path) -> Path:
     settings.LLM_SETTLEMENT_SPOOL_DIR = str(tmp_path / "spool")
     return tmp_path / "spool"
-
-
-def records(spool: Path) -> list[Path]:
-    return sorted(spool.glob("*.open")) if spool.is_dir() else []
-
-
-def age(path: Path, seconds: float) -> None:
-    """As if the call had started ``seconds`` earlier."""
-    record = json.loads(path.read_bytes())
-    record["limit_from"] -= seconds
-    path.write_text(json.dumps(record))
 
 
 def held_call(user, org, *, request_id: str, reasoning: bool = False) -> Admission:

@@ -15,6 +15,7 @@ import pytest
 from billing import tasks
 from billing.models import CreditReservation, CreditUsageAttribution
 from tests.billing.gateway.conftest import MODEL, api_key, chat, openai_client
+from tests.billing.gateway.open_records import records
 from tests.billing.gateway.test_chat import estimated_prompt
 
 pytestmark = pytest.mark.usefixtures("model_price")
@@ -25,17 +26,6 @@ def spool(settings, tmp_path: Path) -> Path:
     settings.LLM_SETTLEMENT_SPOOL_DIR = str(tmp_path / "spool")
     settings.LLM_SPOOL_PROGRESS_SECONDS = 0.1
     return tmp_path / "spool"
-
-
-def records(spool: Path) -> list[Path]:
-    return sorted(spool.glob("*.open")) if spool.is_dir() else []
-
-
-def age(path: Path, seconds: float) -> None:
-    """As if the call had started ``seconds`` earlier."""
-    record = json.loads(path.read_bytes())
-    record["limit_from"] -= seconds
-    path.write_text(json.dumps(record))
 
 
 def wait_for(condition: Any, what: str, timeout: float = 15) -> None:
