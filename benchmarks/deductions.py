@@ -21,7 +21,7 @@ What it does
   any database connection; each holds its own Django connection and its own psycopg connection.
 * For each workload and concurrency, runs a closed loop in ``c`` workers, first with the
   **floor** (the service's own three statements, imported from
-  ``billing.services.deduction``, run on a bare psycopg 3 connection: charge the pool row, charge
+  ``billing.ledger.sql``, run on a bare psycopg 3 connection: charge the pool row, charge
   the member's active allocation, insert the attribution row, commit) then with the
   **service** (``billing.services.deduct_credits``, users preloaded). Both draw the same random
   (org, user, tokens) sequence and write the same tables, so they share data sizes. Each cell
@@ -76,7 +76,7 @@ TARGET_P99_MS = 20.0
 TARGET_CELL = ("spread", 8)
 
 # --------------------------------------------------------------------------------------------
-# The floor: the service's own three statements (imported from billing.services.deduction so
+# The floor: the service's own three statements (imported from billing.ledger.sql so
 # the two can never drift apart), run directly on a psycopg connection with no Django at all.
 # --------------------------------------------------------------------------------------------
 
@@ -104,7 +104,7 @@ class FloorDeducer:
         self.jsonb = Jsonb
 
     def __call__(self, target: Target, request_id: str, input_tokens: int, output_tokens: int) -> None:
-        from billing.services.deduction import CHARGE_ALLOCATION, CHARGE_POOL, INSERT_ORG_CHARGE
+        from billing.ledger.sql import CHARGE_ALLOCATION, CHARGE_POOL, INSERT_ORG_CHARGE
 
         params = {
             "org_id": target.org_id,

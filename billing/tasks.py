@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from billing.errors import ReservationNotHeld
 from billing.gateway import spool
+from billing.ledger.reservations import expire_reservations as release_expired_holds
 from billing.services import alerts, expiry, reconciliation, rollups
-from billing.services.charging import expire_reservations as release_expired_holds
 from billing.webhooks import events as webhook_events
 from orgbilling.db import TRANSIENT_DB_ERRORS
 

@@ -19,7 +19,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from billing.services.audit import record_audit_event
+from billing.audit import record_audit_event
 from organizations.models import ApiKey, User
 from organizations.selectors import org_access
 from orgbilling.db import Columns, fetch_instances

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.audit import record_audit_event
 from billing.errors import OrganizationNotFound
-from billing.services.audit import record_audit_event
 from billing.services.notifications import queue_email
 from organizations.errors import AlreadyMember, InvitationExpired, InvitationNotFound
 from organizations.models import EmailInvitation, Organization, OrganizationMember, User

@@ -8,11 +8,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from billing.audit import record_audit_event
 from billing.errors import OrganizationInactive, OrganizationNotFound
+from billing.ledger.locks import lock_pool
+from billing.ledger.pool import revoke_allocation
 from billing.models import OrganizationCreditPool, UserCreditAllocation
-from billing.services.audit import record_audit_event
-from billing.services.locks import lock_pool
-from billing.services.pool import revoke_allocation
 from organizations.errors import AlreadyMember, LastAdmin, MemberNotFound
 from organizations.models import ORG_ID_VALIDATOR, RESERVED_ORG_IDS, Organization, OrganizationMember, User
 from orgbilling.errors import Conflict, ValidationFailed
@@ -223,7 +223,7 @@ def ensure_dev_superuser(*, username: str, password: str) -> User:
 # in primary-key order, in one statement. Two concurrent demotions of the last two admins
 # queue on the same rows; the second re-reads them after the first commits (READ COMMITTED
 # re-checks a locked row against the WHERE clause) and sees a single admin left.
-# ``remove_member`` also moves credits, so it takes the pool lock first (billing.services.locks
+# ``remove_member`` also moves credits, so it takes the pool lock first (billing.ledger.locks
 # order: pool, then memberships, then allocations).
 
 SETTABLE_STATUSES = (OrganizationMember.Status.ACTIVE, OrganizationMember.Status.SUSPENDED)

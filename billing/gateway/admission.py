@@ -26,6 +26,7 @@ from billing.gateway.metering import (
     parse_json_object,
 )
 from billing.gateway.quotas import QuotaTicket, take_quota
+from billing.ledger.charges import MAX_TOKENS
 from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS
 from billing.pricing import PriceSnapshot, price_for
@@ -36,7 +37,6 @@ from billing.services import (
     resolve_billing_context,
     settle_reservation,
 )
-from billing.services.charging import MAX_TOKENS
 from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey, Organization, User
 from orgbilling.observability.charges import charge_refused

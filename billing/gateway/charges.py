@@ -12,6 +12,7 @@ from typing import Any
 
 from billing.errors import NoActiveAllocation
 from billing.gateway.errors import NoAllocation
+from billing.ledger.charges import find_charge, replay_charge
 from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS
 from billing.pricing import price_for
@@ -23,7 +24,6 @@ from billing.services import (
     resolve_billing_context,
     settle_reservation,
 )
-from billing.services.charging import find_charge, replay_charge
 from organizations.models import User
 from organizations.selectors import acts_as_system_admin, org_admin_access, user_by_id
 from orgbilling.errors import Forbidden, ValidationFailed
@@ -108,7 +108,7 @@ def charge_external_usage(
 def _record_free_call(*, user: User, org_id: str | None, request_id: str, **fields: Any) -> DeductionResult:
     """A 0-credit attribution row, through a hold of 0 settled at 0 (the deduction charges
     positive amounts only). Two transactions, not one: settling takes the pool lock, which must
-    not be requested while the hold's allocation lock is held (billing.services.locks)."""
+    not be requested while the hold's allocation lock is held (billing.ledger.locks)."""
     held = reserve_credits(user=user, org_id=org_id, amount=0, request_id=request_id)
     try:
         return settle_reservation(reservation_id=held.reservation_id, actual_amount=0, **fields)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from billing.services.charging import MAX_TOKENS
+from billing.ledger.charges import MAX_TOKENS
 from orgbilling.errors import ValidationFailed
 
 CHARS_PER_TOKEN = 4

@@ -25,6 +25,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
+from billing.audit import record_audit_event
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound, PaymentsNotConfigured
 from billing.models import AutoTopUpSettings, CreditPurchase, OrganizationCreditPool
 from billing.money import millicredits_to_credits
@@ -35,7 +36,6 @@ from billing.payments.stripe_gateway import (
     stripe_client,
     stripe_configured,
 )
-from billing.services.audit import record_audit_event
 from billing.services.notifications import org_admin_recipients, queue_email
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, InvalidAmount

@@ -16,11 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from billing.audit import record_audit_event
 from billing.backends.base import BackendSubscription
 from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_client
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
-from billing.services.audit import record_audit_event
 from billing.services.subscriptions import mark_subscription_active
 from organizations.models import Organization
 from orgbilling.errors import ApplicationError, Conflict, ValidationFailed

@@ -22,13 +22,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.audit import record_audit_event
 from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
+from billing.ledger.locks import lock_pool
+from billing.ledger.pool import add_credits_to_pool, take_back_unallocated_credits
 from billing.models import AutoTopUpSettings, CreditPurchase, OrgBillingHistory, WebhookEvent
 from billing.money import MILLICREDITS_PER_CREDIT, USD_QUANTUM, millicredits_to_credits, parse_usd
 from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
-from billing.services.audit import record_audit_event
-from billing.services.locks import lock_pool
-from billing.services.pool import add_credits_to_pool, take_back_unallocated_credits
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, InvalidAmount, NotFound, ValidationFailed
 

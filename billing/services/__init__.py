@@ -1,17 +1,13 @@
-"""The ledger services (DESIGN.md §5): every write to a balance goes through one of these."""
+"""The ledger services (DESIGN.md §5): every write to a balance goes through one of these.
 
-from billing.services.charging import (
-    DeductionResult,
-    ReservationResult,
-    add_individual_credits,
-    expire_reservations,
-    release_reservation,
-    reserve_credits,
-    settle_reservation,
-)
-from billing.services.context import BillingContext, resolve_billing_context
-from billing.services.deduction import deduct_credits, has_sufficient_credits
-from billing.services.pool import (
+They live in ``billing.ledger`` (which owns the locks, the SQL and the eligibility rule); this
+package is the public facade that the API, the gateway, tasks and commands import.
+"""
+
+from billing.ledger.charges import DeductionResult, ReservationResult
+from billing.ledger.deduction import deduct_credits, has_sufficient_credits
+from billing.ledger.individual import add_individual_credits
+from billing.ledger.pool import (
     AllocationChange,
     PoolChange,
     TransferResult,
@@ -21,6 +17,13 @@ from billing.services.pool import (
     revoke_allocation,
     transfer_credits,
 )
+from billing.ledger.reservations import (
+    expire_reservations,
+    release_reservation,
+    reserve_credits,
+    settle_reservation,
+)
+from billing.services.context import BillingContext, resolve_billing_context
 
 __all__ = [
     "AllocationChange",

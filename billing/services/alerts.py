@@ -24,10 +24,10 @@ from django.db import connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from billing.audit import record_audit_event
 from billing.models import OrganizationCreditPool, UsageAlert, UserCreditAllocation
 from billing.money import millicredits_to_credits
 from billing.selectors.reconciliation import Drift, find_all_drifts
-from billing.services.audit import record_audit_event
 from billing.services.notifications import ops_recipients, org_admin_recipients, queue_email
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
-from billing.errors import NotAMember, OrganizationInactive
+from billing.errors import NotAMember
+from billing.ledger.eligibility import member_refusal, org_refusal
 from organizations.models import Organization, OrganizationMember, User
 from orgbilling.db import Columns, fetch_instances
 
@@ -25,10 +26,12 @@ class BillingContext:
 
 
 def _usable(membership: OrganizationMember) -> OrganizationMember:
-    if membership.status != OrganizationMember.Status.ACTIVE:
-        raise NotAMember(details={"org_id": membership.org_id, "user_id": membership.user.username})
-    if not membership.org.is_active:
-        raise OrganizationInactive(details={"org_id": membership.org_id})
+    # The membership is judged before its organization: this picks among the user's memberships.
+    refusal = member_refusal(membership.org_id, membership.user.username, membership.status) or org_refusal(
+        membership.org_id, membership.org.is_active
+    )
+    if refusal is not None:
+        raise refusal
     return membership
 
 

@@ -3,7 +3,7 @@
 An expired allocation already refuses new charges and holds (the charging services check
 ``expires_at``); expiring it deactivates the row the way ``revoke_allocation`` does, so the
 pool's sums stay exact: the row keeps what it consumed (``allocated = used``) and the rest is
-handed back. Locks follow ``billing.services.locks`` (pool, then the allocation).
+handed back. Locks follow ``billing.ledger.locks`` (pool, then the allocation).
 """
 
 import logging
@@ -16,9 +16,9 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from billing.audit import record_audit_event
+from billing.ledger.locks import lock_allocations, lock_pool
 from billing.models import UserCreditAllocation
-from billing.services.audit import record_audit_event
-from billing.services.locks import lock_allocations, lock_pool
 
 logger = logging.getLogger(__name__)
 

@@ -22,6 +22,7 @@ from django.db.models import Exists, F, OuterRef, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
+from billing.audit import record_audit_event
 from billing.backends import BackendSubscription, SubscriptionBackend, get_subscription_backend
 from billing.errors import (
     BillingBackendRejected,
@@ -32,10 +33,9 @@ from billing.errors import (
     SubscriptionNotFound,
     UnknownPlan,
 )
+from billing.ledger.pool import add_credits_to_pool
 from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
 from billing.money import validate_millicredits
-from billing.services.audit import record_audit_event
-from billing.services.pool import add_credits_to_pool
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import create_organization
 from orgbilling.errors import Conflict, Forbidden

@@ -29,7 +29,7 @@ from django.contrib.auth.signals import user_logged_in
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from billing.services.audit import record_audit_event
+from billing.audit import record_audit_event
 from organizations.auth.oidc import (
     CHECKED_AT_SESSION_KEY as CHECKED_AT,
 )

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from billing.services.audit import record_audit_event
+from billing.audit import record_audit_event
 from orgbilling.api.exceptions import error_body
 
 AXES_LABEL = "axes"

@@ -198,7 +198,7 @@ from orgbilling.settings.sessions import *  # noqa: E402,F403
 # Ledger policy knobs (see docs/decisions.md).
 # A reservation not settled or released within this many seconds may be expired by a task.
 CREDIT_RESERVATION_TTL_SECONDS = env.int("CREDIT_RESERVATION_TTL_SECONDS", default=900)
-# Run the deduction hot path as server-side prepared statements (billing/services/deduction.py).
+# Run the deduction hot path as server-side prepared statements (billing/ledger/deduction.py).
 # Turn off behind a transaction-mode pooler without prepared-statement support.
 LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
 

@@ -1,4 +1,4 @@
-"""The SQL fast paths of reserve and settle (``billing.services.holds``): they apply to the
+"""The SQL fast paths of reserve and settle (``billing.ledger.holds``): they apply to the
 common case, and step aside (``NotApplied``, rolled back) for everything the ORM path must
 explain, replay or settle differently."""
 
@@ -9,16 +9,16 @@ from django.db import transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from billing.ledger import holds
+from billing.ledger.sql import NotApplied, ledger_cursor
 from billing.models import CreditReservation, CreditUsageAttribution, IndividualCreditBalance
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import (
     add_individual_credits,
     deduct_credits,
-    holds,
     reserve_credits,
     settle_reservation,
 )
-from billing.services.sql import NotApplied, ledger_cursor
 from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db

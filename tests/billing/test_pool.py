@@ -180,7 +180,7 @@ def test_allocation_with_expiry_is_recorded(make_funded_member):
 
 
 def test_taking_back_unallocated_credits_lowers_the_total_only_while_they_are_unallocated(make_funded_member):
-    from billing.services.pool import take_back_unallocated_credits
+    from billing.ledger.pool import take_back_unallocated_credits
 
     org, _, _ = make_funded_member(pool=100, allocation=70)
 

@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from billing.ledger.reservations import expire_reservations
 from billing.models import CreditReservation, CreditUsageAttribution, UserCreditAllocation
 from billing.pricing import price_for
-from billing.services.charging import expire_reservations
 from tests.fake_upstream import FakeUpstream, running_upstream
 from tests.faults.conftest import DATABASE_REFUSALS, Database, assert_error_shape, wait_until
 from tests.helpers import mc

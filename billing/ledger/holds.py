@@ -1,6 +1,6 @@
 """The fast paths of ``reserve_credits`` and ``settle_reservation``: conditional SQL statements
 run inside the caller's ``transaction.atomic()`` block, in the ledger's lock order
-(``billing.services.locks``). They cover the common case only (a hold that fits; a held
+(``billing.ledger.locks``). They cover the common case only (a hold that fits; a held
 reservation settled at a cost the payer can pay) and raise ``NotApplied`` for anything else;
 the caller then rolls back and takes the ORM path, which replays, refuses with a typed error,
 or settles the unusual cases (late settlement, a cost above what is free, a foreign charge).
@@ -27,13 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from billing.services.sql import (
-    INSERT_INDIVIDUAL_CHARGE,
-    INSERT_ORG_CHARGE,
-    SPENDABLE_ALLOCATION,
-    NotApplied,
-    fetch_one,
-)
+from billing.ledger.eligibility import ACTIVE_ORG, SPENDABLE_ALLOCATION, SPENDABLE_INDIVIDUAL
+from billing.ledger.sql import INSERT_INDIVIDUAL_CHARGE, INSERT_ORG_CHARGE, NotApplied, fetch_one
 
 _HOLD = """
     WITH held AS ({lock})
@@ -55,17 +50,17 @@ HOLD_ORG = _HOLD.format(
         UPDATE user_credit_allocations AS a
            SET reserved_credits = a.reserved_credits + %(amount)s, updated_at = %(now)s
          WHERE {SPENDABLE_ALLOCATION}
-           AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = a.org_id AND o.is_active)
+           AND {ACTIVE_ORG}
         RETURNING a.id, a.allocated_credits - a.used_credits - a.reserved_credits AS free
     """,
     payer="c.org_id = %(org_id)s::varchar",
     conflict="(org_id, request_id) WHERE org_id IS NOT NULL",
 )
 HOLD_INDIVIDUAL = _HOLD.format(
-    lock="""
+    lock=f"""
         UPDATE individual_credit_balances
            SET reserved_credits = reserved_credits + %(amount)s, updated_at = %(now)s
-         WHERE user_id = %(user_id)s AND total_credits - used_credits - reserved_credits >= %(amount)s
+         WHERE user_id = %(user_id)s AND {SPENDABLE_INDIVIDUAL}
         RETURNING NULL::bigint AS id, total_credits - used_credits - reserved_credits AS free
     """,
     payer="c.org_id IS NULL AND c.user_id = %(user_id)s::bigint",

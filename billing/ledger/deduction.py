@@ -2,7 +2,7 @@
 
 The ORM version of this function spent most of its time building and compiling queries
 (docs/benchmarks.md), so the charge is precompiled SQL run inside the same
-``transaction.atomic()`` block, keeping the ledger's lock order (``billing.services.locks``):
+``transaction.atomic()`` block, keeping the ledger's lock order (``billing.ledger.locks``):
 
 1. ``CHARGE_POOL`` locks the organization's pool row (level 1) and counts the charge in it;
 2. ``CHARGE_ALLOCATION`` locks and charges the member's active allocation (level 2), only if
@@ -15,7 +15,8 @@ If any statement changes nothing the transaction rolls back, and only then does 
 path work out why: a replay (return the first result), or the typed refusal.
 Individual credits follow the same pattern with the user's balance row as the only lock.
 
-Statements run through ``billing.services.sql`` (prepared once per connection).
+The statements live in ``billing.ledger.sql`` (prepared once per connection) and compose the
+eligibility fragments of ``billing.ledger.eligibility``; the refusal is ``spend_refusal``.
 """
 
 from typing import Any
@@ -24,61 +25,29 @@ from django.db import transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from billing.errors import (
-    AllocationExpired,
-    InsufficientCredits,
-    NoActiveAllocation,
-    NotAMember,
-    OrganizationInactive,
-    OrganizationNotFound,
-)
-from billing.models import (
-    IndividualCreditBalance,
-    OrganizationCreditPool,
-    ServiceType,
-    UserCreditAllocation,
-)
-from billing.money import validate_millicredits
-from billing.services.charging import (
+from billing.errors import InsufficientCredits
+from billing.ledger.charges import (
     DeductionResult,
     audit_exhaustion,
     find_charge,
     replay_charge,
     validate_charge_fields,
 )
-from billing.services.sql import (
+from billing.ledger.eligibility import spend_refusal
+from billing.ledger.sql import (
+    CHARGE_ALLOCATION,
+    CHARGE_INDIVIDUAL,
+    CHARGE_POOL,
     INSERT_INDIVIDUAL_CHARGE,
     INSERT_ORG_CHARGE,
-    SPENDABLE_ALLOCATION,
     NotApplied,
     fetch_one,
     ledger_cursor,
 )
-from organizations.models import Organization, OrganizationMember, User
+from billing.models import ServiceType
+from billing.money import validate_millicredits
+from organizations.models import User
 from orgbilling.observability.charges import charges_counted, refusals_reported
-
-CHARGE_POOL = """
-    UPDATE organization_credit_pools
-       SET used_credits = used_credits + %(amount)s, updated_at = %(now)s
-     WHERE org_id = %(org_id)s AND used_credits + %(amount)s <= allocated_credits
-       AND EXISTS (SELECT 1 FROM organizations o WHERE o.id = %(org_id)s AND o.is_active)
-    RETURNING org_id
-"""
-
-CHARGE_ALLOCATION = f"""
-    UPDATE user_credit_allocations AS a
-       SET used_credits = a.used_credits + %(amount)s, updated_at = %(now)s
-     WHERE {SPENDABLE_ALLOCATION}
-    RETURNING a.id, a.allocated_credits, a.used_credits,
-              a.allocated_credits - a.used_credits - a.reserved_credits
-"""
-
-CHARGE_INDIVIDUAL = """
-    UPDATE individual_credit_balances
-       SET used_credits = used_credits + %(amount)s, updated_at = %(now)s
-     WHERE user_id = %(user_id)s AND total_credits - used_credits - reserved_credits >= %(amount)s
-    RETURNING NULL::bigint, total_credits, used_credits, total_credits - used_credits - reserved_credits
-"""
 
 
 def _try_charge(params: dict[str, Any], *, user: User) -> DeductionResult:
@@ -107,37 +76,10 @@ def _try_charge(params: dict[str, Any], *, user: User) -> DeductionResult:
     )
 
 
-def _refusal(*, org_id: str | None, user: User, amount: int) -> Exception | None:
-    """Why a charge changed nothing, read after the rollback; None if it should now succeed."""
-    if org_id is None:
-        balance = IndividualCreditBalance.objects.filter(user=user).first()
-        free = balance.free_credits if balance else 0
-        if free >= amount:
-            return None
-        return InsufficientCredits(details={"required": amount, "available": free})
-    org_active = Organization.objects.filter(pk=org_id).values_list("is_active", flat=True).first()
-    if org_active is None or not OrganizationCreditPool.objects.filter(org_id=org_id).exists():
-        return OrganizationNotFound(details={"org_id": org_id})
-    if not org_active:
-        return OrganizationInactive(details={"org_id": org_id})
-    if not OrganizationMember.objects.filter(
-        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE
-    ).exists():
-        return NotAMember(details={"org_id": org_id, "user_id": user.username})
-    allocation = UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).first()
-    if allocation is None:
-        return NoActiveAllocation(details={"org_id": org_id, "user_id": user.username})
-    if allocation.expires_at is not None and allocation.expires_at <= timezone.now():
-        return AllocationExpired(details={"org_id": org_id, "expires_at": allocation.expires_at.isoformat()})
-    if allocation.free_credits < amount:
-        return InsufficientCredits(details={"required": amount, "available": allocation.free_credits})
-    return None
-
-
 def has_sufficient_credits(*, user: User, org_id: str | None, amount: int) -> bool:
     """Whether a charge of ``amount`` millicredits would go through now: the same rules the
     deduction applies (no lock: a hint, not a hold)."""
-    return _refusal(org_id=org_id, user=user, amount=validate_millicredits(amount)) is None
+    return spend_refusal(org_id=org_id, user=user, amount=validate_millicredits(amount)) is None
 
 
 @refusals_reported("deduction")
@@ -190,7 +132,7 @@ def deduct_credits(
             previous = find_charge(org_id, user, request_id)
             if previous is not None:
                 return replay_charge(previous, user=user, amount=amount)
-            refusal = _refusal(org_id=org_id, user=user, amount=amount)
+            refusal = spend_refusal(org_id=org_id, user=user, amount=amount)
             if refusal is not None:
                 raise refusal from None
             # The state moved between the attempt and the diagnosis (credits added, a hold

@@ -1,4 +1,4 @@
-"""Running the ledger's precompiled SQL: one cursor per unit, every statement prepared.
+"""The ledger's precompiled SQL and how it runs: one cursor per unit, every statement prepared.
 
 The hot paths (``deduct_credits``, and the reserve/settle fast paths of ``holds``) are written
 as a few conditional statements inside the caller's ``transaction.atomic()`` block. A
@@ -10,20 +10,9 @@ Statements are prepared once per connection (``orgbilling.db``, ``LEDGER_PREPARE
 
 from typing import Any
 
+from billing.ledger.eligibility import ACTIVE_ORG, SPENDABLE_ALLOCATION, SPENDABLE_INDIVIDUAL
 from orgbilling.db import execute
 from orgbilling.db import prepared_cursor as ledger_cursor
-
-# Which allocation may spend ``amount`` for ``user_id`` in ``org_id`` (the table aliased ``a``):
-# the active, unexpired allocation of an active member, with that much free.
-SPENDABLE_ALLOCATION = """
-    a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
-    AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
-    AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
-    AND EXISTS (
-        SELECT 1 FROM organization_members m
-         WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
-    )
-"""
 
 # The attribution row of a charge (a deduction or a settled hold), unless its request id was
 # charged before: whoever wrote that row held the same lock first and has committed by now.
@@ -45,14 +34,41 @@ INSERT_INDIVIDUAL_CHARGE = (
 )
 
 
+# ``deduct_credits`` (lock order pool → allocation; see ``billing.ledger.deduction``).
+CHARGE_POOL = f"""
+    UPDATE organization_credit_pools
+       SET used_credits = used_credits + %(amount)s, updated_at = %(now)s
+     WHERE org_id = %(org_id)s AND used_credits + %(amount)s <= allocated_credits
+       AND {ACTIVE_ORG}
+    RETURNING org_id
+"""
+
+CHARGE_ALLOCATION = f"""
+    UPDATE user_credit_allocations AS a
+       SET used_credits = a.used_credits + %(amount)s, updated_at = %(now)s
+     WHERE {SPENDABLE_ALLOCATION}
+    RETURNING a.id, a.allocated_credits, a.used_credits,
+              a.allocated_credits - a.used_credits - a.reserved_credits
+"""
+
+CHARGE_INDIVIDUAL = f"""
+    UPDATE individual_credit_balances
+       SET used_credits = used_credits + %(amount)s, updated_at = %(now)s
+     WHERE user_id = %(user_id)s AND {SPENDABLE_INDIVIDUAL}
+    RETURNING NULL::bigint, total_credits, used_credits, total_credits - used_credits - reserved_credits
+"""
+
+
 class NotApplied(Exception):
     """A conditional statement matched no row; raised inside ``atomic()`` to roll back."""
 
 
 __all__ = [
+    "CHARGE_ALLOCATION",
+    "CHARGE_INDIVIDUAL",
+    "CHARGE_POOL",
     "INSERT_INDIVIDUAL_CHARGE",
     "INSERT_ORG_CHARGE",
-    "SPENDABLE_ALLOCATION",
     "NotApplied",
     "fetch_one",
     "ledger_cursor",

@@ -1,4 +1,4 @@
-"""Row locks of the ledger. Every service takes its locks through these helpers.
+"""Row locks of the ledger. Every service that writes a balance takes its locks through these.
 
 Locking policy (the one rule that keeps the ledger deadlock-free):
 
@@ -21,7 +21,8 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from billing.errors import NoActiveAllocation, NotAMember, OrganizationNotFound
+from billing.errors import NoActiveAllocation, OrganizationNotFound
+from billing.ledger.eligibility import member_refusal
 from billing.models import (
     CreditReservation,
     IndividualCreditBalance,
@@ -59,10 +60,14 @@ def lock_active_allocation(org_id: str, user_id: int) -> UserCreditAllocation:
     )
     if allocation is not None:
         return allocation
-    if not OrganizationMember.objects.filter(
-        org_id=org_id, user_id=user_id, status=OrganizationMember.Status.ACTIVE
-    ).exists():
-        raise NotAMember(details={"org_id": org_id, "user_id": user_id})
+    status = (
+        OrganizationMember.objects.filter(org_id=org_id, user_id=user_id)
+        .values_list("status", flat=True)
+        .first()
+    )
+    refusal = member_refusal(org_id, user_id, status)
+    if refusal is not None:
+        raise refusal
     raise NoActiveAllocation(details={"org_id": org_id, "user_id": user_id})
 
 

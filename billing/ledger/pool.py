@@ -1,6 +1,6 @@
 """Administrative ledger services: fund the pool and move credits between pool and members.
 
-Each function is one transaction that locks in the order of ``billing.services.locks`` and
+Each function is one transaction that locks in the order of ``billing.ledger.locks`` and
 writes its audit event before it commits.
 """
 
@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from billing.audit import record_audit_event
 from billing.errors import (
     AllocationBelowCommitted,
     AllocationExceedsPool,
@@ -20,15 +21,14 @@ from billing.errors import (
     InsufficientCredits,
     InvalidTransfer,
     NoActiveAllocation,
-    NotAMember,
     OrganizationInactive,
     OrganizationNotFound,
 )
+from billing.ledger.eligibility import org_refusal, require_active_member
+from billing.ledger.locks import lock_allocations, lock_pool
 from billing.models import OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
 from billing.money import parse_usd, validate_millicredits
-from billing.services.audit import record_audit_event
-from billing.services.locks import lock_allocations, lock_pool
-from organizations.models import Organization, OrganizationMember, User
+from organizations.models import Organization, User
 from orgbilling.errors import Conflict, ValidationFailed
 
 
@@ -56,18 +56,11 @@ def _existing_org(org_id: str) -> Organization:
 
 def _active_org(org_id: str) -> Organization:
     org = Organization.objects.filter(pk=org_id).first()
-    if org is None:
-        raise OrganizationNotFound(details={"org_id": org_id})
-    if not org.is_active:
-        raise OrganizationInactive(details={"org_id": org_id})
+    refusal = org_refusal(org_id, None if org is None else org.is_active)
+    if refusal is not None:
+        raise refusal
+    assert org is not None
     return org
-
-
-def _require_active_member(org_id: str, user: User) -> None:
-    if not OrganizationMember.objects.filter(
-        org_id=org_id, user=user, status=OrganizationMember.Status.ACTIVE
-    ).exists():
-        raise NotAMember(details={"org_id": org_id, "user_id": user.username})
 
 
 def _active_allocation_id(org_id: str, user: User) -> int | None:
@@ -203,38 +196,14 @@ def allocate_credits_to_user(
         pool = lock_pool(org_id)
         # Checked under the pool lock: removing a member takes it first, so a member removed
         # concurrently cannot be handed a new allocation.
-        _require_active_member(org_id, user)
+        require_active_member(org_id, user)
         if amount > pool.available_credits:
             raise AllocationExceedsPool(
                 details={"requested": amount, "available": pool.available_credits, "org_id": org_id}
             )
-        existing = (
-            UserCreditAllocation.objects.select_for_update(of=("self",))
-            .filter(org_id=org_id, user=user, is_active=True)
-            .first()
+        allocation, created = _raise_or_create_allocation(
+            org_id=org_id, user=user, amount=amount, actor=actor, expires_at=expires_at, now=now
         )
-        created = existing is None
-        if existing is None:
-            allocation = UserCreditAllocation.objects.create(
-                org_id=org_id,
-                user=user,
-                allocated_credits=amount,
-                allocated_by=actor,
-                expires_at=expires_at,
-            )
-        else:
-            allocation = existing
-            if expires_at is None and allocation.expires_at is not None and allocation.expires_at <= now:
-                # Credits added to an expired allocation could never be spent.
-                raise AllocationExpired(
-                    "The allocation has expired; give a new expires_at to extend it.",
-                    details={"expires_at": allocation.expires_at.isoformat()},
-                )
-            allocation.allocated_credits += amount
-            allocation.allocated_by = actor or allocation.allocated_by
-            if expires_at is not None:
-                allocation.expires_at = expires_at
-            _save_allocation(allocation, "allocated_by", "expires_at")
         pool.allocated_credits += amount
         _save_pool(pool)
         record_audit_event(
@@ -252,6 +221,35 @@ def allocate_credits_to_user(
             },
         )
     return AllocationChange(allocation=allocation, pool=pool, created=created)
+
+
+def _raise_or_create_allocation(
+    *, org_id: str, user: User, amount: int, actor: User | None, expires_at: datetime | None, now: datetime
+) -> tuple[UserCreditAllocation, bool]:
+    """With the pool locked: create the member's allocation, or add ``amount`` to the active one
+    (moving its expiry when given). Returns (allocation, created)."""
+    existing = (
+        UserCreditAllocation.objects.select_for_update(of=("self",))
+        .filter(org_id=org_id, user=user, is_active=True)
+        .first()
+    )
+    if existing is None:
+        allocation = UserCreditAllocation.objects.create(
+            org_id=org_id, user=user, allocated_credits=amount, allocated_by=actor, expires_at=expires_at
+        )
+        return allocation, True
+    if expires_at is None and existing.expires_at is not None and existing.expires_at <= now:
+        # Credits added to an expired allocation could never be spent.
+        raise AllocationExpired(
+            "The allocation has expired; give a new expires_at to extend it.",
+            details={"expires_at": existing.expires_at.isoformat()},
+        )
+    existing.allocated_credits += amount
+    existing.allocated_by = actor or existing.allocated_by
+    if expires_at is not None:
+        existing.expires_at = expires_at
+    _save_allocation(existing, "allocated_by", "expires_at")
+    return existing, False
 
 
 def adjust_allocation(
@@ -366,7 +364,7 @@ def transfer_credits(
     _active_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
-        _require_active_member(org_id, to_user)
+        require_active_member(org_id, to_user)
         source_id = _active_allocation_id(org_id, from_user)
         if source_id is None:
             raise NoActiveAllocation(details={"org_id": org_id, "user_id": from_user.username})

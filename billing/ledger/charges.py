@@ -1,0 +1,185 @@
+"""What every charge shares: its result types, its input checks, its replay and its ledger row.
+
+A charge raises the payer's ``used_credits`` (allocation and pool, or individual balance) and
+appends its ``CreditUsageAttribution`` row in one transaction; the row's ``request_id`` makes
+the charge idempotent. Charges are audited by their ledger rows; ``AuditEvent`` rows mark only
+notable crossings (an allocation passing 90% used) to keep the hot path to one insert
+(docs/decisions.md).
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from billing.audit import record_audit_event
+from billing.errors import RequestIdConflict
+from billing.models import (
+    CreditUsageAttribution,
+    IndividualCreditBalance,
+    OrganizationCreditPool,
+    ServiceType,
+    UserCreditAllocation,
+)
+from organizations.models import User
+from orgbilling.errors import ValidationFailed
+
+EXHAUSTION_THRESHOLD_PERCENT = 90
+
+
+@dataclass(frozen=True)
+class DeductionResult:
+    """Outcome of a charge. ``remaining_credits`` is what the payer had free right after it."""
+
+    success: bool
+    remaining_credits: int
+    credits_charged: int
+    attribution_id: int
+    replayed: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReservationResult:
+    reservation_id: int
+    amount: int
+    remaining_credits: int
+    replayed: bool = False
+
+
+@dataclass
+class Payer:
+    """The locked rows a charge writes: pool + allocation, or an individual balance."""
+
+    pool: OrganizationCreditPool | None
+    account: UserCreditAllocation | IndividualCreditBalance
+
+    @property
+    def allocation(self) -> UserCreditAllocation | None:
+        return self.account if isinstance(self.account, UserCreditAllocation) else None
+
+    def save(self) -> None:
+        self.account.save(update_fields=["used_credits", "reserved_credits", "updated_at"])
+        if self.pool is not None:
+            self.pool.save(update_fields=["used_credits", "updated_at"])
+
+
+@dataclass(frozen=True)
+class Charge:
+    service_type: str = ServiceType.LLM
+    service_name: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+MAX_TOKENS = 2**31 - 1
+
+
+def validate_charge_fields(
+    *,
+    request_id: str,
+    service_type: str = ServiceType.LLM,
+    service_name: str = "",
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Refuse what the ledger columns cannot hold, before anything is locked or written;
+    return the metadata as it will be stored."""
+    problems: dict[str, str] = {}
+    if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128 or "\x00" in request_id:
+        problems["request_id"] = "1-128 characters, no NUL"
+    if service_type not in ServiceType.values:
+        problems["service_type"] = f"one of {', '.join(ServiceType.values)}"
+    if not isinstance(service_name, str) or len(service_name) > 200 or "\x00" in service_name:
+        problems["service_name"] = "at most 200 characters, no NUL"
+    for name, tokens in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
+            problems[name] = f"a whole number from 0 to {MAX_TOKENS}"
+    stored = metadata or {}
+    try:
+        encoded = json.dumps(stored, allow_nan=False)
+    except (TypeError, ValueError):
+        problems["metadata"] = "a JSON object of strings, numbers, booleans, lists and objects"
+    else:
+        if not isinstance(stored, dict) or "\\u0000" in encoded:
+            problems["metadata"] = "a JSON object without NUL characters"
+    if problems:
+        raise ValidationFailed("The charge is not valid.", details=problems)
+    return stored
+
+
+def find_charge(org_id: str | None, user: User, request_id: str) -> CreditUsageAttribution | None:
+    rows = CreditUsageAttribution.objects.filter(request_id=request_id)
+    rows = rows.filter(org_id=org_id) if org_id is not None else rows.filter(org__isnull=True, user=user)
+    return rows.first()
+
+
+def replay_charge(row: CreditUsageAttribution, *, user: User, amount: int | None) -> DeductionResult:
+    if row.user_id != user.pk or (amount is not None and row.credits_used != amount):
+        raise RequestIdConflict(
+            details={"request_id": row.request_id, "charged": row.credits_used, "requested": amount}
+        )
+    return DeductionResult(
+        success=True,
+        remaining_credits=row.balance_after,
+        credits_charged=row.credits_used,
+        attribution_id=row.pk,
+        replayed=True,
+    )
+
+
+def audit_exhaustion(
+    *, org_id: str, user: User | int, allocation_id: int, allocated: int, used_before: int, used_after: int
+) -> None:
+    """Record ``allocation.exhausted`` when a charge takes an allocation across 90% used
+    (``user`` may be a user id: the username is read only when the event is recorded)."""
+    threshold = allocated * EXHAUSTION_THRESHOLD_PERCENT
+    if allocated and used_before * 100 < threshold <= used_after * 100:
+        if not isinstance(user, User):
+            user = User.objects.get(pk=user)
+        record_audit_event(
+            action="allocation.exhausted",
+            org_id=org_id,
+            target_type="allocation",
+            target_id=allocation_id,
+            metadata={
+                "user_id": user.username,
+                "percent_used": EXHAUSTION_THRESHOLD_PERCENT,
+                "used": used_after,
+                "allocated": allocated,
+            },
+        )
+
+
+def record_charge(
+    payer: Payer, *, org_id: str | None, user: User, amount: int, request_id: str, charge: Charge
+) -> CreditUsageAttribution:
+    payer.account.used_credits += amount
+    if payer.pool is not None:
+        payer.pool.used_credits += amount
+    payer.save()
+    row = CreditUsageAttribution.objects.create(
+        org_id=org_id,
+        user=user,
+        allocation=payer.allocation,
+        service_type=charge.service_type,
+        service_name=charge.service_name,
+        input_tokens=charge.input_tokens,
+        output_tokens=charge.output_tokens,
+        credits_used=amount,
+        balance_after=payer.account.free_credits,
+        request_id=request_id,
+        request_metadata=charge.metadata,
+    )
+    allocation = payer.allocation
+    if allocation is not None:
+        audit_exhaustion(
+            org_id=allocation.org_id,
+            user=user,
+            allocation_id=allocation.pk,
+            allocated=allocation.allocated_credits,
+            used_before=allocation.used_credits - amount,
+            used_after=allocation.used_credits,
+        )
+    return row
