@@ -7,3 +7,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         import orgbilling.checks  # noqa: F401  (registers the connection-budget checks)
+        from billing.metrics import LedgerCollector
+        from orgbilling.observability.metrics import register_scrape_collector
+
+        register_scrape_collector(LedgerCollector)

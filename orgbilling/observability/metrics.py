@@ -13,14 +13,14 @@ the Celery task in ``ReconciliationRun``).
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from django.db import DatabaseError, connections
+from django.db import connections
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from prometheus_client import (
@@ -32,7 +32,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from orgbilling.middleware import RequestResponseMiddleware
@@ -240,44 +240,15 @@ class _ThisProcess:
         return REGISTRY.collect()
 
 
-class LedgerCollector:
-    """Figures read from the database at scrape time (right across processes)."""
+# Collectors that read figures at scrape time, registered by the apps (``billing.metrics``): the
+# shared core names no app.
+SCRAPE_COLLECTORS: list[Callable[[], Any]] = []
 
-    def collect(self) -> Iterator[Metric]:
-        from billing.selectors.operations import hold_counts, last_reconciliation_run
 
-        try:
-            holds = hold_counts()
-            run = last_reconciliation_run()
-        except DatabaseError:
-            logger.warning("ledger figures unavailable for /metrics", exc_info=True)
-            return
-        by_state = GaugeMetricFamily(
-            "orgbilling_credit_holds",
-            "Credit holds: open (held now), overdue (held past expires_at, not yet released), "
-            "expired (released by the expiry task: their caller never settled).",
-            labels=["state"],
-        )
-        by_state.add_metric(["open"], holds.open)
-        by_state.add_metric(["overdue"], holds.overdue)
-        by_state.add_metric(["expired"], holds.expired)
-        yield by_state
-        yield GaugeMetricFamily(
-            "orgbilling_credit_holds_open_credits",
-            "Credits held by open holds.",
-            value=float(holds.open_credits),
-        )
-        if run is not None:
-            yield GaugeMetricFamily(
-                "orgbilling_reconciliation_drifts",
-                "Ledger invariant violations found by the last reconciliation (0 is the only good value).",
-                value=run.drift_count,
-            )
-            yield GaugeMetricFamily(
-                "orgbilling_reconciliation_last_run_timestamp_seconds",
-                "When the last reconciliation finished (Unix time).",
-                value=run.finished_at.timestamp(),
-            )
+def register_scrape_collector(factory: Callable[[], Any]) -> None:
+    """Add a collector (made anew for each scrape) to ``/metrics``; idempotent."""
+    if factory not in SCRAPE_COLLECTORS:
+        SCRAPE_COLLECTORS.append(factory)
 
 
 def render_metrics() -> tuple[bytes, str]:
@@ -288,5 +259,6 @@ def render_metrics() -> tuple[bytes, str]:
         MultiProcessCollector(registry)
     else:
         registry.register(_ThisProcess())  # type: ignore[arg-type]
-    registry.register(LedgerCollector())  # type: ignore[arg-type]
+    for factory in SCRAPE_COLLECTORS:
+        registry.register(factory())
     return generate_latest(registry), CONTENT_TYPE_LATEST
