@@ -25,7 +25,8 @@ from billing.services import (
 )
 from billing.services.charging import find_charge, replay_charge
 from organizations.models import User
-from organizations.selectors import acts_as_system_admin, org_admin_access, user_by_id
+from organizations.permissions import acts_as_system_admin, org_admin_access
+from organizations.selectors import user_by_id
 from orgbilling.errors import Forbidden, ValidationFailed
 
 
