@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from billing.models import CreditPurchase
 from billing.payments.purchases import start_credit_purchase
-from billing.services.pool import PoolChange, add_credits_to_pool
+from billing.services import PoolChange, add_credits_to_pool
 from organizations.models import User
 from organizations.permissions import OrgAccess
 from orgbilling.errors import ValidationFailed
