@@ -24,24 +24,15 @@ from billing.gateway import spool
 from billing.ledger.reservations import expire_reservations as release_expired_holds
 from billing.services import alerts, expiry, reconciliation, rollups
 from billing.webhooks import events as webhook_events
-from orgbilling.db import TRANSIENT_DB_ERRORS
+from orgbilling.tasks import RETRYING, retry_policy
 
 logger = logging.getLogger(__name__)
 
-_RETRYING: dict[str, Any] = {
-    "autoretry_for": TRANSIENT_DB_ERRORS,
-    "retry_backoff": 5,
-    # Within the broker's visibility timeout, or the waiting retry is delivered twice.
-    "retry_backoff_max": min(300, settings.TASK_RETRY_BACKOFF_MAX_SECONDS),
-    "retry_jitter": True,
-    "max_retries": 5,
-    "acks_late": True,
-}
 
 RESERVATION_BATCH = 1000
 
 
-@shared_task(name="billing.tasks.expire_allocations", **_RETRYING)
+@shared_task(name="billing.tasks.expire_allocations", **RETRYING)
 def expire_allocations() -> dict[str, Any]:
     """Deactivate allocations past ``expires_at``; their unused credits return to the pool."""
     outcome = expiry.expire_allocations()
@@ -52,7 +43,7 @@ def expire_allocations() -> dict[str, Any]:
     }
 
 
-@shared_task(name="billing.tasks.settle_spooled_calls", **_RETRYING)
+@shared_task(name="billing.tasks.settle_spooled_calls", **RETRYING)
 def settle_spooled_calls() -> dict[str, Any]:
     """Charge the gateway calls whose settlement the database refused and that are still
     spooled (``LLM_SETTLEMENT_SPOOL_DIR``): the web process gave up retrying, or died; then
@@ -61,7 +52,7 @@ def settle_spooled_calls() -> dict[str, Any]:
     return {"settled": len(outcome.settled), "failed": outcome.failed}
 
 
-@shared_task(name="billing.tasks.expire_reservations", **_RETRYING)
+@shared_task(name="billing.tasks.expire_reservations", **RETRYING)
 def expire_reservations() -> dict[str, Any]:
     """Release holds past their ``expires_at`` (their caller never settled them). Spooled
     settlements, and calls whose process died (open records), are charged first: a hold owed
@@ -88,7 +79,7 @@ def expire_reservations() -> dict[str, Any]:
             return {"expired": expired}
 
 
-@shared_task(name="billing.tasks.prune_webhook_events", **_RETRYING)
+@shared_task(name="billing.tasks.prune_webhook_events", **RETRYING)
 def prune_webhook_events() -> dict[str, Any]:
     """Processed webhook events older than ``WEBHOOK_EVENT_RETENTION_DAYS`` are deleted."""
     return {
@@ -96,7 +87,7 @@ def prune_webhook_events() -> dict[str, Any]:
     }
 
 
-@shared_task(name="billing.tasks.rollup_usage", **_RETRYING)
+@shared_task(name="billing.tasks.rollup_usage", **RETRYING)
 def rollup_usage(since: str | None = None) -> dict[str, Any]:
     """Recompute ``UsageDailyRollup`` from ``since`` (ISO date) to today; default yesterday."""
     first, last = rollups.default_days()
@@ -106,7 +97,7 @@ def rollup_usage(since: str | None = None) -> dict[str, Any]:
     return {"first_day": first.isoformat(), "last_day": last.isoformat(), "rows": rows}
 
 
-@shared_task(name="billing.tasks.evaluate_usage_alerts", **_RETRYING)
+@shared_task(name="billing.tasks.evaluate_usage_alerts", **RETRYING)
 def evaluate_usage_alerts() -> dict[str, Any]:
     """Fire and resolve the 50/80/90/100 % usage alerts of allocations and pools."""
     result = alerts.evaluate_usage_alerts()
@@ -117,7 +108,7 @@ def evaluate_usage_alerts() -> dict[str, Any]:
     }
 
 
-@shared_task(name="billing.tasks.reconcile_credits", **_RETRYING)
+@shared_task(name="billing.tasks.reconcile_credits", **RETRYING)
 def reconcile_credits() -> dict[str, Any]:
     """Check every cross-row ledger invariant; alert operations on any drift. The outcome is
     recorded for /metrics (``orgbilling_reconciliation_drifts``)."""
@@ -129,14 +120,13 @@ def reconcile_credits() -> dict[str, Any]:
 
 @shared_task(
     name="billing.tasks.send_email",
-    autoretry_for=(SMTPException, OSError),
-    retry_backoff=30,
-    # Below the broker's visibility timeout minus the hard time limit: a longer countdown would
-    # be redelivered to a second worker and the e-mail sent twice (orgbilling/settings/tasks.py).
-    retry_backoff_max=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-    retry_jitter=True,
-    max_retries=100,
-    acks_late=True,
+    # The mail server away, for most of a day (it touches no ledger row: no database retry).
+    **retry_policy(
+        retry_on=(SMTPException, OSError),
+        backoff_seconds=30,
+        backoff_max_seconds=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
+        max_retries=100,
+    ),
 )
 def send_email(*, subject: str, body: str, recipients: list[str]) -> int:
     """Send one plain-text e-mail; a mail server that is down is retried for most of a day

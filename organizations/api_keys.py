@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from billing.audit import record_audit_event
 from organizations.models import ApiKey, User
-from organizations.selectors import org_access
+from organizations.permissions import org_access
 from orgbilling.db import Columns, fetch_instances
 from orgbilling.errors import NotFound, ValidationFailed
 

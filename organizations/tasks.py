@@ -6,16 +6,13 @@ from celery import shared_task
 from django.conf import settings
 
 from organizations import invitations
-from orgbilling.db import TRANSIENT_DB_ERRORS
+from orgbilling.tasks import retry_policy
 
 
 @shared_task(
     name="organizations.tasks.prune_expired_invitations",
-    autoretry_for=TRANSIENT_DB_ERRORS,
-    retry_backoff=5,
-    retry_jitter=True,
-    max_retries=5,
-    acks_late=True,
+    # Celery's default longest wait (600 s), now capped like every task's.
+    **retry_policy(backoff_max_seconds=600),
 )
 def prune_expired_invitations() -> dict[str, Any]:
     """Daily: forget invitations expired more than ORG_INVITATION_RETENTION_DAYS ago."""

@@ -14,9 +14,10 @@ from organizations.models import Organization, OrganizationMember, User
 from orgbilling.errors import InvalidAmount
 
 
-class CreditAmountField(forms.CharField):
-    """Credits as typed (``"5000"``, ``"12.5"``), cleaned to positive integer millicredits by
-    ``billing.money`` — never through a float."""
+class CreditAmountFormField(forms.CharField):
+    """Credits as typed in an admin form (``"5000"``, ``"12.5"``), cleaned to positive integer
+    millicredits by ``billing.money`` — never through a float. (The API's JSON-number field is
+    ``orgbilling.api.fields.CreditAmountField``; both parse with ``credits_to_millicredits``.)"""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault(
@@ -34,7 +35,7 @@ class CreditAmountField(forms.CharField):
             raise ValidationError(error.message, code=error.code) from error
 
 
-class UsdAmountField(forms.CharField):
+class UsdAmountFormField(forms.CharField):
     """A non-negative USD amount with at most two decimals, cleaned to a ``Decimal``."""
 
     def clean(self, value: Any) -> Decimal | None:
@@ -48,8 +49,8 @@ class UsdAmountField(forms.CharField):
 
 
 class AddCreditsForm(forms.Form):
-    credits = CreditAmountField(help_text="Credits to add, at most 3 decimals (1 credit = $0.01).")
-    purchase_amount = UsdAmountField(
+    credits = CreditAmountFormField(help_text="Credits to add, at most 3 decimals (1 credit = $0.01).")
+    purchase_amount = UsdAmountFormField(
         label="Purchase amount (USD)",
         required=False,
         help_text="What the organization paid. Leave empty to record a grant.",
@@ -59,7 +60,7 @@ class AddCreditsForm(forms.Form):
 
 class AllocateCreditsForm(forms.Form):
     user = forms.ModelChoiceField(queryset=User.objects.none(), label="Member")
-    credits = CreditAmountField(help_text="Credits to give from the pool's unallocated credits.")
+    credits = CreditAmountFormField(help_text="Credits to give from the pool's unallocated credits.")
     expires_at = forms.DateTimeField(
         required=False,
         help_text="Optional expiry, YYYY-MM-DD HH:MM (UTC). Replaces the current expiry when given.",

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.api import examples
-from billing.api.common import ORG_ID_PARAM, USER_ID_PARAM, caller, user_by_id, valid_input
+from billing.api.common import ORG_ID_PARAM, USER_ID_PARAM, user_by_id, valid_input
 from billing.api.serializers import (
     AllocationAdjustInput,
     AllocationChangeSerializer,
@@ -23,7 +23,8 @@ from billing.api.serializers import (
 from billing.models import UserCreditAllocation
 from billing.selectors.ledger import allocations_visible_to
 from billing.services import adjust_allocation, revoke_allocation, transfer_credits
-from organizations.selectors import org_access, org_admin_access
+from organizations.api.common import caller
+from organizations.permissions import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
 from orgbilling.api.schema import error_responses, example
 

@@ -10,15 +10,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api.common import ORG_ID_PARAM, caller, valid_input
+from billing.api.common import ORG_ID_PARAM, valid_input
 from billing.api.serializers import Credits, CreditsIn, UsdIn
 from billing.models import AutoTopUpSettings
 from billing.payments.auto_topup import auto_topup_spent_this_month, update_auto_topup
-from organizations.models import OrganizationMember
-from organizations.selectors import org_admin_access
+from billing.permissions import auto_topup_manager_access
+from billing.selectors.auto_topup import auto_topup_settings_of
+from organizations.api.common import caller
+from organizations.permissions import org_admin_access
 from orgbilling.api.fields import StrictSerializer
 from orgbilling.api.schema import error_responses, example
-from orgbilling.errors import Forbidden
 
 TAGS = ["credits"]
 
@@ -127,8 +128,7 @@ class AutoTopUpView(APIView):
     )
     def get(self, request: Request, org_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
-        row = AutoTopUpSettings.objects.filter(org=access.org).first()
-        return Response(_render(access.org.id, row))
+        return Response(_render(access.org.id, auto_topup_settings_of(org_id=access.org.id)))
 
     @extend_schema(
         operation_id="org_billing_auto_topup_update",
@@ -153,16 +153,7 @@ class AutoTopUpView(APIView):
         ],
     )
     def put(self, request: Request, org_id: str) -> Response:
-        access = org_admin_access(user=caller(request), org_id=org_id)
-        user = caller(request)
-        if (
-            access.role == "system_admin"
-            and not OrganizationMember.objects.filter(
-                org_id=access.org.id, user=user, role="admin", status=OrganizationMember.Status.ACTIVE
-            ).exists()
-        ):
-            # It charges the organization's card: its own admins decide, staff or not.
-            raise Forbidden("Only the organization's admins set auto top-up.", details={"org_id": org_id})
+        access = auto_topup_manager_access(user=caller(request), org_id=org_id)
         data = valid_input(AutoTopUpInput, request)
         row = update_auto_topup(org_id=access.org.id, actor=caller(request), **data)
         return Response(_render(access.org.id, row))

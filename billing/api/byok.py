@@ -13,9 +13,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.api.auto_topup import StrictBooleanField
-from billing.api.common import ORG_ID_PARAM, caller, valid_input
+from billing.api.common import ORG_ID_PARAM, valid_input
+from organizations.api.common import caller
 from organizations.models import Organization
-from organizations.selectors import org_admin_access
+from organizations.permissions import org_admin_access
 from organizations.services import set_byok
 from orgbilling.api.fields import StrictSerializer
 from orgbilling.api.schema import error_responses, example

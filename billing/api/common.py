@@ -1,15 +1,14 @@
-"""Small helpers shared by the org-billing views: the signed-in user, ``user_id`` lookups, input."""
+"""Small helpers shared by the org-billing views: ``user_id`` lookups, input."""
 
-__all__ = ["ORG_ID_PARAM", "USER_ID_PARAM", "caller", "user_by_id", "valid_input"]
+__all__ = ["ORG_ID_PARAM", "USER_ID_PARAM", "user_by_id", "valid_input"]
 
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from organizations.models import User
 from organizations.selectors import user_by_id
 
 ORG_ID_PARAM = OpenApiParameter(
@@ -18,11 +17,6 @@ ORG_ID_PARAM = OpenApiParameter(
 USER_ID_PARAM = OpenApiParameter(
     "user_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="The member's user id (OIDC `sub`)"
 )
-
-
-def caller(request: Request) -> User:
-    """The authenticated user (every view here requires authentication)."""
-    return cast(User, request.user)
 
 
 def valid_input(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

@@ -1,7 +1,5 @@
 """Credit-pool endpoints: pool status, adding (granting or buying) credits, allocating to a member."""
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -9,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.api import examples
-from billing.api.common import ORG_ID_PARAM, caller, user_by_id, valid_input
+from billing.api.common import ORG_ID_PARAM, user_by_id, valid_input
 from billing.api.serializers import (
     AllocateInput,
     AllocationChangeSerializer,
@@ -18,13 +16,14 @@ from billing.api.serializers import (
     CreditsAddInput,
     PoolStatusSerializer,
 )
-from billing.payments.purchases import start_credit_purchase
+from billing.models import CreditPurchase
 from billing.selectors.ledger import active_allocation, pool_of
-from billing.services import add_credits_to_pool, allocate_credits_to_user
-from organizations.selectors import org_access, org_admin_access
+from billing.services import allocate_credits_to_user
+from billing.services.credits import credits_add
+from organizations.api.common import caller
+from organizations.permissions import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
 from orgbilling.api.schema import error_responses, example
-from orgbilling.errors import ValidationFailed
 
 TAGS = ["credits"]
 
@@ -110,46 +109,27 @@ class CreditsAddView(APIView):
     def post(self, request: Request, org_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
         data = valid_input(CreditsAddInput, request)
-        if access.role != "system_admin":
-            return self._buy(request, org_id=access.org.id, data=data)
-        if "credits" not in data:
-            raise ValidationFailed(
-                "System admins grant credits; amount_usd is for card purchases.",
-                details={"credits": "required"},
-            )
-        change = add_credits_to_pool(
-            org_id=access.org.id,
-            amount=data["credits"],
-            purchase_amount=data.get("purchase_amount"),
-            actor=caller(request),
-            description=data.get("description", ""),
-        )
-        return Response(
-            CreditsAddedSerializer(
-                {
-                    "credit_pool": change.pool,
-                    "credits_added": data["credits"],
-                    "purchase_amount": data.get("purchase_amount"),
-                    "history_id": change.history.pk if change.history else None,
-                }
-            ).data
-        )
-
-    def _buy(self, request: Request, *, org_id: str, data: dict[str, Any]) -> Response:
-        refused = [name for name in ("purchase_amount", "description") if name in data]
-        if refused:
-            raise ValidationFailed(
-                "Only system admins record off-line purchases.",
-                details={name: "not allowed" for name in refused},
-            )
-        purchase = start_credit_purchase(
-            org_id=org_id,
+        result = credits_add(
+            access=access,
             actor=caller(request),
             credits=data.get("credits"),
             amount_usd=data.get("amount_usd"),
+            purchase_amount=data.get("purchase_amount"),
+            description=data.get("description"),
         )
-        body = {"purchase": purchase, "checkout_url": purchase.checkout_url}
-        return Response(CreditCheckoutSerializer(body).data, status=status.HTTP_201_CREATED)
+        if isinstance(result, CreditPurchase):
+            body = {"purchase": result, "checkout_url": result.checkout_url}
+            return Response(CreditCheckoutSerializer(body).data, status=status.HTTP_201_CREATED)
+        return Response(
+            CreditsAddedSerializer(
+                {
+                    "credit_pool": result.change.pool,
+                    "credits_added": result.credits,
+                    "purchase_amount": result.purchase_amount,
+                    "history_id": result.change.history.pk if result.change.history else None,
+                }
+            ).data
+        )
 
 
 class CreditsAllocateView(APIView):

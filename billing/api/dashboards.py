@@ -1,16 +1,13 @@
 """Dashboards: a user's organizations, an org admin's organization, the system overview; each
 aggregates under the reports' longer statement timeout (``orgbilling.db.report_timeout``)."""
 
-from typing import Any
-
 from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from billing.api.common import ORG_ID_PARAM, caller
+from billing.api.common import ORG_ID_PARAM
 from billing.api.report_serializers import (
     OrgDashboardSerializer,
     SystemDashboardSerializer,
@@ -18,18 +15,10 @@ from billing.api.report_serializers import (
 )
 from billing.selectors.dashboards import org_dashboard, user_dashboard
 from billing.selectors.system import system_dashboard
-from organizations.selectors import acts_as_system_admin, org_admin_access
+from organizations.api.common import caller
+from organizations.permissions import IsSystemAdmin, org_admin_access
 from orgbilling.api.schema import error_responses, example
 from orgbilling.db import report_timeout
-
-
-class IsSystemAdmin(BasePermission):
-    message = "Only system admins can see the system overview."
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and acts_as_system_admin(user))
-
 
 _ORG_BALANCE = {
     "org_id": "org_abc123",

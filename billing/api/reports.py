@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api.common import ORG_ID_PARAM, caller
+from billing.api.common import ORG_ID_PARAM
 from billing.api.report_serializers import (
     HistoryEventSerializer,
     ModelSeriesPageSerializer,
@@ -37,7 +37,8 @@ from billing.models import OrgBillingHistory
 from billing.money import millicredits_to_credits
 from billing.selectors.history import org_billing_history
 from billing.selectors.usage import GroupBy, UsageFilters, scoped_usage_filters, usage_series, usage_summary
-from organizations.selectors import org_access, org_admin_access
+from organizations.api.common import caller
+from organizations.permissions import org_access, org_admin_access
 from orgbilling.api.pagination import StandardPagination
 from orgbilling.api.schema import error_responses, example
 from orgbilling.db import report_timeout

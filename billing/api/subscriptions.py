@@ -10,7 +10,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from billing.api.common import ORG_ID_PARAM, caller, user_by_id, valid_input
+from billing.api.common import ORG_ID_PARAM, user_by_id, valid_input
 from billing.api.serializers import (
     EmptyInput,
     PlanChangeInput,
@@ -25,8 +25,9 @@ from billing.services.subscriptions import (
     change_subscription_plan,
     create_subscription,
 )
+from organizations.api.common import caller
 from organizations.models import User
-from organizations.selectors import org_admin_access
+from organizations.permissions import acts_as_system_admin, org_admin_access
 from orgbilling.api.idempotency import idempotent
 from orgbilling.api.schema import error_responses, example
 from orgbilling.api.throttling import SubscriptionChangeThrottle
@@ -63,12 +64,12 @@ _PLAN_EXAMPLE = {
 }
 
 
-def _subscription_owner(request: Request, user_id: str | None) -> User:
+def _subscription_owner(request: Request, org_id: str, user_id: str | None) -> User:
     """Who becomes the org admin: the caller, or ``user_id`` when a system admin names one."""
     user = caller(request)
     if user_id is None or user_id == user.username:
         return user
-    if not user.is_staff:
+    if not acts_as_system_admin(user, org_id=org_id):
         raise Forbidden(
             "Only system admins can subscribe an organization on behalf of another user.",
             details={"user_id": user_id},
@@ -134,8 +135,8 @@ class SubscriptionCreateView(APIView):
     def post(self, request: Request) -> Response:
         data = valid_input(SubscriptionCreateInput, request)
         actor = caller(request)
-        owner = _subscription_owner(request, data.get("user_id"))
-        if data.get("initial_credits") and not actor.is_staff:
+        owner = _subscription_owner(request, data["org_id"], data.get("user_id"))
+        if data.get("initial_credits") and not acts_as_system_admin(actor, org_id=data["org_id"]):
             raise PaymentRequired(
                 "Only system admins grant initial credits; buy credits after subscribing.",
                 details={"initial_credits": "system admins only"},

@@ -13,12 +13,13 @@ database lock while calling out.
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import httpx
 from django.conf import settings
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from lago_python_client.client import Client
 from lago_python_client.exceptions import LagoApiError
@@ -93,8 +94,11 @@ def lago_errors(action: str, *, not_found_ok: bool = False) -> Iterator[None]:
         ) from exc
 
 
-def _when(value: str | None) -> datetime | None:
-    return parse_datetime(value) if value else None
+def lago_time(value: Any) -> datetime | None:
+    """A Lago timestamp (ISO 8601 text) as an aware datetime; one without an offset is UTC (how
+    Lago writes them); empty or unparseable → None."""
+    parsed = parse_datetime(str(value)) if value else None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and timezone.is_naive(parsed) else parsed
 
 
 def upsert_lago_customer(client: Any, org: Organization) -> str:
@@ -123,8 +127,8 @@ def upsert_lago_customer(client: Any, org: Organization) -> str:
 def _as_backend(sub: SubscriptionResponse) -> BackendSubscription:
     return BackendSubscription(
         external_id=sub.lago_id,
-        period_start=_when(sub.current_billing_period_started_at) or _when(sub.started_at),
-        period_end=_when(sub.current_billing_period_ending_at),
+        period_start=lago_time(sub.current_billing_period_started_at) or lago_time(sub.started_at),
+        period_end=lago_time(sub.current_billing_period_ending_at),
     )
 
 

@@ -25,7 +25,8 @@ from billing.services import (
     settle_reservation,
 )
 from organizations.models import User
-from organizations.selectors import acts_as_system_admin, org_admin_access, user_by_id
+from organizations.permissions import acts_as_system_admin, org_admin_access
+from organizations.selectors import user_by_id
 from orgbilling.errors import Forbidden, ValidationFailed
 
 

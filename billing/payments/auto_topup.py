@@ -8,7 +8,7 @@ confirmed off-session PaymentIntent with no lock held (idempotency key ``auto-to
 locked and must be open; the pool top-up is keyed by the intent); a declined card, at creation or
 by ``payment_intent.payment_failed``, fails the purchase and counts one failure.
 
-Lock order: purchase row, then the pool (``billing.services.locks``), then the settings row.
+Lock order: purchase row, then the pool (``billing.ledger.locks``), then the settings row.
 Opening a top-up locks only the settings row (the pool is read unlocked: a top-up only adds);
 re-asking Stripe for a pending one locks only that purchase.
 At most one auto top-up is in flight per organization (a partial unique index on purchases).

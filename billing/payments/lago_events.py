@@ -9,7 +9,7 @@ keyed by our subscription row. Only a succeeded payment carries an amount (reven
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from django.db import transaction
@@ -18,7 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from billing.audit import record_audit_event
 from billing.backends.base import BackendSubscription
-from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_client
+from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_client, lago_time
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
 from billing.services.subscriptions import mark_subscription_active
@@ -64,11 +64,6 @@ def _org_of(obj: dict[str, Any]) -> str:
     if not Organization.objects.filter(pk=org_id).exists():
         raise OrganizationNotFound(details={"org_id": org_id})
     return str(org_id)
-
-
-def _when(value: Any) -> datetime | None:
-    parsed = parse_datetime(str(value)) if value else None
-    return parsed.replace(tzinfo=UTC) if parsed is not None and timezone.is_naive(parsed) else parsed
 
 
 def _occurred(obj: dict[str, Any], *keys: str) -> Any:
@@ -122,11 +117,11 @@ def _invoice_progress(metadata: dict[str, Any], status: str) -> tuple[int, int]:
 def _invoice_not_older(invoice: dict[str, Any]) -> Callable[[OrgBillingHistory], bool]:
     """Lago's ``updated_at`` decides; on a tie (or without it) the invoice must not go back in
     status or payment status."""
-    incoming_at = _when(invoice.get("updated_at"))
+    incoming_at = lago_time(invoice.get("updated_at"))
     incoming = _invoice_progress(invoice, str(invoice.get("status") or ""))
 
     def not_older(row: OrgBillingHistory) -> bool:
-        stored_at = _when((row.metadata or {}).get("updated_at"))
+        stored_at = lago_time((row.metadata or {}).get("updated_at"))
         if incoming_at is not None and stored_at is not None and incoming_at != stored_at:
             return incoming_at > stored_at
         return incoming >= _invoice_progress(row.metadata or {}, row.status)
@@ -235,7 +230,7 @@ def record_lago_subscription_started(*, subscription: dict[str, Any]) -> bool:
                 external=BackendSubscription(
                     external_id=str(lago_id),
                     period_start=_occurred(subscription, "current_billing_period_started_at", "started_at"),
-                    period_end=_when(subscription.get("current_billing_period_ending_at")),
+                    period_end=lago_time(subscription.get("current_billing_period_ending_at")),
                 ),
                 external_id=str(subscription["external_id"]),
                 backend_name="lago",

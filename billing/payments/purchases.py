@@ -2,7 +2,7 @@
 and refunds.
 
 Lock order here: the webhook event row (``billing.webhooks.events``), then the purchase row,
-then the organization's pool (``billing.services.locks``). No Stripe call is made while any of
+then the organization's pool (``billing.ledger.locks``). No Stripe call is made while any of
 them is held: the checkout is opened between two short transactions.
 
 Fulfilment is exactly once twice over: the purchase row is locked and must still be open, and

@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.conf import settings
 
 from billing.backends.lago import lago_configured
 from billing.errors import BillingBackendUnavailable
@@ -18,22 +17,17 @@ from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
 from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
 from orgbilling.db import TRANSIENT_DB_ERRORS
+from orgbilling.tasks import retry_policy
 
 logger = logging.getLogger(__name__)
 
-_RETRYING: dict[str, Any] = {
-    # The database briefly away, or Lago entirely down: try again with exponential backoff.
-    "autoretry_for": (*TRANSIENT_DB_ERRORS, BillingBackendUnavailable),
-    "retry_backoff": 30,
-    # Within the broker's visibility timeout, or the waiting retry is delivered twice.
-    "retry_backoff_max": min(600, settings.TASK_RETRY_BACKOFF_MAX_SECONDS),
-    "retry_jitter": True,
-    "max_retries": 5,
-    "acks_late": True,
-}
+# The database briefly away, or Lago entirely down: try again with exponential backoff.
+_RETRYING_WITH_LAGO = retry_policy(
+    retry_on=(*TRANSIENT_DB_ERRORS, BillingBackendUnavailable), backoff_seconds=30, backoff_max_seconds=600
+)
 
 
-@shared_task(name="billing.payments.tasks.retry_pending_subscriptions", **_RETRYING)
+@shared_task(name="billing.payments.tasks.retry_pending_subscriptions", **_RETRYING_WITH_LAGO)
 def retry_pending_subscriptions(older_than_seconds: int | None = None) -> dict[str, list[int]]:
     """Start at the backend every subscription a failed call left ``pending``. A row that fails
     again stays pending for the next run (no task retry: the next beat run is the retry)."""
@@ -45,7 +39,7 @@ def retry_pending_subscriptions(older_than_seconds: int | None = None) -> dict[s
     return {"activated": outcome.activated, "still_pending": outcome.still_pending, "failed": outcome.failed}
 
 
-@shared_task(name="billing.payments.tasks.sync_lago_invoices", **_RETRYING)
+@shared_task(name="billing.payments.tasks.sync_lago_invoices", **_RETRYING_WITH_LAGO)
 def sync_lago_invoices(org_id: str | None = None) -> dict[str, Any]:
     """Mirror Lago's invoices (every page) into the billing history; idempotent. Skipped (not
     retried) while Lago is not configured, e.g. with the local subscription backend."""
@@ -65,7 +59,7 @@ def sync_lago_invoices(org_id: str | None = None) -> dict[str, Any]:
     }
 
 
-@shared_task(name="billing.payments.tasks.run_auto_topups", **_RETRYING)
+@shared_task(name="billing.payments.tasks.run_auto_topups", **_RETRYING_WITH_LAGO)
 def run_auto_topups() -> dict[str, list[int]]:
     """Charge the saved card of every enabled organization under its auto top-up threshold.
     Idempotent: one top-up in flight per organization; the next beat run retries what Stripe

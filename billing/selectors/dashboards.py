@@ -34,7 +34,8 @@ from billing.selectors.usage import (
 )
 from billing.selectors.usage_sources import UsageSources, usage_sources
 from organizations.models import Organization, OrganizationMember, User
-from organizations.selectors import active_memberships, in_api_key_scope
+from organizations.permissions import in_api_key_scope
+from organizations.selectors import active_memberships
 
 WINDOW_DAYS = 30
 MEMBER_LIMIT = 100

@@ -37,6 +37,7 @@ from billing.ledger.pool import add_credits_to_pool
 from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
 from billing.money import validate_millicredits
 from organizations.models import Organization, OrganizationMember, User
+from organizations.permissions import acts_as_system_admin
 from organizations.services import create_organization
 from orgbilling.errors import Conflict, Forbidden
 
@@ -107,7 +108,7 @@ def create_subscription(
                 # A system admin subscribing an org for someone makes them its admin, not their payer.
                 make_default=actor is None or actor.pk == owner.pk,
             )
-        elif not (actor is not None and actor.is_staff):
+        elif not (actor is not None and acts_as_system_admin(actor, org_id=org_id)):
             membership = OrganizationMember.objects.filter(
                 org=org, user=owner, status=OrganizationMember.Status.ACTIVE
             ).first()

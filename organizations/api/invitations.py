@@ -3,7 +3,6 @@ and the invitee's ``/api/v1/me/invitations[/{org_id}/accept|decline]`` and
 ``/api/v1/me/organizations/{org_id}/leave``."""
 
 import uuid
-from typing import cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -13,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.errors import OrganizationNotFound
+from organizations.api.common import caller
 from organizations.api.lookups import my_invitations, org_invitations
 from organizations.api.members import INVITATION_EXAMPLE, ORG_ID_PARAM
 from organizations.api.serializers import (
@@ -26,7 +26,7 @@ from organizations.api.serializers import (
 from organizations.errors import InvitationNotFound
 from organizations.invitations import accept_invitation, decline_invitation, revoke_invitation
 from organizations.models import OrganizationMember, User
-from organizations.selectors import in_api_key_scope, org_admin_access
+from organizations.permissions import in_api_key_scope, org_admin_access
 from organizations.services import leave_organization
 from orgbilling.api.schema import error_responses, example
 
@@ -43,10 +43,6 @@ _MY_INVITATION = {
     "invited_at": "2026-01-05T09:30:00Z",
     "expires_at": "2026-01-19T09:30:00Z",
 }
-
-
-def _caller(request: Request) -> User:
-    return cast(User, request.user)
 
 
 def _own_org(user: User, org_id: str, missing: type[OrganizationNotFound | InvitationNotFound]) -> str:
@@ -78,7 +74,7 @@ class OrgInvitationsView(GenericAPIView):
         ],
     )
     def get(self, request: Request, org_id: str) -> Response:
-        access = org_admin_access(user=_caller(request), org_id=org_id)
+        access = org_admin_access(user=caller(request), org_id=org_id)
         page = self.paginate_queryset(org_invitations(org_id=access.org.id))  # type: ignore[arg-type]
         return self.get_paginated_response(InvitationSerializer(page, many=True).data)
 
@@ -97,9 +93,9 @@ class OrgInvitationView(APIView):
         ],
     )
     def delete(self, request: Request, org_id: str, invitation_id: uuid.UUID) -> Response:
-        caller = _caller(request)
-        access = org_admin_access(user=caller, org_id=org_id)
-        revoke_invitation(org_id=access.org.id, invitation_id=invitation_id, actor=caller)
+        actor = caller(request)
+        access = org_admin_access(user=actor, org_id=org_id)
+        revoke_invitation(org_id=access.org.id, invitation_id=invitation_id, actor=actor)
         return Response(InvitationRevokedSerializer({"revoked": True, "invitation_id": invitation_id}).data)
 
 
@@ -117,7 +113,7 @@ class MyInvitationsView(APIView):
         examples=[example("invitations", [_MY_INVITATION])],
     )
     def get(self, request: Request) -> Response:
-        return Response(MyInvitationSerializer(my_invitations(user=_caller(request)), many=True).data)
+        return Response(MyInvitationSerializer(my_invitations(user=caller(request)), many=True).data)
 
 
 class MyInvitationAcceptView(APIView):
@@ -149,7 +145,7 @@ class MyInvitationAcceptView(APIView):
         ],
     )
     def post(self, request: Request, org_id: str) -> Response:
-        user = _caller(request)
+        user = caller(request)
         member = accept_invitation(user=user, org_id=_own_org(user, org_id, InvitationNotFound))
         return Response(MeOrganizationSerializer(member).data)
 
@@ -166,7 +162,7 @@ class MyInvitationDeclineView(APIView):
         examples=[example("declined", {"declined": True, "org_id": "org_abc123"})],
     )
     def post(self, request: Request, org_id: str) -> Response:
-        user = _caller(request)
+        user = caller(request)
         decline_invitation(user=user, org_id=_own_org(user, org_id, InvitationNotFound))
         return Response(InvitationDeclinedSerializer({"declined": True, "org_id": org_id}).data)
 
@@ -188,7 +184,7 @@ class MeLeaveOrganizationView(APIView):
         examples=[example("left", {"left": True, "org_id": "org_abc123", "returned_to_pool": 750.5})],
     )
     def post(self, request: Request, org_id: str) -> Response:
-        user = _caller(request)
+        user = caller(request)
         removal = leave_organization(user=user, org_id=_own_org(user, org_id, OrganizationNotFound))
         body = {"left": True, "org_id": removal.org_id, "returned_to_pool": removal.returned_to_pool}
         return Response(LeftOrganizationSerializer(body).data)

@@ -19,6 +19,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from organizations.api.common import caller
 from organizations.api_keys import (
     DEFAULT_SCOPES,
     create_api_key,
@@ -29,8 +30,8 @@ from organizations.api_keys import (
     user_api_keys,
 )
 from organizations.auth.api_keys import request_api_key
-from organizations.models import ApiKey, User
-from organizations.selectors import org_admin_access
+from organizations.models import ApiKey
+from organizations.permissions import org_admin_access
 from orgbilling.api.fields import StrictCharField, StrictSerializer
 from orgbilling.api.schema import error_responses, example
 
@@ -123,10 +124,6 @@ def _page(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"count": len(items), "next": None, "previous": None, "results": items}
 
 
-def _caller(request: Request) -> User:
-    return cast(User, request.user)
-
-
 # Views ----------------------------------------------------------------------------------------
 
 
@@ -137,7 +134,7 @@ class ApiKeysView(GenericAPIView):
     def get_queryset(self) -> QuerySet[ApiKey]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
             return ApiKey.objects.none()
-        return user_api_keys(user=_caller(self.request))
+        return user_api_keys(user=caller(self.request))
 
     @extend_schema(
         operation_id="api_keys_list",
@@ -184,7 +181,7 @@ class ApiKeysView(GenericAPIView):
         data.is_valid(raise_exception=True)
         values = data.validated_data
         key, raw_key = create_api_key(
-            user=_caller(request),
+            user=caller(request),
             name=values["name"],
             org_id=values.get("org_id"),
             expires_at=values.get("expires_at"),
@@ -209,9 +206,9 @@ class ApiKeyView(APIView):
         examples=[example("revoked", _REVOKED_EXAMPLE)],
     )
     def delete(self, request: Request, key_id: int) -> Response:
-        caller = _caller(request)
-        key = own_api_key(user=caller, key_id=key_id)
-        return Response(ApiKeySerializer(revoke_api_key(key_id=key.pk, actor=caller)).data)
+        actor = caller(request)
+        key = own_api_key(user=actor, key_id=key_id)
+        return Response(ApiKeySerializer(revoke_api_key(key_id=key.pk, actor=actor)).data)
 
 
 class OrgApiKeysView(GenericAPIView):
@@ -221,7 +218,7 @@ class OrgApiKeysView(GenericAPIView):
     def get_queryset(self) -> QuerySet[ApiKey]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
             return ApiKey.objects.none()
-        access = org_admin_access(user=_caller(self.request), org_id=self.kwargs["org_id"])
+        access = org_admin_access(user=caller(self.request), org_id=self.kwargs["org_id"])
         return org_api_keys(org_id=access.org.id)
 
     @extend_schema(
@@ -256,7 +253,7 @@ class OrgApiKeyView(APIView):
         examples=[example("revoked", _REVOKED_EXAMPLE)],
     )
     def delete(self, request: Request, org_id: str, key_id: int) -> Response:
-        caller = _caller(request)
-        access = org_admin_access(user=caller, org_id=org_id)
+        actor = caller(request)
+        access = org_admin_access(user=actor, org_id=org_id)
         key = org_api_key(org_id=access.org.id, key_id=key_id)
-        return Response(ApiKeySerializer(revoke_api_key(key_id=key.pk, actor=caller)).data)
+        return Response(ApiKeySerializer(revoke_api_key(key_id=key.pk, actor=actor)).data)

@@ -11,7 +11,7 @@ from billing.services import resolve_billing_context
 from organizations.errors import AmbiguousEmail
 from organizations.invitations import Invitation, from_email_invitation, from_membership
 from organizations.models import EmailInvitation, OrganizationMember, User
-from organizations.selectors import api_key_scope_org_id
+from organizations.permissions import api_key_scope_org_id
 from orgbilling.errors import ApplicationError
 
 

@@ -4,8 +4,6 @@ Org admins and system admins only. Plain members get 403 (the member directory, 
 emails, is not theirs to read); anyone who cannot see the org gets 404.
 """
 
-from typing import cast
-
 import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
@@ -16,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from organizations.api.common import caller
 from organizations.api.lookups import org_members, user_by_email
 from organizations.api.serializers import (
     InvitationSerializer,
@@ -25,8 +24,9 @@ from organizations.api.serializers import (
     OrgMemberUpdateInput,
 )
 from organizations.invitations import invite_member
-from organizations.models import OrganizationMember, User
-from organizations.selectors import acts_as_system_admin, org_admin_access, user_by_id
+from organizations.models import OrganizationMember
+from organizations.permissions import acts_as_system_admin, org_admin_access
+from organizations.selectors import user_by_id
 from organizations.services import add_member, remove_member, update_member
 from orgbilling.api.schema import error_responses, example
 from orgbilling.errors import Forbidden
@@ -84,10 +84,6 @@ class MemberFilter(django_filters.FilterSet):
         fields = ["status", "role"]
 
 
-def _caller(request: Request) -> User:
-    return cast(User, request.user)
-
-
 class OrgMembersView(GenericAPIView):
     serializer_class = OrgMemberSerializer
     filterset_class = MemberFilter
@@ -95,7 +91,7 @@ class OrgMembersView(GenericAPIView):
     def get_queryset(self) -> QuerySet[OrganizationMember]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no request user
             return OrganizationMember.objects.none()
-        access = org_admin_access(user=_caller(self.request), org_id=self.kwargs["org_id"])
+        access = org_admin_access(user=caller(self.request), org_id=self.kwargs["org_id"])
         return org_members(org_id=access.org.id)
 
     @extend_schema(
@@ -145,20 +141,20 @@ class OrgMembersView(GenericAPIView):
         ],
     )
     def post(self, request: Request, org_id: str) -> Response:
-        caller = _caller(request)
-        access = org_admin_access(user=caller, org_id=org_id)
+        actor = caller(request)
+        access = org_admin_access(user=actor, org_id=org_id)
         data = OrgMemberAddInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
         if values["status"] == OrganizationMember.Status.ACTIVE:
-            if not acts_as_system_admin(caller):
+            if not acts_as_system_admin(actor):
                 raise Forbidden(
                     "Only system admins may add an active member directly; invite the user instead.",
                     details={"org_id": org_id},
                 )
             user = user_by_id(values["user_id"]) if "user_id" in values else user_by_email(values["email"])
             member = add_member(
-                org_id=access.org.id, user=user, role=values["role"], actor=caller, actor_label="direct-add"
+                org_id=access.org.id, user=user, role=values["role"], actor=actor, actor_label="direct-add"
             )
             return Response(OrgMemberSerializer(member).data, status=status.HTTP_201_CREATED)
         invitation = invite_member(
@@ -166,7 +162,7 @@ class OrgMembersView(GenericAPIView):
             user=user_by_id(values["user_id"]) if "user_id" in values else None,
             email=values.get("email"),
             role=values["role"],
-            actor=caller,
+            actor=actor,
         )
         return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
@@ -191,8 +187,8 @@ class OrgMemberView(APIView):
         ],
     )
     def patch(self, request: Request, org_id: str, user_id: str) -> Response:
-        caller = _caller(request)
-        access = org_admin_access(user=caller, org_id=org_id)
+        actor = caller(request)
+        access = org_admin_access(user=actor, org_id=org_id)
         data = OrgMemberUpdateInput(data=request.data)
         data.is_valid(raise_exception=True)
         member = update_member(
@@ -200,7 +196,7 @@ class OrgMemberView(APIView):
             user=user_by_id(user_id),
             role=data.validated_data.get("role"),
             status=data.validated_data.get("status"),
-            actor=caller,
+            actor=actor,
         )
         return Response(OrgMemberSerializer(member).data)
 
@@ -225,9 +221,9 @@ class OrgMemberView(APIView):
         ],
     )
     def delete(self, request: Request, org_id: str, user_id: str) -> Response:
-        caller = _caller(request)
-        access = org_admin_access(user=caller, org_id=org_id)
-        removal = remove_member(org_id=access.org.id, user=user_by_id(user_id), actor=caller)
+        actor = caller(request)
+        access = org_admin_access(user=actor, org_id=org_id)
+        removal = remove_member(org_id=access.org.id, user=user_by_id(user_id), actor=actor)
         body = {
             "removed": True,
             "org_id": removal.org_id,

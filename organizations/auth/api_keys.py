@@ -2,7 +2,7 @@
 permission that holds a key to its scopes.
 
 A key authenticates as its owner, so the roles of the REST API apply unchanged; on top of them
-an org-scoped key reaches its own organization only (``organizations.selectors.org_access``
+an org-scoped key reaches its own organization only (``organizations.permissions.org_access``
 reads ``user.api_key_scope_org_id``, set here) and a key's ``scopes`` limit what it may do.
 Requests authenticated by a key are not subject to CSRF (no cookie is involved).
 """
@@ -45,7 +45,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if key is None:
             raise AuthenticationFailed("The API key is invalid, expired or revoked.")
         user = key.user
-        # Read by organizations.selectors.org_access: the one place org scope is enforced.
+        # Read by organizations.permissions.org_access: the one place org scope is enforced.
         user.api_key_scope_org_id = key.org_id  # type: ignore[attr-defined]
         return user, key
 

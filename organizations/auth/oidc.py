@@ -31,6 +31,7 @@ from rest_framework.request import Request
 
 from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
+from organizations.permissions import acts_as_system_admin
 from orgbilling.cache import optional_get, optional_set
 
 logger = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ class LocalPasswordBackend(ModelBackend):
         **kwargs: Any,
     ) -> Any:
         user = super().authenticate(request, username=username, password=password, **kwargs)
-        if user is not None and settings.OIDC_ENABLED and not user.is_staff:
+        if user is not None and settings.OIDC_ENABLED and not acts_as_system_admin(user):
             logger.info("password sign-in refused for %s: single sign-on is required", user.username)
             return None
         return user

@@ -43,6 +43,7 @@ from organizations.auth.oidc import (
 )
 from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
+from organizations.permissions import acts_as_system_admin
 from orgbilling.middleware import DualModeMiddleware
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def stamp_session(*, request: HttpRequest, user: User, **_: Any) -> None:
     """``user_logged_in`` receiver: the sign-in time; a staff session's cookie lasts no longer
     than the cap (the cap itself is enforced by the middleware)."""
     request.session[SIGNED_IN_AT] = time.time()
-    if user.is_staff:
+    if acts_as_system_admin(user):
         request.session.set_expiry(settings.STAFF_SESSION_MAX_SECONDS)
 
 
@@ -205,7 +206,7 @@ def apply_session_policy(request: HttpRequest) -> None:
             return
         request.user = user = fresh
     signed_in_at = session.setdefault(SIGNED_IN_AT, now)  # a session older than this policy
-    if user.is_staff and now - float(signed_in_at) >= settings.STAFF_SESSION_MAX_SECONDS:
+    if acts_as_system_admin(user) and now - float(signed_in_at) >= settings.STAFF_SESSION_MAX_SECONDS:
         _end_session(request, user, "staff_session_expired")
 
 

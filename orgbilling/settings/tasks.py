@@ -59,10 +59,6 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # Django's LOGGING stays in charge
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 
-# Beat skips (and logs) entries whose task is not installed, e.g. the payments tasks on a
-# checkout without billing/payments (orgbilling/celery.py).
-CELERY_BEAT_SCHEDULER = "orgbilling.celery:InstalledTasksScheduler"
-
 
 def _every(seconds: int, task: str) -> dict[str, object]:
     # A run still queued when the next one is due is dropped, so a stopped worker does not come

@@ -1,15 +1,12 @@
 """The Celery app: discovery, the beat schedule, and eager mode without a broker."""
 
-import logging
 import os
 import subprocess
 import sys
 
 import pytest
-from celery import Celery
 from django.conf import settings
 
-from orgbilling.celery import InstalledTasksScheduler
 from orgbilling.celery import app as project_app
 from orgbilling.db import TRANSIENT_DB_ERRORS
 from tests.billing.tasks.conftest import ROOT
@@ -61,29 +58,6 @@ def test_every_ledger_task_is_acknowledged_late_and_retries_transient_database_e
         assert set(TRANSIENT_DB_ERRORS) <= set(task.autoretry_for), name
 
 
-def test_beat_leaves_out_entries_whose_task_is_not_installed(tmp_path, caplog):
-    app = Celery("scheduler-test", set_as_current=False)
-
-    @app.task(name="installed.task")
-    def installed() -> None:  # pragma: no cover - never run, only scheduled
-        pass
-
-    app.conf.beat_schedule = {
-        "present": {"task": "installed.task", "schedule": 60.0},
-        "absent": {"task": "not.installed.task", "schedule": 60.0},
-    }
-    with caplog.at_level(logging.WARNING, logger="orgbilling.celery"):
-        scheduler = InstalledTasksScheduler(app=app, schedule_filename=str(tmp_path / "beat"))
-    try:
-        assert "present" in scheduler.schedule
-        assert "absent" not in scheduler.schedule
-    finally:
-        scheduler.close()
-    assert any(
-        "'absent'" in r.getMessage() and "not.installed.task" in r.getMessage() for r in caplog.records
-    )
-
-
 @pytest.mark.parametrize(("broker", "eager"), [("", "True"), ("redis://127.0.0.1:1/0", "False")])
 def test_tasks_run_eagerly_exactly_when_no_broker_is_configured(broker, eager):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "orgbilling.settings.dev", "CELERY_BROKER_URL": broker}
@@ -97,3 +71,33 @@ def test_tasks_run_eagerly_exactly_when_no_broker_is_configured(broker, eager):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [eager, broker or "None"]
+
+
+def test_every_apps_retries_stay_within_a_short_visibility_timeout():
+    """One retry policy for every app's tasks: with a broker visibility timeout of 5 minutes and
+    a 1-minute time limit, no task of either app waits longer than the 4 minutes left (the
+    organizations app's task too, which once kept Celery's default of 10 minutes: 600 is what
+    Celery's autoretry uses when a task sets no ``retry_backoff_max``)."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "orgbilling.settings.dev",
+        "CELERY_TASK_TIME_LIMIT": "60",
+        "CELERY_VISIBILITY_TIMEOUT_SECONDS": "300",
+    }
+    code = (
+        "import django; django.setup(); from orgbilling.celery import app; "
+        "app.loader.import_default_modules(); "
+        "print('\\n'.join(f'{n} {getattr(t, \"retry_backoff_max\", 600)} {t.acks_late}' "
+        "for n, t in app.tasks.items() if n.startswith(('billing.', 'organizations.')) and t.autoretry_for))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    tasks = {
+        name: (int(wait), acks_late) for name, wait, acks_late in map(str.split, out.stdout.splitlines())
+    }
+    assert "organizations.tasks.prune_expired_invitations" in tasks
+    assert "billing.payments.tasks.sync_lago_invoices" in tasks
+    assert {name: wait for name, (wait, _) in tasks.items() if wait > 300 - 60} == {}
+    assert all(acks_late == "True" for _, acks_late in tasks.values())
