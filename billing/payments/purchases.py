@@ -116,6 +116,28 @@ def start_credit_purchase(
         raise OrganizationNotFound(details={"org_id": org_id})
     if not org.is_active:
         raise OrganizationInactive(details={"org_id": org_id})
+    purchase = _record_pending_purchase(org, actor, quote)
+    try:
+        with stripe_errors("checkout session create"):
+            session = stripe_client().v1.checkout.sessions.create(
+                params=_checkout_params(org, actor, purchase),  # type: ignore[arg-type]
+                options={"idempotency_key": f"credit-purchase-{purchase.pk}"},
+            )
+    except Exception as exc:
+        _record_checkout_failed(purchase, org, actor, exc)
+        raise
+    expires = session.expires_at
+    with transaction.atomic():
+        purchase.stripe_checkout_session_id = session.id
+        purchase.checkout_url = session.url or ""
+        purchase.checkout_expires_at = datetime.fromtimestamp(expires, tz=UTC) if expires else None
+        purchase.save(
+            update_fields=["stripe_checkout_session_id", "checkout_url", "checkout_expires_at", "updated_at"]
+        )
+    return purchase
+
+
+def _record_pending_purchase(org: Organization, actor: User, quote: Quote) -> CreditPurchase:
     with transaction.atomic():
         purchase = CreditPurchase.objects.create(
             org=org, purchased_by=actor, credits=quote.credits, amount=quote.amount, currency="USD"
@@ -128,15 +150,20 @@ def start_credit_purchase(
             target_id=purchase.pk,
             metadata={"credits": quote.credits, "amount": str(quote.amount)},
         )
+    return purchase
+
+
+def _checkout_params(org: Organization, actor: User, purchase: CreditPurchase) -> dict[str, Any]:
+    """The Checkout Session Stripe is asked for: one line item, our references, the customer."""
     references = {"purchase_id": str(purchase.pk), "org_id": org.id}
-    credits_label = f"{millicredits_to_credits(quote.credits).normalize():,f} credits"
+    credits_label = f"{millicredits_to_credits(purchase.credits).normalize():,f} credits"
     params: dict[str, Any] = {
         "mode": "payment",
         "line_items": [
             {
                 "price_data": {
                     "currency": "usd",
-                    "unit_amount": _cents(quote.amount),
+                    "unit_amount": _cents(purchase.amount),
                     "product_data": {
                         "name": credits_label,
                         "description": f"Prepaid credits for {org.org_name}",
@@ -162,37 +189,24 @@ def start_credit_purchase(
         params["payment_intent_data"]["setup_future_usage"] = "off_session"
         if not org.stripe_customer_id:
             params["customer_creation"] = "always"
-    try:
-        with stripe_errors("checkout session create"):
-            session = stripe_client().v1.checkout.sessions.create(
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": f"credit-purchase-{purchase.pk}"},
-            )
-    except Exception as exc:
-        with transaction.atomic():
-            CreditPurchase.objects.filter(pk=purchase.pk).update(
-                status=CreditPurchase.Status.FAILED,
-                failure_reason=f"checkout could not be opened: {exc.__class__.__name__}"[:500],
-                updated_at=timezone.now(),
-            )
-            record_audit_event(
-                action="purchase.checkout_failed",
-                actor=actor,
-                org_id=org.id,
-                target_type="credit_purchase",
-                target_id=purchase.pk,
-                metadata={"error": exc.__class__.__name__},
-            )
-        raise
-    expires = session.expires_at
+    return params
+
+
+def _record_checkout_failed(purchase: CreditPurchase, org: Organization, actor: User, exc: Exception) -> None:
     with transaction.atomic():
-        purchase.stripe_checkout_session_id = session.id
-        purchase.checkout_url = session.url or ""
-        purchase.checkout_expires_at = datetime.fromtimestamp(expires, tz=UTC) if expires else None
-        purchase.save(
-            update_fields=["stripe_checkout_session_id", "checkout_url", "checkout_expires_at", "updated_at"]
+        CreditPurchase.objects.filter(pk=purchase.pk).update(
+            status=CreditPurchase.Status.FAILED,
+            failure_reason=f"checkout could not be opened: {exc.__class__.__name__}"[:500],
+            updated_at=timezone.now(),
         )
-    return purchase
+        record_audit_event(
+            action="purchase.checkout_failed",
+            actor=actor,
+            org_id=org.id,
+            target_type="credit_purchase",
+            target_id=purchase.pk,
+            metadata={"error": exc.__class__.__name__},
+        )
 
 
 # --- webhook-driven changes (each runs inside the webhook event's transaction) -------------------
@@ -487,57 +501,10 @@ def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
         if delta <= 0:
             return True
         full = refunded_total >= purchase.amount
-        history = OrgBillingHistory.objects.create(
-            org_id=purchase.org_id,
-            event_type=OrgBillingHistory.EventType.REFUND,
-            external_id=f"stripe-refund-{charge.get('id')}-{_cents(refunded_total)}",
-            amount=delta,
-            currency=purchase.currency,
-            status="refunded",
-            description=f"Refund of {delta} USD for purchase #{purchase.pk}",
-            metadata={
-                "purchase_id": purchase.pk,
-                "charge": charge.get("id"),
-                "refunded_total": str(refunded_total),
-            },
-            occurred_at=timezone.now(),
-        )
-        was = purchase.status
+        history = _record_refund_history(purchase, charge, refunded_total, delta)
         purchase.refunded_amount = refunded_total
         purchase.refunded_at = timezone.now()
-        if was == CreditPurchase.Status.FULFILLED and full:
-            pool = take_back_unallocated_credits(org_id=purchase.org_id, amount=purchase.credits)
-            if pool is not None:
-                # The credits bought were still unallocated in the pool: taken back.
-                history.credits = purchase.credits
-                history.save(update_fields=["credits"])
-                purchase.status = CreditPurchase.Status.REFUNDED
-                action = "purchase.refunded"
-                metadata: dict[str, Any] = {
-                    "credits_removed": purchase.credits,
-                    "total_after": pool.total_credits,
-                }
-            else:
-                purchase.status = CreditPurchase.Status.REFUND_REVIEW
-                action = "purchase.refund_needs_review"
-                metadata = {
-                    "reason": "credits already allocated or used",
-                    "credits": purchase.credits,
-                    "pool_available": lock_pool(purchase.org_id).available_credits,  # locked already
-                }
-        elif was in OPEN or (was == CreditPurchase.Status.REFUND_REVIEW and purchase.fulfilled_at is None):
-            # Refunded before we fulfilled it: no credits were added, none will be.
-            purchase.status = CreditPurchase.Status.REFUNDED if full else CreditPurchase.Status.REFUND_REVIEW
-            action = "purchase.refunded" if full else "purchase.refund_needs_review"
-            metadata = {"reason": "refunded before fulfilment", "refunded_total": str(refunded_total)}
-        elif was in (CreditPurchase.Status.FULFILLED, CreditPurchase.Status.REFUND_REVIEW):
-            purchase.status = CreditPurchase.Status.REFUND_REVIEW
-            action = "purchase.refund_needs_review"
-            metadata = {"reason": "partial refund", "refunded_total": str(refunded_total)}
-        else:
-            action = "purchase.refund_needs_review"
-            metadata = {"reason": f"refund on a {was} purchase", "refunded_total": str(refunded_total)}
-            purchase.status = CreditPurchase.Status.REFUND_REVIEW
+        action, metadata = _apply_refund(purchase, history, full=full, refunded_total=refunded_total)
         purchase.save(update_fields=["status", "refunded_amount", "refunded_at", "updated_at"])
         record_audit_event(
             action=action,
@@ -548,6 +515,68 @@ def record_charge_refunded(*, charge: dict[str, Any]) -> bool:
             metadata={**metadata, "refund": str(delta), "history_id": history.pk},
         )
     return True
+
+
+def _record_refund_history(
+    purchase: CreditPurchase, charge: dict[str, Any], refunded_total: Decimal, delta: Decimal
+) -> OrgBillingHistory:
+    return OrgBillingHistory.objects.create(
+        org_id=purchase.org_id,
+        event_type=OrgBillingHistory.EventType.REFUND,
+        external_id=f"stripe-refund-{charge.get('id')}-{_cents(refunded_total)}",
+        amount=delta,
+        currency=purchase.currency,
+        status="refunded",
+        description=f"Refund of {delta} USD for purchase #{purchase.pk}",
+        metadata={
+            "purchase_id": purchase.pk,
+            "charge": charge.get("id"),
+            "refunded_total": str(refunded_total),
+        },
+        occurred_at=timezone.now(),
+    )
+
+
+def _apply_refund(
+    purchase: CreditPurchase, history: OrgBillingHistory, *, full: bool, refunded_total: Decimal
+) -> tuple[str, dict[str, Any]]:
+    """The purchase's status after a refund (set on ``purchase``, saved by the caller), and the
+    audit action and facts that say what happened to its credits."""
+    was = purchase.status
+    if was == CreditPurchase.Status.FULFILLED and full:
+        pool = take_back_unallocated_credits(org_id=purchase.org_id, amount=purchase.credits)
+        if pool is not None:
+            # The credits bought were still unallocated in the pool: taken back.
+            history.credits = purchase.credits
+            history.save(update_fields=["credits"])
+            purchase.status = CreditPurchase.Status.REFUNDED
+            action = "purchase.refunded"
+            metadata: dict[str, Any] = {
+                "credits_removed": purchase.credits,
+                "total_after": pool.total_credits,
+            }
+        else:
+            purchase.status = CreditPurchase.Status.REFUND_REVIEW
+            action = "purchase.refund_needs_review"
+            metadata = {
+                "reason": "credits already allocated or used",
+                "credits": purchase.credits,
+                "pool_available": lock_pool(purchase.org_id).available_credits,  # locked already
+            }
+    elif was in OPEN or (was == CreditPurchase.Status.REFUND_REVIEW and purchase.fulfilled_at is None):
+        # Refunded before we fulfilled it: no credits were added, none will be.
+        purchase.status = CreditPurchase.Status.REFUNDED if full else CreditPurchase.Status.REFUND_REVIEW
+        action = "purchase.refunded" if full else "purchase.refund_needs_review"
+        metadata = {"reason": "refunded before fulfilment", "refunded_total": str(refunded_total)}
+    elif was in (CreditPurchase.Status.FULFILLED, CreditPurchase.Status.REFUND_REVIEW):
+        purchase.status = CreditPurchase.Status.REFUND_REVIEW
+        action = "purchase.refund_needs_review"
+        metadata = {"reason": "partial refund", "refunded_total": str(refunded_total)}
+    else:
+        action = "purchase.refund_needs_review"
+        metadata = {"reason": f"refund on a {was} purchase", "refunded_total": str(refunded_total)}
+        purchase.status = CreditPurchase.Status.REFUND_REVIEW
+    return action, metadata
 
 
 def record_dispute_opened(*, dispute: dict[str, Any]) -> bool:
