@@ -1,5 +1,6 @@
 """Typed refusals of the ledger services. Each has a stable code and an HTTP status."""
 
+from organizations.errors import NotAMember, OrganizationInactive, OrganizationNotFound, UserNotFound
 from orgbilling.errors import (
     ApplicationError,
     Conflict,
@@ -35,28 +36,6 @@ __all__ = [
     "UnknownPlan",
     "UserNotFound",
 ]
-
-
-class OrganizationNotFound(NotFound):
-    code = "organization_not_found"
-    default_message = "Organization not found."
-
-
-class UserNotFound(NotFound):
-    code = "user_not_found"
-    default_message = "User not found."
-
-
-class NotAMember(NotFound):
-    # 404 rather than 403: whether an organization exists is not the caller's business.
-    code = "not_a_member"
-    default_message = "The user is not an active member of this organization."
-
-
-class OrganizationInactive(ApplicationError):
-    status_code = 403
-    code = "organization_inactive"
-    default_message = "The organization is deactivated."
 
 
 class NoActiveAllocation(ApplicationError):

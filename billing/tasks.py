@@ -11,12 +11,10 @@ applied twice. The schedule is ``CELERY_BEAT_SCHEDULE`` in ``orgbilling/settings
 
 import logging
 from datetime import date
-from smtplib import SMTPException
 from typing import Any
 
 from celery import shared_task
 from django.conf import settings
-from django.core.mail import send_mail
 from django.utils import timezone
 
 from billing.errors import ReservationNotHeld
@@ -24,7 +22,8 @@ from billing.gateway import spool
 from billing.ledger.reservations import expire_reservations as release_expired_holds
 from billing.services import alerts, expiry, reconciliation, rollups
 from billing.webhooks import events as webhook_events
-from orgbilling.tasks import RETRYING, retry_policy
+from orgbilling.mail import send_email  # noqa: F401  (the task keeps its name billing.tasks.send_email)
+from orgbilling.tasks import RETRYING
 
 logger = logging.getLogger(__name__)
 
@@ -116,19 +115,3 @@ def reconcile_credits() -> dict[str, Any]:
     drifts = alerts.alert_on_ledger_drift()
     reconciliation.record_reconciliation_run(started_at=started_at, drift_count=len(drifts))
     return {"drifts": len(drifts)}
-
-
-@shared_task(
-    name="billing.tasks.send_email",
-    # The mail server away, for most of a day (it touches no ledger row: no database retry).
-    **retry_policy(
-        retry_on=(SMTPException, OSError),
-        backoff_seconds=30,
-        backoff_max_seconds=settings.TASK_RETRY_BACKOFF_MAX_SECONDS,
-        max_retries=100,
-    ),
-)
-def send_email(*, subject: str, body: str, recipients: list[str]) -> int:
-    """Send one plain-text e-mail; a mail server that is down is retried for most of a day
-    (delays doubling from 30 s up to ``TASK_RETRY_BACKOFF_MAX_SECONDS``, with jitter)."""
-    return send_mail(subject, body, settings.DEFAULT_FROM_EMAIL, recipients, fail_silently=False)

@@ -1,9 +1,10 @@
 """Admin for users, organizations and memberships. An organization's page shows its pool
-balances (in credits), its members (role and status editable) and its allocations (read-only);
-credits move only through the actions, which call the services. Membership changes and
-(de)activating an organization go through the services too (last-admin guard, audit events)."""
+balances (in credits), its members (role and status editable) and — added by the billing app
+(``billing.admin.organizations``) — its allocations (read-only) and the credit actions, which
+call the services. Membership changes and (de)activating an organization go through the
+services too (last-admin guard, audit events)."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -12,9 +13,6 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.text import slugify
 
-from billing.admin.actions import ManagesCreditsMixin, add_credits, allocate_credits
-from billing.admin.base import ReadOnlyAdmin, credits_display
-from billing.models import UserCreditAllocation
 from organizations.api_keys import revoke_api_key
 from organizations.models import ApiKey, Organization, OrganizationMember, User
 from organizations.services import (
@@ -23,6 +21,7 @@ from organizations.services import (
     set_organization_active,
     update_member,
 )
+from orgbilling.admin import ReadOnlyAdmin, credits_display
 from orgbilling.errors import ApplicationError
 
 
@@ -140,39 +139,6 @@ class MemberInline(admin.TabularInline):
         return False
 
 
-class AllocationInline(admin.TabularInline):
-    """Allocations of an organization, read-only: balances change only through the services."""
-
-    model = UserCreditAllocation
-    fk_name = "org"
-    allocated = credits_display("allocated_credits", "Allocated (credits)")
-    used = credits_display("used_credits", "Used (credits)")
-    reserved = credits_display("reserved_credits", "Reserved (credits)")
-    free = credits_display("free_credits", "Free (credits)", ordering=None)
-    fields = ("user", "allocated", "used", "reserved", "free", "is_active", "expires_at", "revoked_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("user")
-            .order_by("-is_active", "user__username", "pk")
-        )
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 class OrganizationAddForm(forms.ModelForm):
     """Creating an organization goes through ``create_organization`` (pool, first admin, audit)."""
 
@@ -197,7 +163,10 @@ class OrganizationAddForm(forms.ModelForm):
 
 
 @admin.register(Organization)
-class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
+class OrganizationAdmin(admin.ModelAdmin):
+    """Organizations with their pool balances. The billing app adds the credit actions and the
+    allocations inline (``billing.admin.organizations``): this layer never imports billing."""
+
     pool_total = credits_display("credit_pool.total_credits", "Total (credits)")
     pool_allocated = credits_display("credit_pool.allocated_credits", "Allocated (credits)")
     pool_used = credits_display("credit_pool.used_credits", "Used (credits)")
@@ -212,8 +181,7 @@ class OrganizationAdmin(ManagesCreditsMixin, admin.ModelAdmin):
     list_filter = ("is_active", "created_at")
     search_fields = ("id", "org_name", "slug", "billing_email")
     autocomplete_fields = ("created_by",)
-    actions = (add_credits, allocate_credits)
-    inlines = (MemberInline, AllocationInline)
+    inlines: ClassVar[tuple[type[admin.options.InlineModelAdmin], ...]] = (MemberInline,)
     readonly_fields = (
         "id",
         "slug",

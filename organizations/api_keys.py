@@ -19,9 +19,9 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from billing.audit import record_audit_event
 from organizations.models import ApiKey, User
 from organizations.permissions import org_access
+from orgbilling.audit import record_audit_event
 from orgbilling.db import Columns, fetch_instances
 from orgbilling.errors import NotFound, ValidationFailed
 

@@ -1,4 +1,5 @@
-"""Typed refusals of the membership services. Each has a stable code and an HTTP status."""
+"""Typed refusals about users, organizations and memberships (billing.errors re-exports the
+ones billing raises). Each has a stable code and an HTTP status."""
 
 from orgbilling.errors import ApplicationError, Conflict, NotFound, ValidationFailed
 
@@ -9,6 +10,10 @@ __all__ = [
     "InvitationNotFound",
     "LastAdmin",
     "MemberNotFound",
+    "NotAMember",
+    "OrganizationInactive",
+    "OrganizationNotFound",
+    "UserNotFound",
 ]
 
 
@@ -43,3 +48,25 @@ class InvitationExpired(ApplicationError):
     status_code = 410
     code = "invitation_expired"
     default_message = "This invitation has expired; ask the organization's admin to invite you again."
+
+
+class OrganizationNotFound(NotFound):
+    code = "organization_not_found"
+    default_message = "Organization not found."
+
+
+class UserNotFound(NotFound):
+    code = "user_not_found"
+    default_message = "User not found."
+
+
+class NotAMember(NotFound):
+    # 404 rather than 403: whether an organization exists is not the caller's business.
+    code = "not_a_member"
+    default_message = "The user is not an active member of this organization."
+
+
+class OrganizationInactive(ApplicationError):
+    status_code = 403
+    code = "organization_inactive"
+    default_message = "The organization is deactivated."

@@ -13,10 +13,10 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from billing.audit import record_audit_event
 from organizations.invitations import claim_email_invitations
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member, change_member_role
+from orgbilling.audit import record_audit_event
 from orgbilling.errors import ApplicationError
 
 logger = logging.getLogger(__name__)

@@ -17,12 +17,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.audit import record_audit_event
-from billing.errors import OrganizationNotFound
-from billing.services.notifications import queue_email
-from organizations.errors import AlreadyMember, InvitationExpired, InvitationNotFound
+from organizations.errors import AlreadyMember, InvitationExpired, InvitationNotFound, OrganizationNotFound
 from organizations.models import EmailInvitation, Organization, OrganizationMember, User
+from orgbilling.audit import record_audit_event
 from orgbilling.errors import ValidationFailed
+from orgbilling.mail import queue_email
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from billing.errors import OrganizationNotFound
+from organizations.errors import OrganizationNotFound
 from organizations.models import Organization, OrganizationMember, User
 from orgbilling.errors import Forbidden
 

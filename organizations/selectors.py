@@ -1,7 +1,7 @@
 """Reads of users and memberships. Who may see which organization is
 ``organizations.permissions``."""
 
-from billing.errors import UserNotFound
+from organizations.errors import UserNotFound
 from organizations.models import OrganizationMember, User
 
 

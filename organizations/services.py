@@ -1,6 +1,7 @@
 """Writes to organizations and memberships. Each function is one transaction with its audit."""
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
@@ -8,13 +9,16 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from billing.audit import record_audit_event
-from billing.errors import OrganizationInactive, OrganizationNotFound
-from billing.ledger.locks import lock_pool
-from billing.ledger.pool import revoke_allocation
-from billing.models import OrganizationCreditPool, UserCreditAllocation
-from organizations.errors import AlreadyMember, LastAdmin, MemberNotFound
+from organizations.credits import member_credits
+from organizations.errors import (
+    AlreadyMember,
+    LastAdmin,
+    MemberNotFound,
+    OrganizationInactive,
+    OrganizationNotFound,
+)
 from organizations.models import ORG_ID_VALIDATOR, RESERVED_ORG_IDS, Organization, OrganizationMember, User
+from orgbilling.audit import record_audit_event
 from orgbilling.errors import Conflict, ValidationFailed
 
 
@@ -70,7 +74,7 @@ def _create_organization(
             created_by=created_by,
             billing_email=billing_email,
         )
-        OrganizationCreditPool.objects.create(org=org)
+        member_credits().create_pool(org)
         if created_by is not None:
             OrganizationMember.objects.create(
                 org=org,
@@ -235,7 +239,7 @@ class MemberRemoval:
     user: User
     role: str
     returned_to_pool: int
-    allocation: UserCreditAllocation | None
+    allocation: Any  # the revoked UserCreditAllocation, or None
 
 
 def _lock_member_and_admins(org_id: str, user: User) -> tuple[OrganizationMember, list[OrganizationMember]]:
@@ -365,15 +369,15 @@ def remove_member(
     with transaction.atomic():
         # Level 1 first: every allocation of the org is created or revoked under this lock,
         # so the existence check below stays true until commit.
-        lock_pool(org_id)
+        credits = member_credits()
+        credits.lock_pool(org_id)
         member, admins = _lock_member_and_admins(org_id, user)
         _ensure_an_admin_remains(member, admins, username=user.username, role=None, status=None)
-        allocation = None
-        returned = 0
-        if UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).exists():
-            # A savepoint inside ours: if it refuses, the whole removal rolls back.
-            change = revoke_allocation(org_id=org_id, user=user, actor=actor, actor_label=actor_label)
-            allocation, returned = change.allocation, change.returned_to_pool
+        # Credits on hold refuse here, and the whole removal rolls back.
+        released = credits.return_member_credits(
+            org_id=org_id, user=user, actor=actor, actor_label=actor_label
+        )
+        allocation, returned = released.allocation, released.returned_to_pool
         role, status = member.role, member.status
         member.delete()
         record_audit_event(

@@ -11,6 +11,7 @@ from billing.admin import (  # noqa: F401  (imported to register their admins)
     audit,
     balances,
     ledger,
+    organizations,
     payments,
     prices,
     reconciliation,

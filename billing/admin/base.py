@@ -1,30 +1,9 @@
-"""What every billing admin builds on: read-only admins for rows only services write, and
-balance columns shown in credits. Also used by the organizations admin."""
+"""What every billing admin builds on: the read-only admin and the credits column (from
+``orgbilling.admin``, shared with the organizations admin) and the ledger tables' admin."""
 
-from collections.abc import Callable
-from decimal import Decimal
-from typing import Any
+from orgbilling.admin import ReadOnlyAdmin, credits_display
 
-from django.contrib import admin
-from django.core.exceptions import ObjectDoesNotExist
-from django.db.models import Model
-from django.http import HttpRequest
-
-from billing.money import millicredits_to_credits
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by services: viewable, never added, edited or deleted in the admin.
-    A POST to their change page is refused (403) by Django because change is not permitted."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+__all__ = ["LedgerAdmin", "ReadOnlyAdmin", "credits_display"]
 
 
 class LedgerAdmin(ReadOnlyAdmin):
@@ -32,33 +11,3 @@ class LedgerAdmin(ReadOnlyAdmin):
 
     show_full_result_count = False
     list_per_page = 100
-
-
-_DERIVED: Any = object()
-
-
-def credits_display(
-    attr: str, description: str, *, ordering: Any = _DERIVED
-) -> Callable[[Any, Model], Decimal | None]:
-    """A read-only admin column (or change-page field) showing millicredits as credits.
-
-    ``attr`` may follow one relation (``"credit_pool.total_credits"``); a missing related row
-    shows as empty. Sorting follows the same path unless ``ordering`` says otherwise (a
-    property such as ``available_credits`` needs an expression, or ``None``).
-    """
-    path = attr.split(".")
-
-    @admin.display(
-        description=description, ordering=attr.replace(".", "__") if ordering is _DERIVED else ordering
-    )
-    def display(_admin: Any, obj: Model) -> Decimal | None:
-        value: Any = obj
-        try:
-            for name in path:
-                value = getattr(value, name)
-        except ObjectDoesNotExist:
-            return None
-        return None if value is None else millicredits_to_credits(value)
-
-    display.__name__ = f"{attr.replace('.', '_')}_in_credits"
-    return display

@@ -1,18 +1,12 @@
-"""Who is told about billing events, and queueing the e-mail after the transaction commits.
-
-E-mails go out through the ``billing.tasks.send_email`` task (retried with backoff) once the
-transaction that decided to send them has committed, so a rolled-back decision mails nobody
-and a slow mail server never holds a row lock.
-"""
-
-import logging
+"""Who is told about billing events. The e-mail itself is queued by ``orgbilling.mail.queue_email``
+(re-exported here), after the transaction that decided to send it commits."""
 
 from django.conf import settings
-from django.db import transaction
 
 from organizations.models import Organization, OrganizationMember
+from orgbilling.mail import queue_email
 
-logger = logging.getLogger(__name__)
+__all__ = ["ops_recipients", "org_admin_recipients", "queue_email"]
 
 
 def org_admin_recipients(org_id: str) -> list[str]:
@@ -34,18 +28,3 @@ def ops_recipients() -> list[str]:
     """Operations: ``ADMINS`` (``DJANGO_ADMINS``) and ``OPS_ALERT_EMAILS``."""
     emails = {email for _name, email in settings.ADMINS} | set(settings.OPS_ALERT_EMAILS)
     return sorted(email for email in emails if email)
-
-
-def queue_email(*, subject: str, body: str, recipients: list[str]) -> bool:
-    """Send an e-mail through the task queue once the current transaction commits.
-    Returns False (and logs) when there is no one to send it to."""
-    if not recipients:
-        logger.warning("No recipient for e-mail %r; not sent", subject)
-        return False
-    from billing.tasks import send_email  # the tasks module imports the services
-
-    subject = f"{settings.EMAIL_SUBJECT_PREFIX}{subject}"
-    transaction.on_commit(
-        lambda: send_email.delay(subject=subject, body=body, recipients=recipients), robust=True
-    )
-    return True

@@ -11,7 +11,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.errors import OrganizationNotFound
 from organizations.api.common import caller
 from organizations.api.lookups import my_invitations, org_invitations
 from organizations.api.members import INVITATION_EXAMPLE, ORG_ID_PARAM
@@ -23,7 +22,7 @@ from organizations.api.serializers import (
     MeOrganizationSerializer,
     MyInvitationSerializer,
 )
-from organizations.errors import InvitationNotFound
+from organizations.errors import InvitationNotFound, OrganizationNotFound
 from organizations.invitations import accept_invitation, decline_invitation, revoke_invitation
 from organizations.models import OrganizationMember, User
 from organizations.permissions import in_api_key_scope, org_admin_access

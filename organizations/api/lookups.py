@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from billing.errors import UserNotFound
-from billing.services import resolve_billing_context
-from organizations.errors import AmbiguousEmail
+from organizations.credits import member_credits
+from organizations.errors import AmbiguousEmail, UserNotFound
 from organizations.invitations import Invitation, from_email_invitation, from_membership
 from organizations.models import EmailInvitation, OrganizationMember, User
 from organizations.permissions import api_key_scope_org_id
@@ -53,7 +52,7 @@ class MeOverview:
 
 def _paying_account(user: User, memberships: list[OrganizationMember]) -> PayingAccount:
     try:
-        context = resolve_billing_context(user=user)
+        context = member_credits().paying_org(user=user)
     except ApplicationError as refusal:
         # The profile must still load when billing would refuse: it is where the user fixes it.
         org_id = refusal.details.get("org_id")
@@ -73,7 +72,7 @@ def me_overview(*, user: User) -> MeOverview:
         # An org-scoped API key sees its org only, and that org is what pays for its requests.
         scoped = list(memberships.filter(org_id=scope))
         try:
-            resolve_billing_context(user=user, requested_org_id=scope)
+            member_credits().paying_org(user=user, requested_org_id=scope)
         except ApplicationError as refusal:
             return MeOverview(user, scoped, PayingAccount(org_id=scope, source="default", refusal=refusal))
         return MeOverview(user, scoped, PayingAccount(org_id=scope, source="default"))

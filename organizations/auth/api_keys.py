@@ -15,8 +15,8 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from billing.errors import OrganizationNotFound
 from organizations.api_keys import KEY_PREFIX, authenticate_api_key
+from organizations.errors import OrganizationNotFound
 from organizations.models import ApiKey, User
 
 API_KEY_HEADER = "HTTP_X_API_KEY"

@@ -29,7 +29,6 @@ from django.contrib.auth.signals import user_logged_in
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from billing.audit import record_audit_event
 from organizations.auth.oidc import (
     CHECKED_AT_SESSION_KEY as CHECKED_AT,
 )
@@ -44,6 +43,7 @@ from organizations.auth.oidc import (
 from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
 from organizations.permissions import acts_as_system_admin
+from orgbilling.audit import record_audit_event
 from orgbilling.middleware import DualModeMiddleware
 
 logger = logging.getLogger(__name__)

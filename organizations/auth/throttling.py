@@ -16,8 +16,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from billing.audit import record_audit_event
 from orgbilling.api.exceptions import error_body
+from orgbilling.audit import record_audit_event
 
 AXES_LABEL = "axes"
 

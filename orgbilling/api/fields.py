@@ -6,8 +6,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from billing.money import MAX_CREDITS, MAX_USD, credits_to_millicredits, millicredits_to_credits, parse_usd
 from orgbilling.errors import InvalidAmount
+from orgbilling.money import MAX_CREDITS, MAX_USD, credits_to_millicredits, millicredits_to_credits, parse_usd
 
 
 @extend_schema_field(

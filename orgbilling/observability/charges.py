@@ -13,8 +13,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import structlog
 
-from billing.money import millicredits_to_credits
 from orgbilling.errors import ApplicationError
+from orgbilling.money import millicredits_to_credits
 from orgbilling.observability.metrics import CHARGE_REFUSALS, CHARGES, CREDITS_CHARGED
 
 logger = structlog.get_logger("billing.charges")
