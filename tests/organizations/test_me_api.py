@@ -127,7 +127,7 @@ def test_me_reports_a_billing_refusal_instead_of_failing(api_client, monkeypatch
     def refuse(**_kwargs):
         raise OrganizationInactive(details={"org_id": org.id})
 
-    monkeypatch.setattr("organizations.api.lookups.resolve_billing_context", refuse)
+    monkeypatch.setattr("billing.services.members.resolve_billing_context", refuse)
     api_client.force_login(user)
 
     response = api_client.get(ME)
