@@ -2,11 +2,10 @@
 
 import pytest
 
-from billing.errors import OrganizationInactive
 from billing.models import AuditEvent
 from billing.services import resolve_billing_context
 from organizations.models import Organization, OrganizationMember
-from organizations.services import add_member, set_default_organization
+from organizations.services import add_member, set_default_organization, set_organization_active
 from orgbilling.errors import ApplicationError
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import assert_error, snapshot_balances
@@ -120,14 +119,10 @@ def test_me_loads_and_agrees_with_billing_when_the_default_org_is_unusable(api_c
     )
 
 
-def test_me_reports_a_billing_refusal_instead_of_failing(api_client, monkeypatch):
+def test_me_reports_a_billing_refusal_instead_of_failing(api_client):
     user = UserFactory()
     org = OrganizationFactory(created_by=user)
-
-    def refuse(**_kwargs):
-        raise OrganizationInactive(details={"org_id": org.id})
-
-    monkeypatch.setattr("billing.services.members.resolve_billing_context", refuse)
+    set_organization_active(org_id=org.id, is_active=False, actor=UserFactory(is_staff=True))
     api_client.force_login(user)
 
     response = api_client.get(ME)
