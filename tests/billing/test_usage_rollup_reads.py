@@ -29,7 +29,8 @@ from billing.selectors.usage import (
 )
 from billing.selectors.usage_sources import usage_sources
 from billing.services import deduct_credits
-from billing.services.rollups import SEAL_AFTER, iter_rollup_usage, rollup_usage
+from billing.models.usage import SEAL_AFTER
+from billing.services.rollups import iter_rollup_usage, rollup_usage
 from organizations.services import add_member
 from tests.factories import UserFactory
 from tests.helpers import mc
