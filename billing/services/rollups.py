@@ -8,7 +8,7 @@ passes are serialized on a transaction-level advisory lock. Every query is keyed
 
 The last transaction of a pass also stamps each day it covered in ``UsageRollupDay`` with the
 pass's start: the analytics (``billing.selectors.usage_sources``) trust a day's rollup rows only
-once a pass that started ``SEAL_AFTER`` (``billing.models.usage``) past the day's end has completed over it, and read any
+once a pass that started ``SEAL_AFTER`` past the day's end has completed over it, and read any
 other day from the ledger, so a missing or early rollup never answers zero.
 """
 
