@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.audit import record_audit_event
+from billing.clients.stripe import stripe_client, stripe_configured, stripe_errors
 from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
 from billing.ledger.locks import lock_pool
 from billing.ledger.pool import add_credits_to_pool, take_back_unallocated_credits
@@ -33,7 +34,6 @@ from billing.payments.auto_topup import (
     save_checkout_card,
 )
 from billing.payments.quotes import Quote, cents, quote_purchase
-from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, NotFound
 
