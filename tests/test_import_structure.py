@@ -15,7 +15,7 @@ KNOWN_EDGES = {("billing.services.notifications", "billing.tasks")}
 
 
 def _billing_graph() -> dict[str, set[str]]:
-    graph = grimp.build_graph("billing", include_external_packages=False)
+    graph = grimp.build_graph("billing", include_external_packages=False, cache_dir=None)
     return {
         module: {
             imported
