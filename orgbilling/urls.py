@@ -22,9 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("organizations.api.urls")),
-    path("api/v1/org-billing/", include("billing.api.urls")),
-    path("api/v1/llm/", include("billing.gateway.urls")),
-    path("api/v1/webhooks/", include("billing.webhooks.urls")),
+    # /api/v1/org-billing/, /api/v1/llm/ and /api/v1/webhooks/: every billing route is in billing/urls.py.
+    path("", include("billing.urls")),
 ]
 
 handler400 = "orgbilling.api.exceptions.json_or_html_400"

@@ -1,9 +1,8 @@
 """GET/PUT /credits/{org_id}/auto-topup: an organization's auto top-up settings (org admins
-change them; system admins may read them). Holds its own route (included by billing/api/urls.py)."""
+change them; system admins may read them)."""
 
 from typing import Any
 
-from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -157,8 +156,3 @@ class AutoTopUpView(APIView):
         data = valid_input(AutoTopUpInput, request)
         row = update_auto_topup(org_id=access.org.id, actor=caller(request), **data)
         return Response(_render(access.org.id, row))
-
-
-urlpatterns = [
-    path("credits/<str:org_id>/auto-topup", AutoTopUpView.as_view(), name="org-billing-auto-topup"),
-]

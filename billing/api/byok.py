@@ -5,7 +5,6 @@ too (``LLM_BYOK_ENABLED``)."""
 from typing import Any
 
 from django.conf import settings
-from django.urls import path
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -83,8 +82,3 @@ class ByokView(APIView):
         data = valid_input(ByokInput, request)
         org = set_byok(org_id=access.org.id, enabled=data["enabled"], actor=caller(request))
         return Response(_render(org))
-
-
-urlpatterns = [
-    path("credits/<str:org_id>/byok", ByokView.as_view(), name="org-billing-byok"),
-]

@@ -1,104 +1,29 @@
-"""The ``lago`` subscription backend, and every other call we make to Lago, through
-``lago-python-client``. Chosen by ``SUBSCRIPTION_BACKEND=lago`` with ``LAGO_API_URL``/``LAGO_API_KEY``.
+"""The ``lago`` subscription backend and the plan sync, through the client wrapper
+``billing.clients.lago``. Chosen by ``SUBSCRIPTION_BACKEND=lago`` with ``LAGO_API_URL``/``LAGO_API_KEY``.
 
 One organization is one Lago customer (external id = org id); our subscription row's
 ``lago_external_id`` is the Lago subscription's ``external_id``, so creating it again (a retry)
 returns the same subscription and a plan change is the same call with another ``plan_code``.
-A refusal (HTTP 4xx other than 429) leaves this module as ``BillingBackendRejected`` (permanent:
-the same call cannot succeed); every other client error (5xx, 429, timeout, connection refused,
-malformed answer) as ``BillingBackendUnavailable`` (try again later). Nothing here holds a
-database lock while calling out.
+Lago's errors arrive as ``BillingBackendRejected`` / ``BillingBackendUnavailable`` (see the
+client wrapper). Nothing here holds a database lock while calling out.
 """
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
-import httpx
 from django.conf import settings
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-from lago_python_client.client import Client
-from lago_python_client.exceptions import LagoApiError
 from lago_python_client.models.customer import Customer
 from lago_python_client.models.plan import Plan as LagoPlan
 from lago_python_client.models.subscription import Subscription as LagoSubscription
 from lago_python_client.models.subscription import SubscriptionResponse
 
 from billing.backends.base import BackendSubscription
-from billing.errors import BillingBackendRejected, BillingBackendUnavailable
+from billing.clients.lago import LagoNotFound, lago_client, lago_errors, lago_time, lago_timeout
+from billing.errors import BillingBackendUnavailable
 from billing.models import OrganizationSubscription, Plan
 from organizations.models import Organization
 
 logger = logging.getLogger(__name__)
-
-NOT_FOUND = 404
-TOO_MANY_REQUESTS = 429
-
-
-class LagoNotFound(Exception):
-    """Lago answered 404 (only raised where a caller asked to see it)."""
-
-
-def lago_configured() -> bool:
-    return bool(settings.LAGO_API_URL and settings.LAGO_API_KEY)
-
-
-def lago_client() -> Any:
-    """The configured client. Typed ``Any``: the library's pydantic-v1 models and generic mixins
-    do not type-check (every optional field reads as required); this module is the boundary."""
-    if not lago_configured():
-        logger.error("Lago is selected but LAGO_API_URL or LAGO_API_KEY is not set")
-        raise BillingBackendUnavailable(
-            "Lago is not configured.", details={"provider": "lago", "reason": "not_configured"}
-        )
-    url = settings.LAGO_API_URL if settings.LAGO_API_URL.endswith("/") else settings.LAGO_API_URL + "/"
-    # No sleeping on 429 inside a request: the caller gets 503 and the retry task tries later.
-    return Client(api_key=settings.LAGO_API_KEY, api_url=url, retry_on_rate_limit=False)
-
-
-def _timeout() -> httpx.Timeout:
-    return httpx.Timeout(settings.LAGO_TIMEOUT_SECONDS)
-
-
-@contextmanager
-def lago_errors(action: str, *, not_found_ok: bool = False) -> Iterator[None]:
-    """Translate the client's errors into ``BillingBackendUnavailable`` (or ``LagoNotFound``)."""
-    try:
-        yield
-    except LagoApiError as exc:
-        if not_found_ok and exc.status_code == NOT_FOUND:
-            raise LagoNotFound(action) from exc
-        status = exc.status_code
-        if isinstance(status, int) and 400 <= status < 500 and status != TOO_MANY_REQUESTS:
-            logger.error("Lago refused %s: HTTP %s %s", action, status, exc.detail)
-            raise BillingBackendRejected(
-                details={"provider": "lago", "action": action, "status": status}
-            ) from exc
-        logger.warning("Lago %s failed: HTTP %s %s", action, exc.status_code, exc.detail)
-        raise BillingBackendUnavailable(
-            details={"provider": "lago", "action": action, "status": exc.status_code}
-        ) from exc
-    except httpx.HTTPError as exc:  # timeouts, refused connections, protocol errors
-        logger.warning("Lago %s failed: %s", action, exc.__class__.__name__)
-        raise BillingBackendUnavailable(
-            details={"provider": "lago", "action": action, "error": exc.__class__.__name__}
-        ) from exc
-    except ValueError as exc:  # an answer the client's models refuse (pydantic, typeguard)
-        logger.warning("Lago %s returned a malformed answer: %s", action, exc)
-        raise BillingBackendUnavailable(
-            details={"provider": "lago", "action": action, "error": "malformed_response"}
-        ) from exc
-
-
-def lago_time(value: Any) -> datetime | None:
-    """A Lago timestamp (ISO 8601 text) as an aware datetime; one without an offset is UTC (how
-    Lago writes them); empty or unparseable → None."""
-    parsed = parse_datetime(str(value)) if value else None
-    return parsed.replace(tzinfo=UTC) if parsed is not None and timezone.is_naive(parsed) else parsed
 
 
 def upsert_lago_customer(client: Any, org: Organization) -> str:
@@ -113,7 +38,7 @@ def upsert_lago_customer(client: Any, org: Organization) -> str:
                     "currency": "USD",
                 }
             ),
-            timeout=_timeout(),
+            timeout=lago_timeout(),
         )
     if customer is None:
         raise BillingBackendUnavailable(details={"provider": "lago", "action": "customer upsert"})
@@ -152,7 +77,7 @@ class LagoSubscriptionBackend:
                         "billing_time": "calendar",
                     }
                 ),
-                timeout=_timeout(),
+                timeout=lago_timeout(),
             )
         if sub is None:
             raise BillingBackendUnavailable(details={"provider": "lago", "action": action})
@@ -182,7 +107,7 @@ class LagoSubscriptionBackend:
     def cancel(self, *, subscription: OrganizationSubscription) -> None:
         try:
             with lago_errors("subscription terminate", not_found_ok=True):
-                self.client.subscriptions.destroy(subscription.lago_external_id, timeout=_timeout())
+                self.client.subscriptions.destroy(subscription.lago_external_id, timeout=lago_timeout())
         except LagoNotFound:
             # Already terminated in Lago (or never there): cancelling here is what is left to do.
             logger.info("Lago has no live subscription %s; cancelling locally", subscription.lago_external_id)
@@ -208,45 +133,10 @@ def upsert_lago_plans() -> list[tuple[str, str]]:
         )
         try:
             with lago_errors("plan update", not_found_ok=True):
-                client.plans.update(body, plan.plan_code, timeout=_timeout())
+                client.plans.update(body, plan.plan_code, timeout=lago_timeout())
             done.append((plan.plan_code, "updated"))
         except LagoNotFound:
             with lago_errors("plan create"):
-                client.plans.create(body, timeout=_timeout())
+                client.plans.create(body, timeout=lago_timeout())
             done.append((plan.plan_code, "created"))
     return done
-
-
-def fetch_lago_invoices(client: Any, *, org_id: str) -> Iterator[dict[str, Any]]:
-    """Every invoice of the organization's Lago customer, page by page (as plain dicts).
-
-    ``invoices.find_all`` with ``external_customer_id``: the customer-scoped invoice client of
-    lago-python-client sends no Authorization header."""
-    page: int | None = 1
-    while page:
-        with lago_errors("invoice list"):
-            answer = client.invoices.find_all(
-                {
-                    "external_customer_id": org_id,
-                    "per_page": settings.LAGO_INVOICE_PAGE_SIZE,
-                    "page": page,
-                },
-                timeout=_timeout(),
-            )
-        for invoice in answer["invoices"]:
-            yield invoice.dict()
-        meta = answer.get("meta") or {}
-        next_page = meta.get("next_page")
-        page = int(next_page) if next_page and int(next_page) > page else None
-
-
-def fetch_webhook_public_key() -> bytes:
-    """Lago's RSA public key (PEM) that signs ``jwt`` webhooks."""
-    client = lago_client()
-    with lago_errors("webhook public key"):
-        key: bytes = client.webhooks.public_key()
-    return key
-
-
-def cents_to_decimal(cents: int | None) -> Decimal | None:
-    return None if cents is None else (Decimal(cents) / 100).quantize(Decimal("0.01"))

@@ -25,9 +25,10 @@ from django.utils import timezone
 from billing.gateway.config import setting
 from billing.gateway.errors import QuotaExceeded
 from billing.models import OrganizationSubscription
+from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES
 from orgbilling.cache import CACHE_ERRORS, optional_get, optional_set, report_cache_failure
 
-LIVE = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)
+LIVE = LIVE_SUBSCRIPTION_STATUSES
 _NO_PLAN = -1  # cached "no live subscription", distinct from a cache miss
 
 

@@ -74,3 +74,8 @@ class OrganizationSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.org_id}: {self.plan.plan_code} ({self.status})"
+
+
+# A subscription that holds the org's plan: at most one per org (the services and the gateway's
+# quota both read it through this).
+LIVE_SUBSCRIPTION_STATUSES = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)

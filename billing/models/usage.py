@@ -5,6 +5,7 @@ Written only by ``billing.services.rollups`` and ``billing.services.alerts``; th
 credits.
 """
 
+from datetime import timedelta
 from typing import ClassVar
 
 from django.conf import settings
@@ -12,6 +13,11 @@ from django.db import models
 from django.db.models import Q
 
 from organizations.models import Organization
+
+# A charge is stamped (``created_at``) inside its own short transaction, bounded by the statement
+# and idle-in-transaction timeouts: an hour after a day ends, no charge of that day can still
+# commit, so a rollup computed from then on is final for the day (``UsageRollupDay``).
+SEAL_AFTER = timedelta(hours=1)
 
 
 class UsageDailyRollup(models.Model):

@@ -26,16 +26,16 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.audit import record_audit_event
-from billing.errors import BillingBackendUnavailable, OrganizationNotFound, PaymentsNotConfigured
-from billing.models import AutoTopUpSettings, CreditPurchase, OrganizationCreditPool
-from billing.money import millicredits_to_credits
-from billing.payments.purchases import _cents, quote_purchase
-from billing.payments.stripe_gateway import (
+from billing.clients.stripe import (
     PaymentDeclined,
     stripe_charge_errors,
     stripe_client,
     stripe_configured,
 )
+from billing.errors import BillingBackendUnavailable, OrganizationNotFound, PaymentsNotConfigured
+from billing.models import AutoTopUpSettings, CreditPurchase, OrganizationCreditPool
+from billing.money import millicredits_to_credits
+from billing.payments.quotes import cents, quote_purchase
 from billing.services.notifications import org_admin_recipients, queue_email
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, InvalidAmount
@@ -355,7 +355,7 @@ def _charge(charge: _Charge, *, outcome: AutoTopUpRun) -> None:
     purchase = charge.purchase
     references = {"purchase_id": str(purchase.pk), "org_id": purchase.org_id, "origin": purchase.origin}
     params: dict[str, Any] = {
-        "amount": _cents(purchase.amount),
+        "amount": cents(purchase.amount),
         "currency": purchase.currency.lower(),
         "customer": charge.customer,
         "payment_method": charge.payment_method,

@@ -18,7 +18,7 @@ from django.utils.dateparse import parse_datetime
 
 from billing.audit import record_audit_event
 from billing.backends.base import BackendSubscription
-from billing.backends.lago import cents_to_decimal, fetch_lago_invoices, lago_client, lago_time
+from billing.clients.lago import cents_to_decimal, fetch_lago_invoices, lago_client, lago_time
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
 from billing.services.subscriptions import mark_subscription_active

@@ -13,9 +13,8 @@ silently).
 """
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -23,14 +22,20 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.audit import record_audit_event
+from billing.clients.stripe import stripe_client, stripe_configured, stripe_errors
 from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
 from billing.ledger.locks import lock_pool
 from billing.ledger.pool import add_credits_to_pool, take_back_unallocated_credits
 from billing.models import AutoTopUpSettings, CreditPurchase, OrgBillingHistory, WebhookEvent
-from billing.money import MILLICREDITS_PER_CREDIT, USD_QUANTUM, millicredits_to_credits, parse_usd
-from billing.payments.stripe_gateway import stripe_client, stripe_configured, stripe_errors
+from billing.money import USD_QUANTUM, millicredits_to_credits
+from billing.payments.auto_topup import (
+    record_auto_topup_failure,
+    reset_auto_topup_failures,
+    save_checkout_card,
+)
+from billing.payments.quotes import Quote, cents, quote_purchase
 from organizations.models import Organization, User
-from orgbilling.errors import Conflict, InvalidAmount, NotFound, ValidationFailed
+from orgbilling.errors import Conflict, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -42,61 +47,15 @@ class PurchaseNotFound(NotFound):
     default_message = "No credit purchase matches this payment."
 
 
-@dataclass(frozen=True)
-class Quote:
-    credits: int  # millicredits
-    amount: Decimal  # USD
-
-
-def quote_purchase(*, credits: int | None = None, amount_usd: Decimal | None = None) -> Quote:
-    """Price a purchase given credits (millicredits) or dollars; exactly one of them."""
-    if (credits is None) == (amount_usd is None):
-        raise ValidationFailed(
-            "Give either credits or amount_usd.", details={"fields": ["credits", "amount_usd"]}
-        )
-    price = settings.CREDIT_PRICE_USD
-    if credits is not None:
-        amount = Decimal(credits) * price / MILLICREDITS_PER_CREDIT
-        if amount != amount.quantize(USD_QUANTUM):
-            raise InvalidAmount(
-                "Credits must cost a whole number of cents.",
-                details={"credits": str(millicredits_to_credits(credits)), "credit_price_usd": str(price)},
-            )
-        amount = amount.quantize(USD_QUANTUM)
-    else:
-        amount = parse_usd(amount_usd)  # type: ignore[arg-type]
-        exact = amount / price * MILLICREDITS_PER_CREDIT
-        credits = int(exact.to_integral_value(rounding=ROUND_DOWN))
-        if Decimal(credits) != exact:
-            raise InvalidAmount(
-                "This amount does not buy a whole number of millicredits.",
-                details={"amount_usd": str(amount), "credit_price_usd": str(price)},
-            )
-    if not settings.CREDIT_PURCHASE_MIN_USD <= amount <= settings.CREDIT_PURCHASE_MAX_USD:
-        raise InvalidAmount(
-            "A card purchase must be between the minimum and the maximum amount.",
-            details={
-                "amount_usd": str(amount),
-                "min_usd": str(settings.CREDIT_PURCHASE_MIN_USD),
-                "max_usd": str(settings.CREDIT_PURCHASE_MAX_USD),
-            },
-        )
-    return Quote(credits=credits, amount=amount)
-
-
-def _cents(amount: Decimal) -> int:
-    return int((amount * 100).to_integral_value())
-
-
 def _require_paid_in_full(purchase: CreditPurchase, *, paid: Any, currency: Any) -> None:
     """Stripe's amount (cents) and currency must be the purchase's, or nothing is credited."""
     currency = str(currency or "").upper()
-    if paid != _cents(purchase.amount) or currency != purchase.currency:
+    if paid != cents(purchase.amount) or currency != purchase.currency:
         raise Conflict(
             "The amount paid does not match the purchase.",
             details={
                 "purchase_id": purchase.pk,
-                "expected_cents": _cents(purchase.amount),
+                "expected_cents": cents(purchase.amount),
                 "paid_cents": paid,
                 "currency": currency,
             },
@@ -163,7 +122,7 @@ def _checkout_params(org: Organization, actor: User, purchase: CreditPurchase) -
             {
                 "price_data": {
                     "currency": "usd",
-                    "unit_amount": _cents(purchase.amount),
+                    "unit_amount": cents(purchase.amount),
                     "product_data": {
                         "name": credits_label,
                         "description": f"Prepaid credits for {org.org_name}",
@@ -412,8 +371,6 @@ def record_payment_failed(*, payment_intent: dict[str, Any], event_id: str) -> b
             raise PurchaseNotFound(details={"purchase_id": ref, "payment_intent": payment_intent.get("id")})
         if purchase.origin == CreditPurchase.Origin.AUTO_TOPUP:
             # An off-session charge is not retried on the same intent: the attempt has failed.
-            from billing.payments.auto_topup import record_auto_topup_failure  # imports this module
-
             record_auto_topup_failure(purchase, reason=reason, payment_intent=payment_intent.get("id"))
         elif purchase.status == CreditPurchase.Status.PENDING:
             purchase.failure_reason = reason
@@ -459,11 +416,6 @@ def record_payment_succeeded(*, payment_intent: dict[str, Any]) -> bool:
     ref = _purchase_ref(payment_intent)
     if ref is None:
         return False
-    from billing.payments.auto_topup import (  # imports this module
-        reset_auto_topup_failures,
-        save_checkout_card,
-    )
-
     intent_id = payment_intent.get("id")
     with transaction.atomic():
         purchase = _lock_purchase(purchase_id=ref)
@@ -523,7 +475,7 @@ def _record_refund_history(
     return OrgBillingHistory.objects.create(
         org_id=purchase.org_id,
         event_type=OrgBillingHistory.EventType.REFUND,
-        external_id=f"stripe-refund-{charge.get('id')}-{_cents(refunded_total)}",
+        external_id=f"stripe-refund-{charge.get('id')}-{cents(refunded_total)}",
         amount=delta,
         currency=purchase.currency,
         status="refunded",

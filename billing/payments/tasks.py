@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import shared_task
 
-from billing.backends.lago import lago_configured
+from billing.clients.lago import lago_configured
 from billing.errors import BillingBackendUnavailable
 from billing.payments.auto_topup import run_auto_topups as run_auto_topups_service
 from billing.payments.lago_events import orgs_to_sync

@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 
 from billing.errors import SubscriptionNotFound
 from billing.models import OrganizationCreditPool, OrganizationSubscription, UserCreditAllocation
-from billing.services.subscriptions import LIVE
+from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES as LIVE
 from organizations.models import Organization, User
 
 

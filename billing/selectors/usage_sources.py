@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from billing.models import CreditUsageAttribution, UsageDailyRollup, UsageRollupDay
-from billing.services.rollups import SEAL_AFTER
+from billing.models.usage import SEAL_AFTER
 from organizations.models import User
 
 _ROLLUP = UsageDailyRollup._meta.db_table

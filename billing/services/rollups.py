@@ -23,10 +23,6 @@ from django.utils import timezone
 from organizations.models import Organization
 
 BATCH_SIZE = 500
-# A charge is stamped (``created_at``) inside its own short transaction, bounded by the statement
-# and idle-in-transaction timeouts: an hour after a day ends, no charge of that day can still
-# commit, so a rollup computed from then on is final for the day.
-SEAL_AFTER = timedelta(hours=1)
 # One key for every rollup pass (pg_advisory_xact_lock takes a bigint).
 _ROLLUP_LOCK_KEY = 0x6F72_6762_726F_6C6C  # "orgbroll"
 

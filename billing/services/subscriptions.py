@@ -35,6 +35,7 @@ from billing.errors import (
 )
 from billing.ledger.pool import add_credits_to_pool
 from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
+from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES
 from billing.money import validate_millicredits
 from organizations.models import Organization, OrganizationMember, User
 from organizations.permissions import acts_as_system_admin
@@ -43,7 +44,7 @@ from orgbilling.errors import Conflict, Forbidden
 
 logger = logging.getLogger(__name__)
 
-LIVE = (OrganizationSubscription.Status.PENDING, OrganizationSubscription.Status.ACTIVE)
+LIVE = LIVE_SUBSCRIPTION_STATUSES
 ENDED = (OrganizationSubscription.Status.CANCELED, OrganizationSubscription.Status.TERMINATED)
 # Attempts of a cancel whose row keeps changing under it (a concurrent plan change each time).
 CANCEL_ROUNDS = 3

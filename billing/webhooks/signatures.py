@@ -15,7 +15,7 @@ import logging
 import jwt
 from django.conf import settings
 
-from billing.backends.lago import fetch_webhook_public_key, lago_configured
+from billing.clients.lago import fetch_webhook_public_key, lago_configured
 from billing.webhooks.errors import InvalidWebhookSignature, WebhookNotConfigured
 from orgbilling.cache import optional_add, optional_get, optional_set
 

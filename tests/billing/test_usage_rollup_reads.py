@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.models import UsageDailyRollup, UsageRollupDay
+from billing.models.usage import SEAL_AFTER
 from billing.selectors.dashboards import daily_usage
 from billing.selectors.usage import (
     UsageFilters,
@@ -29,7 +30,7 @@ from billing.selectors.usage import (
 )
 from billing.selectors.usage_sources import usage_sources
 from billing.services import deduct_credits
-from billing.services.rollups import SEAL_AFTER, iter_rollup_usage, rollup_usage
+from billing.services.rollups import iter_rollup_usage, rollup_usage
 from organizations.services import add_member
 from tests.factories import UserFactory
 from tests.helpers import mc

@@ -1,10 +1,10 @@
-"""billing.backends.lago.lago_time: the one reading of Lago's timestamps."""
+"""billing.clients.lago.lago_time: the one reading of Lago's timestamps."""
 
 from datetime import UTC, datetime
 
 import pytest
 
-from billing.backends.lago import lago_time
+from billing.clients.lago import lago_time
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.api.common import valid_input
-from billing.gateway.charges import charge_external_usage
 from billing.ledger.charges import MAX_TOKENS
 from billing.models import ServiceType
+from billing.services.external_charges import charge_external_usage
 from organizations.api.common import caller
 from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey

@@ -1,5 +1,6 @@
 """Our one wrapper of the ``stripe`` library: the configured client, and Stripe's errors
-translated at the boundary (DESIGN.md: wrap each external SDK once)."""
+translated at the boundary (DESIGN.md: wrap each external SDK once). The payment services
+(``billing.payments``) call it; nothing here touches the database."""
 
 import logging
 from collections.abc import Iterator

@@ -1,0 +1,97 @@
+"""Every billing route, under its three prefixes: the org-billing API, the LLM gateway and the
+payment providers' webhooks. Paths and names are the API contract (tests use ``reverse()``).
+
+Organization ids in the report paths must look like organization ids, so a malformed one is a
+plain 404. ``<org_id>/history`` comes last: it is the broadest pattern and must not shadow the
+others.
+"""
+
+from django.urls import include, path, re_path
+
+from billing.api.allocations import AllocationDetailView, AllocationListView, CreditTransferView
+from billing.api.auto_topup import AutoTopUpView
+from billing.api.byok import ByokView
+from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateView
+from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
+from billing.api.external_charges import ChargeView
+from billing.api.reports import OrgHistoryView, OrgUsageView, UsageByModelView, UsageByUserView
+from billing.api.subscriptions import (
+    SubscriptionCancelView,
+    SubscriptionCreateView,
+    SubscriptionDetailView,
+    SubscriptionUpgradeView,
+)
+from billing.gateway import views as gateway_views
+from billing.webhooks.views import lago_webhook, stripe_webhook
+
+ORG_ID = r"(?P<org_id>[A-Za-z0-9][A-Za-z0-9_-]{0,63})"
+
+subscription_urls = [
+    path("subscriptions", SubscriptionCreateView.as_view(), name="org-billing-subscription-create"),
+    path(
+        "subscriptions/<str:org_id>", SubscriptionDetailView.as_view(), name="org-billing-subscription-detail"
+    ),
+    path(
+        "subscriptions/<str:org_id>/upgrade",
+        SubscriptionUpgradeView.as_view(),
+        name="org-billing-subscription-upgrade",
+    ),
+    path(
+        "subscriptions/<str:org_id>/cancel",
+        SubscriptionCancelView.as_view(),
+        name="org-billing-subscription-cancel",
+    ),
+]
+
+credit_urls = [
+    path("credits/<str:org_id>", CreditPoolView.as_view(), name="org-billing-credit-pool"),
+    path("credits/<str:org_id>/add", CreditsAddView.as_view(), name="org-billing-credits-add"),
+    path("credits/<str:org_id>/allocate", CreditsAllocateView.as_view(), name="org-billing-credits-allocate"),
+    path("credits/<str:org_id>/allocations", AllocationListView.as_view(), name="org-billing-allocations"),
+    path(
+        "credits/<str:org_id>/allocations/<str:user_id>",
+        AllocationDetailView.as_view(),
+        name="org-billing-allocation-detail",
+    ),
+    path("credits/<str:org_id>/transfer", CreditTransferView.as_view(), name="org-billing-credits-transfer"),
+]
+
+external_charge_urls = [
+    path("charges", ChargeView.as_view(), name="org-billing-charges"),
+]
+
+report_urls = [
+    re_path(rf"^credits/{ORG_ID}/usage$", OrgUsageView.as_view(), name="org-billing-credits-usage"),
+    path("billing/user", UserDashboardView.as_view(), name="org-billing-user-dashboard"),
+    path("billing/system", SystemDashboardView.as_view(), name="org-billing-system-dashboard"),
+    re_path(rf"^billing/org/{ORG_ID}$", OrgDashboardView.as_view(), name="org-billing-org-dashboard"),
+    re_path(rf"^usage/{ORG_ID}/by-user$", UsageByUserView.as_view(), name="org-billing-usage-by-user"),
+    re_path(rf"^usage/{ORG_ID}/by-model$", UsageByModelView.as_view(), name="org-billing-usage-by-model"),
+    re_path(rf"^{ORG_ID}/history$", OrgHistoryView.as_view(), name="org-billing-history"),
+]
+
+settings_urls = [
+    path("credits/<str:org_id>/auto-topup", AutoTopUpView.as_view(), name="org-billing-auto-topup"),
+    path("credits/<str:org_id>/byok", ByokView.as_view(), name="org-billing-byok"),
+]
+
+gateway_urls = [
+    # OpenAI's paths (SDKs take /api/v1/llm/ as base_url), in the "llm" namespace.
+    path("chat/completions", gateway_views.chat_completions, name="chat-completions"),
+    path("images/generations", gateway_views.image_generations, name="image-generations"),
+    path("models", gateway_views.models, name="models"),
+]
+
+webhook_urls = [
+    path("lago", lago_webhook, name="webhook-lago"),
+    path("stripe", stripe_webhook, name="webhook-stripe"),
+]
+
+urlpatterns = [
+    path(
+        "api/v1/org-billing/",
+        include(subscription_urls + credit_urls + external_charge_urls + report_urls + settings_urls),
+    ),
+    path("api/v1/llm/", include((gateway_urls, "llm"))),
+    path("api/v1/webhooks/", include(webhook_urls)),
+]
