@@ -1,5 +1,7 @@
 """Typed refusals of the ledger services. Each has a stable code and an HTTP status."""
 
+from typing import Any
+
 from organizations.errors import NotAMember, OrganizationInactive, OrganizationNotFound, UserNotFound
 from orgbilling.errors import (
     ApplicationError,
@@ -15,26 +17,41 @@ __all__ = [
     "AllocationExceedsPool",
     "AllocationExpired",
     "AllocationHasHolds",
+    "AutoTopUpNeedsCard",
     "BillingBackendRejected",
     "BillingBackendUnavailable",
+    "ByokDisabled",
     "DuplicateSubscription",
+    "GatewayNotConfigured",
     "InsufficientCredits",
     "InvalidAmount",
     "InvalidTransfer",
+    "InvalidWebhookSignature",
+    "MalformedRequest",
+    "MalformedWebhook",
     "NoActiveAllocation",
+    "NoAllocation",
     "NotAMember",
     "OrganizationInactive",
     "OrganizationNotFound",
+    "PaymentDeclined",
     "PaymentRequired",
     "PaymentsNotConfigured",
     "PlanUnchanged",
+    "PurchaseNotFound",
+    "QuotaExceeded",
     "RequestIdConflict",
     "ReservationNotFound",
     "ReservationNotHeld",
     "SubscriptionNotFound",
     "UnknownModel",
     "UnknownPlan",
+    "UnsupportedParameter",
+    "UpstreamError",
+    "UpstreamRejected",
+    "UpstreamTimeout",
     "UserNotFound",
+    "WebhookNotConfigured",
 ]
 
 
@@ -139,3 +156,119 @@ class PaymentsNotConfigured(ServiceUnavailable):
 class UnknownModel(ValidationFailed):
     code = "unknown_model"
     default_message = "There is no price for this model."
+
+
+# --- The LLM gateway's refusals and upstream failures (DESIGN.md §6) ---------------------------
+
+
+class NoAllocation(ApplicationError):
+    """The ledger's ``no_active_allocation``, under the name the gateway's clients know."""
+
+    status_code = 402
+    code = "no_allocation"
+    default_message = "The user has no active credit allocation in this organization."
+
+
+class QuotaExceeded(ApplicationError):
+    status_code = 429
+    code = "quota_exceeded"
+    default_message = "The organization's plan quota of API calls is used up."
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: int, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details={**(details or {}), "retry_after_seconds": retry_after})
+        self.retry_after = retry_after
+
+
+class ByokDisabled(ApplicationError):
+    status_code = 403
+    code = "byok_disabled"
+    default_message = "Bringing your own provider key is not enabled here."
+
+
+class GatewayNotConfigured(ApplicationError):
+    status_code = 503
+    code = "gateway_not_configured"
+    default_message = "The LLM gateway has no upstream configured."
+
+
+class UpstreamError(ApplicationError):
+    status_code = 502
+    code = "upstream_error"
+    default_message = "The model provider failed; nothing was charged."
+
+
+class UpstreamTimeout(ApplicationError):
+    status_code = 504
+    code = "upstream_timeout"
+    default_message = "The model provider did not answer in time; nothing was charged."
+
+
+class UpstreamRejected(ApplicationError):
+    """The upstream refused the call (4xx): its status is passed on to the caller."""
+
+    code = "upstream_rejected"
+    default_message = "The model provider rejected the request; nothing was charged."
+
+    def __init__(
+        self, message: str | None = None, *, status: int, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.upstream_status = status
+
+
+# --- Payments ------------------------------------------------------------------------------------
+
+
+class PaymentDeclined(ApplicationError):
+    """A card charged off-session was declined (or needs its holder): that attempt failed."""
+
+    status_code = 402
+    code = "payment_declined"
+    default_message = "The card was declined."
+
+    def __init__(self, message: str | None = None, *, payment_intent: str | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.payment_intent = payment_intent
+
+
+# --- Refusals of an incoming webhook (nothing is stored for any of them) -------------------------
+
+
+class InvalidWebhookSignature(ValidationFailed):
+    code = "invalid_signature"
+    default_message = "The webhook signature is missing, malformed, stale or wrong."
+
+
+class MalformedWebhook(ValidationFailed):
+    code = "malformed_webhook"
+    default_message = "The webhook body is not a valid event."
+
+
+class WebhookNotConfigured(ServiceUnavailable):
+    code = "webhook_not_configured"
+    default_message = "This webhook is not configured on the server; it cannot be verified."
+
+
+class UnsupportedParameter(ValidationFailed):
+    code = "unsupported_parameter"
+    default_message = "The request uses a parameter the gateway does not price."
+
+
+class MalformedRequest(ValidationFailed):
+    code = "malformed_request"
+    default_message = "The request body is not a JSON object."
+
+
+class AutoTopUpNeedsCard(Conflict):
+    code = "auto_topup_payment_method_required"
+    default_message = (
+        "Auto top-up needs a saved card: turn on save_card_at_checkout, buy credits once by card, "
+        "then enable auto top-up."
+    )
+
+
+class PurchaseNotFound(NotFound):
+    code = "purchase_not_found"
+    default_message = "No credit purchase matches this payment."

@@ -19,11 +19,12 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from organizations.errors import ApiKeyNotFound
 from organizations.models import ApiKey, User
 from organizations.permissions import org_access
 from orgbilling.audit import record_audit_event
 from orgbilling.db import Columns, fetch_instances
-from orgbilling.errors import NotFound, ValidationFailed
+from orgbilling.errors import ValidationFailed
 
 KEY_PREFIX = "obk_"
 KEY_PATTERN = re.compile(r"^obk_[A-Za-z0-9_-]{43}$")
@@ -32,11 +33,6 @@ DEFAULT_SCOPES = (ApiKey.Scope.READ.value, ApiKey.Scope.WRITE.value)
 ALL_SCOPES = tuple(scope.value for scope in ApiKey.Scope)
 # last_used_at is a hint for people, not an audit trail: one write a minute per key at most.
 LAST_USED_PRECISION = timedelta(minutes=1)
-
-
-class ApiKeyNotFound(NotFound):
-    code = "api_key_not_found"
-    default_message = "API key not found."
 
 
 def hash_api_key(raw_key: str) -> str:

@@ -6,6 +6,7 @@ from orgbilling.errors import ApplicationError, Conflict, NotFound, ValidationFa
 __all__ = [
     "AlreadyMember",
     "AmbiguousEmail",
+    "ApiKeyNotFound",
     "InvitationExpired",
     "InvitationNotFound",
     "LastAdmin",
@@ -70,3 +71,8 @@ class OrganizationInactive(ApplicationError):
     status_code = 403
     code = "organization_inactive"
     default_message = "The organization is deactivated."
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+    default_message = "API key not found."

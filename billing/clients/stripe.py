@@ -5,13 +5,11 @@ translated at the boundary (DESIGN.md: wrap each external SDK once). The payment
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import stripe
 from django.conf import settings
 
-from billing.errors import BillingBackendUnavailable
-from orgbilling.errors import ApplicationError
+from billing.errors import BillingBackendUnavailable, PaymentDeclined
 
 logger = logging.getLogger(__name__)
 
@@ -51,18 +49,6 @@ def stripe_errors(action: str) -> Iterator[None]:
             "The payment provider is unavailable; nothing was charged. Try again.",
             details={"provider": "stripe", "action": action, "status": exc.http_status},
         ) from exc
-
-
-class PaymentDeclined(ApplicationError):
-    """A card charged off-session was declined (or needs its holder): that attempt failed."""
-
-    status_code = 402
-    code = "payment_declined"
-    default_message = "The card was declined."
-
-    def __init__(self, message: str | None = None, *, payment_intent: str | None = None, **kwargs: Any):
-        super().__init__(message, **kwargs)
-        self.payment_intent = payment_intent
 
 
 @contextmanager

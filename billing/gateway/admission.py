@@ -14,9 +14,16 @@ from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from billing.errors import NoActiveAllocation, OrganizationNotFound, RequestIdConflict, ReservationNotHeld
+from billing.errors import (
+    ByokDisabled,
+    NoActiveAllocation,
+    NoAllocation,
+    OrganizationNotFound,
+    QuotaExceeded,
+    RequestIdConflict,
+    ReservationNotHeld,
+)
 from billing.gateway.config import setting
-from billing.gateway.errors import ByokDisabled, NoAllocation, QuotaExceeded
 from billing.gateway.metering import (
     ChatRequest,
     ImageRequest,

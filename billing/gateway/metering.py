@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from billing.errors import MalformedRequest, UnsupportedParameter
 from billing.ledger.charges import MAX_TOKENS
 from orgbilling.errors import ValidationFailed
 
@@ -43,11 +44,6 @@ CHAT_PLAIN_VALUES: dict[str, tuple[Any, ...]] = {
 IMAGE_PARAMETERS = frozenset({"model", "prompt", "n", "size", "quality", "response_format", "style", "user"})
 
 
-class UnsupportedParameter(ValidationFailed):
-    code = "unsupported_parameter"
-    default_message = "The request uses a parameter the gateway does not price."
-
-
 def _only_priced(body: dict[str, Any], allowed: frozenset[str], plain: dict[str, tuple[Any, ...]]) -> None:
     unsupported = sorted(
         name
@@ -59,11 +55,6 @@ def _only_priced(body: dict[str, Any], allowed: frozenset[str], plain: dict[str,
             f"Not supported through this gateway (not priced): {', '.join(unsupported)}.",
             details={"parameters": unsupported},
         )
-
-
-class MalformedRequest(ValidationFailed):
-    code = "malformed_request"
-    default_message = "The request body is not a JSON object."
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:

@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from django.core.cache import cache
 from django.utils import timezone
 
+from billing.errors import QuotaExceeded
 from billing.gateway.config import setting
-from billing.gateway.errors import QuotaExceeded
 from billing.models import OrganizationSubscription
 from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES
 from orgbilling.cache import CACHE_ERRORS, optional_get, optional_set, report_cache_failure

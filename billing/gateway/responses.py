@@ -7,7 +7,7 @@ from django.http import HttpResponse
 from rest_framework.exceptions import APIException
 from rest_framework.utils.encoders import JSONEncoder
 
-from billing.gateway.errors import http_status
+from billing.errors import UpstreamRejected
 from billing.money import millicredits_to_credits
 from orgbilling.api.exceptions import api_exception_handler, error_body, retry_headers
 from orgbilling.errors import ApplicationError
@@ -60,3 +60,8 @@ def cost_headers(*, request_id: str, org_id: str | None, charged: int, remaining
         "X-Cost-Incurred": credits_text(charged),
         "X-Credits-Remaining": credits_text(remaining),
     }
+
+
+def http_status(error: ApplicationError) -> int:
+    """The status a refusal answers with: the upstream's own for a call it rejected."""
+    return error.upstream_status if isinstance(error, UpstreamRejected) else error.status_code

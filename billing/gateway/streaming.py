@@ -27,11 +27,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from billing.errors import UpstreamError, UpstreamTimeout
 from billing.gateway import open_calls
 from billing.gateway.admission import Admission
 from billing.gateway.config import max_call_seconds, setting
 from billing.gateway.db import finish, run_db, spawn
-from billing.gateway.errors import UpstreamError, UpstreamTimeout
 from billing.gateway.metering import StreamMeter, estimate_output_tokens, sse_events
 from billing.gateway.responses import credits_text
 from billing.gateway.settlement import Charge, Pending, settle

@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 
-from billing.gateway.config import max_call_seconds, setting
-from billing.gateway.errors import (
+from billing.errors import (
     GatewayNotConfigured,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
 )
+from billing.gateway.config import max_call_seconds, setting
 from orgbilling.errors import ApplicationError
 from orgbilling.observability.metrics import count_upstream_error, waiting_on_upstream
 

@@ -26,13 +26,14 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from billing.audit import record_audit_event
-from billing.clients.stripe import (
+from billing.clients.stripe import stripe_charge_errors, stripe_client, stripe_configured
+from billing.errors import (
+    AutoTopUpNeedsCard,
+    BillingBackendUnavailable,
+    OrganizationNotFound,
     PaymentDeclined,
-    stripe_charge_errors,
-    stripe_client,
-    stripe_configured,
+    PaymentsNotConfigured,
 )
-from billing.errors import BillingBackendUnavailable, OrganizationNotFound, PaymentsNotConfigured
 from billing.models import AutoTopUpSettings, CreditPurchase, OrganizationCreditPool
 from billing.money import millicredits_to_credits
 from billing.payments.quotes import cents, quote_purchase
@@ -44,14 +45,6 @@ logger = logging.getLogger(__name__)
 
 # What an auto top-up charge counts against the monthly cap: money taken or being taken.
 NOT_CHARGED = (CreditPurchase.Status.FAILED, CreditPurchase.Status.CANCELED)
-
-
-class AutoTopUpNeedsCard(Conflict):
-    code = "auto_topup_payment_method_required"
-    default_message = (
-        "Auto top-up needs a saved card: turn on save_card_at_checkout, buy credits once by card, "
-        "then enable auto top-up."
-    )
 
 
 # --- reads ------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from billing.audit import record_audit_event
 from billing.clients.stripe import stripe_client, stripe_configured, stripe_errors
-from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured
+from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured, PurchaseNotFound
 from billing.ledger.locks import lock_pool
 from billing.ledger.pool import add_credits_to_pool, take_back_unallocated_credits
 from billing.models import AutoTopUpSettings, CreditPurchase, OrgBillingHistory, WebhookEvent
@@ -35,16 +35,11 @@ from billing.payments.auto_topup import (
 )
 from billing.payments.quotes import Quote, cents, quote_purchase
 from organizations.models import Organization, User
-from orgbilling.errors import Conflict, NotFound
+from orgbilling.errors import Conflict
 
 logger = logging.getLogger(__name__)
 
 OPEN = (CreditPurchase.Status.PENDING, CreditPurchase.Status.FAILED, CreditPurchase.Status.CANCELED)
-
-
-class PurchaseNotFound(NotFound):
-    code = "purchase_not_found"
-    default_message = "No credit purchase matches this payment."
 
 
 def _require_paid_in_full(purchase: CreditPurchase, *, paid: Any, currency: Any) -> None:

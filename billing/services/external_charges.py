@@ -10,8 +10,7 @@ Idempotent on ``request_id``: a retry returns the first charge and charges nothi
 from dataclasses import dataclass
 from typing import Any
 
-from billing.errors import NoActiveAllocation
-from billing.gateway.errors import NoAllocation
+from billing.errors import NoActiveAllocation, NoAllocation
 from billing.ledger.charges import find_charge, replay_charge
 from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS

@@ -16,7 +16,7 @@ import jwt
 from django.conf import settings
 
 from billing.clients.lago import fetch_webhook_public_key, lago_configured
-from billing.webhooks.errors import InvalidWebhookSignature, WebhookNotConfigured
+from billing.errors import InvalidWebhookSignature, WebhookNotConfigured
 from orgbilling.cache import optional_add, optional_get, optional_set
 
 logger = logging.getLogger(__name__)

@@ -17,9 +17,8 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from billing.errors import PaymentsNotConfigured
+from billing.errors import InvalidWebhookSignature, MalformedWebhook, PaymentsNotConfigured
 from billing.models import WebhookEvent
-from billing.webhooks.errors import InvalidWebhookSignature, MalformedWebhook
 from billing.webhooks.events import WebhookOutcome, receive_webhook
 from billing.webhooks.signatures import verify_lago_signature
 from orgbilling.errors import ApplicationError

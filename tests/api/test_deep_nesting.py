@@ -9,7 +9,8 @@ import hmac
 import pytest
 from django.urls import reverse
 
-from billing.gateway.metering import MalformedRequest, parse_json_object
+from billing.errors import MalformedRequest
+from billing.gateway.metering import parse_json_object
 from billing.models import WebhookEvent
 from tests.fakes.stripe import WEBHOOK_SECRET, sign
 from tests.helpers import assert_error

@@ -151,7 +151,7 @@ def test_monthly_quota_and_its_retry_after(transactional_db, make_funded_member)
 
     for day in days[:3]:
         take_quota(org_id=org.id, now=day)
-    from billing.gateway.errors import QuotaExceeded
+    from billing.errors import QuotaExceeded
 
     with pytest.raises(QuotaExceeded) as caught:
         take_quota(org_id=org.id, now=days[3])
