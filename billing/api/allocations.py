@@ -4,31 +4,30 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema_view
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api import examples
-from billing.api.common import ORG_ID_PARAM, USER_ID_PARAM, user_by_id, valid_input
-from billing.api.serializers import (
+from billing.api.common import user_by_id, valid_input
+from billing.api.serializers.allocations import (
+    ALLOCATION_ADJUST_SCHEMA,
+    ALLOCATION_LIST_SCHEMA,
+    ALLOCATION_REVOKE_SCHEMA,
+    CREDITS_TRANSFER_SCHEMA,
     AllocationAdjustInput,
-    AllocationChangeSerializer,
     AllocationRevokedSerializer,
-    AllocationSerializer,
     TransferInput,
     TransferSerializer,
 )
+from billing.api.serializers.credits import AllocationChangeSerializer, AllocationSerializer
 from billing.models import UserCreditAllocation
 from billing.selectors.ledger import allocations_visible_to
 from billing.services import adjust_allocation, revoke_allocation, transfer_credits
 from organizations.api.common import caller
 from organizations.permissions import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
-from orgbilling.api.schema import error_responses, example
-
-TAGS = ["allocations"]
 
 
 class AllocationFilter(filters.FilterSet):
@@ -54,21 +53,7 @@ class AllocationFilter(filters.FilterSet):
         return queryset
 
 
-@extend_schema_view(
-    get=extend_schema(
-        operation_id="org_billing_allocations_list",
-        summary="Allocations of the organization (org admins: all; members: their own)",
-        tags=TAGS,
-        parameters=[ORG_ID_PARAM],
-        responses={200: AllocationSerializer(many=True), **error_responses(400, 401, 404, 429)},
-        examples=[
-            example(
-                "one page",
-                {"count": 1, "next": None, "previous": None, "results": [examples.ALLOCATION]},
-            )
-        ],
-    )
-)
+@extend_schema_view(get=ALLOCATION_LIST_SCHEMA)
 class AllocationListView(ListAPIView):
     serializer_class = AllocationSerializer
     filterset_class = AllocationFilter
@@ -82,32 +67,7 @@ class AllocationListView(ListAPIView):
 
 
 class AllocationDetailView(APIView):
-    @extend_schema(
-        operation_id="org_billing_allocation_adjust",
-        summary="Set a member's allocated total (org admins); never below what is used or held",
-        tags=TAGS,
-        parameters=[ORG_ID_PARAM, USER_ID_PARAM],
-        request=AllocationAdjustInput,
-        responses={200: AllocationChangeSerializer, **error_responses(400, 401, 402, 403, 404, 409, 429)},
-        examples=[
-            example("set to 3000", {"credits": 3000.0}, request=True),
-            example(
-                "adjusted",
-                {
-                    "allocation": {
-                        **examples.ALLOCATION,
-                        "allocated_credits": 3000.0,
-                        "remaining_credits": 2879.5,
-                    },
-                    "pool_updated": {
-                        **examples.POOL,
-                        "allocated_credits": 3000.0,
-                        "available_credits": 7000.0,
-                    },
-                },
-            ),
-        ],
-    )
+    @ALLOCATION_ADJUST_SCHEMA
     def patch(self, request: Request, org_id: str, user_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
         data = valid_input(AllocationAdjustInput, request)
@@ -118,35 +78,7 @@ class AllocationDetailView(APIView):
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data
         )
 
-    @extend_schema(
-        operation_id="org_billing_allocation_revoke",
-        summary="Revoke a member's allocation (org admins); its unused credits return to the pool",
-        tags=TAGS,
-        parameters=[ORG_ID_PARAM, USER_ID_PARAM],
-        request=None,
-        responses={200: AllocationRevokedSerializer, **error_responses(401, 402, 403, 404, 409, 429)},
-        examples=[
-            example(
-                "revoked",
-                {
-                    "revoked": True,
-                    "allocation": {
-                        **examples.ALLOCATION,
-                        "allocated_credits": 120.5,
-                        "remaining_credits": 0.0,
-                        "is_active": False,
-                        "revoked_at": "2026-01-03T00:00:00Z",
-                    },
-                    "returned_to_pool": 4879.5,
-                    "pool_updated": {
-                        **examples.POOL,
-                        "allocated_credits": 120.5,
-                        "available_credits": 9879.5,
-                    },
-                },
-            )
-        ],
-    )
+    @ALLOCATION_REVOKE_SCHEMA
     def delete(self, request: Request, org_id: str, user_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)
         change = revoke_allocation(org_id=access.org.id, user=user_by_id(user_id), actor=caller(request))
@@ -163,41 +95,7 @@ class AllocationDetailView(APIView):
 
 
 class CreditTransferView(APIView):
-    @extend_schema(
-        operation_id="org_billing_credits_transfer",
-        summary="Move free credits from one member's allocation to another's (org admins)",
-        description="The pool's totals do not change. Accepts an `Idempotency-Key` header.",
-        tags=TAGS,
-        parameters=[ORG_ID_PARAM],
-        request=TransferInput,
-        responses={200: TransferSerializer, **error_responses(400, 401, 402, 403, 404, 409, 429)},
-        examples=[
-            example(
-                "transfer",
-                {"from_user_id": "e2e-user-123", "to_user_id": "teammate-42", "credits": 250.0},
-                request=True,
-            ),
-            example(
-                "transferred",
-                {
-                    "from_allocation": {
-                        **examples.ALLOCATION,
-                        "allocated_credits": 4750.0,
-                        "remaining_credits": 4629.5,
-                    },
-                    "to_allocation": {
-                        **examples.ALLOCATION,
-                        "id": 8,
-                        "user_id": "teammate-42",
-                        "allocated_credits": 250.0,
-                        "used_credits": 0.0,
-                        "remaining_credits": 250.0,
-                    },
-                    "credits": 250.0,
-                },
-            ),
-        ],
-    )
+    @CREDITS_TRANSFER_SCHEMA
     @idempotent
     def post(self, request: Request, org_id: str) -> Response:
         access = org_admin_access(user=caller(request), org_id=org_id)

@@ -13,24 +13,25 @@ from datetime import timedelta
 from typing import Any
 
 import django_filters
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.api.common import ORG_ID_PARAM
-from billing.api.report_serializers import (
+from billing.api.serializers.reports import (
+    BILLING_HISTORY_SCHEMA,
+    CSV_EXPORT_MAX_ROWS,
+    ORG_USAGE_SCHEMA,
+    USAGE_BY_MODEL_SCHEMA,
+    USAGE_BY_USER_SCHEMA,
     HistoryEventSerializer,
-    ModelSeriesPageSerializer,
     ModelSeriesRowSerializer,
     PeriodSerializer,
     UsageQuerySerializer,
     UsageSeriesQuerySerializer,
     UsageSummarySerializer,
-    UserSeriesPageSerializer,
     UserSeriesRowSerializer,
 )
 from billing.models import OrgBillingHistory
@@ -40,12 +41,9 @@ from billing.selectors.usage import GroupBy, UsageFilters, scoped_usage_filters,
 from organizations.api.common import caller
 from organizations.permissions import org_access, org_admin_access
 from orgbilling.api.pagination import StandardPagination
-from orgbilling.api.schema import error_responses, example
 from orgbilling.db import report_timeout
 from orgbilling.errors import ValidationFailed
 
-# A CSV export is one response; beyond this many rows, narrow the period or coarsen buckets.
-CSV_EXPORT_MAX_ROWS = 100_000
 # Cells a spreadsheet would run as a formula are prefixed with a quote.
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -112,67 +110,7 @@ def _filters(request: Request, is_admin: bool, query: dict[str, Any]) -> UsageFi
     )
 
 
-_USAGE_EXAMPLE = {
-    "org_id": "org_abc123",
-    "period": {"start": "2025-01-01T00:00:00Z", "end": "2025-01-31T00:00:00Z"},
-    "user_id": None,
-    "model": None,
-    "granularity": "day",
-    "total_credits_used": 152.5,
-    "total_requests": 42,
-    "total_input_tokens": 120000,
-    "total_output_tokens": 38000,
-    "user_count": 2,
-    "model_count": 1,
-    "by_model": [
-        {
-            "model": "gpt-4o",
-            "requests": 42,
-            "input_tokens": 120000,
-            "output_tokens": 38000,
-            "credits_used": 152.5,
-        }
-    ],
-    "by_user": [
-        {
-            "user_id": "alice",
-            "requests": 30,
-            "input_tokens": 90000,
-            "output_tokens": 30000,
-            "credits_used": 120.0,
-        },
-        {
-            "user_id": "bob",
-            "requests": 12,
-            "input_tokens": 30000,
-            "output_tokens": 8000,
-            "credits_used": 32.5,
-        },
-    ],
-    "series": [
-        {
-            "period_start": "2025-01-14",
-            "requests": 42,
-            "input_tokens": 120000,
-            "output_tokens": 38000,
-            "credits_used": 152.5,
-        }
-    ],
-}
-
-
-@extend_schema_view(
-    get=extend_schema(
-        operation_id="credits_usage",
-        tags=["credits"],
-        summary="Usage statistics of an organization",
-        description="Admins and system admins see the whole organization (optionally one `user_id`); "
-        "members see only their own usage. The period defaults to the last 30 days.",
-        parameters=[ORG_ID_PARAM, UsageQuerySerializer],
-        responses={200: UsageSummarySerializer, **error_responses(400, 401, 404, 429)},
-        examples=[example("usage", _USAGE_EXAMPLE)],
-    )
-)
+@extend_schema_view(get=ORG_USAGE_SCHEMA)
 class OrgUsageView(APIView):
     def get(self, request: Request, org_id: str) -> Response:
         access = org_access(user=caller(request), org_id=org_id)
@@ -184,64 +122,6 @@ class OrgUsageView(APIView):
                 granularity=query["granularity"],
             )
             return Response(UsageSummarySerializer(summary).data)
-
-
-_FORMAT_PARAM = OpenApiParameter(
-    "format",
-    OpenApiTypes.STR,
-    OpenApiParameter.QUERY,
-    enum=["json", "csv"],
-    description="`csv` exports every row (like `Accept: text/csv`); JSON is paginated.",
-)
-
-
-def _series_schema(group_by: GroupBy, page: type[serializers.Serializer]) -> Any:
-    key = "user_id" if group_by == "user" else "model"
-    value = "alice" if group_by == "user" else "gpt-4o"
-    row = {"period_start": "2025-01-13", key: value, "requests": 12}
-    row |= {"input_tokens": 30000, "output_tokens": 8000, "credits_used": 32.5}
-    csv_text = (
-        f"period_start,{key},requests,input_tokens,output_tokens,credits_used\r\n"
-        f"2025-01-13,{value},12,30000,8000,32.500\r\n"
-    )
-    return extend_schema(
-        operation_id=f"usage_by_{group_by}",
-        tags=["usage"],
-        summary=f"Usage time series by {group_by}",
-        description=f"One row per time bucket and {group_by}, oldest first. Members see only their own "
-        "usage. `Accept: text/csv` or `?format=csv` downloads every row as CSV (credits with 3 "
-        f"decimals; at most {CSV_EXPORT_MAX_ROWS} rows).",
-        parameters=[ORG_ID_PARAM, UsageSeriesQuerySerializer, _FORMAT_PARAM],
-        responses={
-            (200, "application/json"): page,
-            (200, "text/csv"): OpenApiTypes.STR,
-            # Errors are JSON whatever was asked for.
-            **{
-                (status, "application/json"): error
-                for status, error in error_responses(400, 401, 404, 429).items()
-            },
-        },
-        examples=[
-            example(
-                f"usage by {group_by}",
-                {
-                    "count": 1,
-                    "next": None,
-                    "previous": None,
-                    "granularity": "week",
-                    "period": {"start": "2025-01-01T00:00:00Z", "end": "2025-02-01T00:00:00Z"},
-                    "results": [row],
-                },
-            ),
-            OpenApiExample(
-                f"usage by {group_by} (CSV)",
-                value=csv_text,
-                response_only=True,
-                status_codes=["200"],
-                media_type="text/csv",
-            ),
-        ],
-    )
 
 
 class _UsageSeriesView(CsvNegotiationMixin, APIView):
@@ -307,14 +187,14 @@ class _UsageSeriesView(CsvNegotiationMixin, APIView):
         )
 
 
-@extend_schema_view(get=_series_schema("user", UserSeriesPageSerializer))
+@extend_schema_view(get=USAGE_BY_USER_SCHEMA)
 class UsageByUserView(_UsageSeriesView):
     group_by = "user"
     key_column = "user_id"
     row_serializer = UserSeriesRowSerializer
 
 
-@extend_schema_view(get=_series_schema("model", ModelSeriesPageSerializer))
+@extend_schema_view(get=USAGE_BY_MODEL_SCHEMA)
 class UsageByModelView(_UsageSeriesView):
     group_by = "model"
     key_column = "model"
@@ -331,35 +211,7 @@ class HistoryFilter(django_filters.FilterSet):
         fields = ["event_type"]
 
 
-@extend_schema_view(
-    get=extend_schema(
-        operation_id="billing_history",
-        tags=["history"],
-        summary="Billing history of an organization",
-        description="Invoices, payments, credit purchases and grants, refunds and subscription "
-        "changes, newest first. Org admins and system admins.",
-        parameters=[ORG_ID_PARAM],
-        responses={200: HistoryEventSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
-        # (the example is one event: the schema wraps it in the paginated list)
-        examples=[
-            example(
-                "history",
-                {
-                    "id": 7,
-                    "event_type": "credit_purchase",
-                    "external_id": "credits-2f1c9a",
-                    "amount": 50.0,
-                    "currency": "USD",
-                    "credits": 5000.0,
-                    "status": "completed",
-                    "description": "Credits added to the pool",
-                    "occurred_at": "2025-01-14T10:00:00Z",
-                    "created_at": "2025-01-14T10:00:00Z",
-                },
-            )
-        ],
-    )
-)
+@extend_schema_view(get=BILLING_HISTORY_SCHEMA)
 class OrgHistoryView(generics.ListAPIView):
     serializer_class = HistoryEventSerializer
     filterset_class = HistoryFilter

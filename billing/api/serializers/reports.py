@@ -1,4 +1,5 @@
-"""Serializers of the read-only reporting endpoints: usage, analytics, dashboards, history.
+"""Usage statistics, usage analytics (JSON or CSV) and billing history of an organization:
+query-string and output serializers, then the endpoints' OpenAPI schemas.
 
 Query strings are validated by strict query serializers (unknown parameters and bad values are
 400 ``validation_error``); outputs render millicredits as credits (JSON numbers) and USD as
@@ -12,26 +13,21 @@ from django.conf import settings
 from django.http import QueryDict
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers
 
-from billing.api.serializers import Credits
-from billing.selectors.usage import GRANULARITIES
+from billing.api.serializers.fields import ORG_ID_PARAM, Credits, usd_field
+from billing.selectors.usage import GRANULARITIES, GroupBy
 from orgbilling.api.fields import StrictSerializer
 from orgbilling.api.pagination import StandardPagination
+from orgbilling.api.schema import error_responses, example
 
 DEFAULT_PERIOD = timedelta(days=30)
 # DRF reads ``?format=`` itself (content negotiation), so no view sees it as a filter.
 _NEGOTIATION_PARAMS = ("format",)
-
-
-def _usd(**kwargs: Any) -> serializers.DecimalField:
-    kwargs.setdefault("help_text", "US dollars")
-    return serializers.DecimalField(max_digits=14, decimal_places=2, coerce_to_string=False, **kwargs)
-
-
-def _percent(**kwargs: Any) -> serializers.DecimalField:
-    return serializers.DecimalField(max_digits=5, decimal_places=1, coerce_to_string=False, **kwargs)
+# A CSV export is one response; beyond this many rows, narrow the period or coarsen buckets.
+CSV_EXPORT_MAX_ROWS = 100_000
 
 
 # --- query strings -------------------------------------------------------------------------
@@ -219,7 +215,7 @@ class HistoryEventSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     event_type = serializers.CharField()
     external_id = serializers.CharField()
-    amount = _usd(allow_null=True)
+    amount = usd_field(allow_null=True)
     currency = serializers.CharField()
     credits = Credits(allow_null=True)
     status = serializers.CharField()
@@ -228,171 +224,153 @@ class HistoryEventSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-# --- dashboards ----------------------------------------------------------------------------
+# --- OpenAPI -------------------------------------------------------------------------------
+
+_USAGE_EXAMPLE = {
+    "org_id": "org_abc123",
+    "period": {"start": "2025-01-01T00:00:00Z", "end": "2025-01-31T00:00:00Z"},
+    "user_id": None,
+    "model": None,
+    "granularity": "day",
+    "total_credits_used": 152.5,
+    "total_requests": 42,
+    "total_input_tokens": 120000,
+    "total_output_tokens": 38000,
+    "user_count": 2,
+    "model_count": 1,
+    "by_model": [
+        {
+            "model": "gpt-4o",
+            "requests": 42,
+            "input_tokens": 120000,
+            "output_tokens": 38000,
+            "credits_used": 152.5,
+        }
+    ],
+    "by_user": [
+        {
+            "user_id": "alice",
+            "requests": 30,
+            "input_tokens": 90000,
+            "output_tokens": 30000,
+            "credits_used": 120.0,
+        },
+        {
+            "user_id": "bob",
+            "requests": 12,
+            "input_tokens": 30000,
+            "output_tokens": 8000,
+            "credits_used": 32.5,
+        },
+    ],
+    "series": [
+        {
+            "period_start": "2025-01-14",
+            "requests": 42,
+            "input_tokens": 120000,
+            "output_tokens": 38000,
+            "credits_used": 152.5,
+        }
+    ],
+}
+
+ORG_USAGE_SCHEMA = extend_schema(
+    operation_id="credits_usage",
+    tags=["credits"],
+    summary="Usage statistics of an organization",
+    description="Admins and system admins see the whole organization (optionally one `user_id`); "
+    "members see only their own usage. The period defaults to the last 30 days.",
+    parameters=[ORG_ID_PARAM, UsageQuerySerializer],
+    responses={200: UsageSummarySerializer, **error_responses(400, 401, 404, 429)},
+    examples=[example("usage", _USAGE_EXAMPLE)],
+)
+
+_FORMAT_PARAM = OpenApiParameter(
+    "format",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    enum=["json", "csv"],
+    description="`csv` exports every row (like `Accept: text/csv`); JSON is paginated.",
+)
 
 
-class OrgBalanceSerializer(serializers.Serializer):
-    org_id = serializers.CharField()
-    org_name = serializers.CharField()
-    org_is_active = serializers.BooleanField()
-    role = serializers.CharField(help_text="`admin` or `member`")
-    is_default = serializers.BooleanField()
-    allocated_credits = Credits()
-    used_credits = Credits()
-    reserved_credits = Credits(help_text="held by calls in flight")
-    remaining_credits = Credits(help_text="allocated - used - reserved")
-    allocation_expires_at = serializers.DateTimeField(allow_null=True)
-    allocation_expired = serializers.BooleanField()
+def _usage_series_schema(group_by: GroupBy, page: type[serializers.Serializer]) -> Any:
+    """The schema of a usage series endpoint: paginated JSON, or every row as CSV."""
+    key = "user_id" if group_by == "user" else "model"
+    value = "alice" if group_by == "user" else "gpt-4o"
+    row = {"period_start": "2025-01-13", key: value, "requests": 12}
+    row |= {"input_tokens": 30000, "output_tokens": 8000, "credits_used": 32.5}
+    csv_text = (
+        f"period_start,{key},requests,input_tokens,output_tokens,credits_used\r\n"
+        f"2025-01-13,{value},12,30000,8000,32.500\r\n"
+    )
+    return extend_schema(
+        operation_id=f"usage_by_{group_by}",
+        tags=["usage"],
+        summary=f"Usage time series by {group_by}",
+        description=f"One row per time bucket and {group_by}, oldest first. Members see only their own "
+        "usage. `Accept: text/csv` or `?format=csv` downloads every row as CSV (credits with 3 "
+        f"decimals; at most {CSV_EXPORT_MAX_ROWS} rows).",
+        parameters=[ORG_ID_PARAM, UsageSeriesQuerySerializer, _FORMAT_PARAM],
+        responses={
+            (200, "application/json"): page,
+            (200, "text/csv"): OpenApiTypes.STR,
+            # Errors are JSON whatever was asked for.
+            **{
+                (status, "application/json"): error
+                for status, error in error_responses(400, 401, 404, 429).items()
+            },
+        },
+        examples=[
+            example(
+                f"usage by {group_by}",
+                {
+                    "count": 1,
+                    "next": None,
+                    "previous": None,
+                    "granularity": "week",
+                    "period": {"start": "2025-01-01T00:00:00Z", "end": "2025-02-01T00:00:00Z"},
+                    "results": [row],
+                },
+            ),
+            OpenApiExample(
+                f"usage by {group_by} (CSV)",
+                value=csv_text,
+                response_only=True,
+                status_codes=["200"],
+                media_type="text/csv",
+            ),
+        ],
+    )
 
 
-class IndividualBalanceSerializer(serializers.Serializer):
-    total = Credits()
-    used = Credits()
-    reserved = Credits()
-    remaining = Credits()
+USAGE_BY_USER_SCHEMA = _usage_series_schema("user", UserSeriesPageSerializer)
+USAGE_BY_MODEL_SCHEMA = _usage_series_schema("model", ModelSeriesPageSerializer)
 
-
-class BalanceTotalsSerializer(serializers.Serializer):
-    organizations = serializers.IntegerField()
-    allocated_credits = Credits()
-    used_credits = Credits()
-    reserved_credits = Credits()
-    remaining_credits = Credits(help_text="across the organizations")
-    total_remaining_credits = Credits(help_text="organizations plus individual credits")
-
-
-class UserDashboardSerializer(serializers.Serializer):
-    user_id = serializers.CharField()
-    default_org_id = serializers.CharField(allow_null=True, help_text="the org that pays by default")
-    organizations = OrgBalanceSerializer(many=True)
-    individual_credits = IndividualBalanceSerializer()
-    totals = BalanceTotalsSerializer()
-
-
-class PoolSummarySerializer(serializers.Serializer):
-    total_credits = Credits()
-    allocated_credits = Credits()
-    used_credits = Credits()
-    available_credits = Credits(help_text="total - allocated")
-    percent_allocated = _percent()
-    percent_used = _percent()
-
-
-class MemberBalanceSerializer(serializers.Serializer):
-    user_id = serializers.CharField()
-    email = serializers.CharField()
-    role = serializers.CharField()
-    status = serializers.CharField()
-    joined_at = serializers.DateTimeField()
-    has_allocation = serializers.BooleanField()
-    allocated_credits = Credits()
-    used_credits = Credits()
-    reserved_credits = Credits()
-    remaining_credits = Credits()
-    percent_used = _percent(help_text="used ÷ allocated")
-    allocation_expires_at = serializers.DateTimeField(allow_null=True)
-
-
-class WindowUsageSerializer(serializers.Serializer):
-    credits_used = Credits()
-    requests = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
-    user_count = serializers.IntegerField()
-    model_count = serializers.IntegerField()
-
-
-class DailyUsageSerializer(serializers.Serializer):
-    date = serializers.DateField()
-    requests = serializers.IntegerField()
-    credits_used = Credits()
-
-
-class SubscriptionSummarySerializer(serializers.Serializer):
-    plan_code = serializers.CharField()
-    plan_name = serializers.CharField()
-    status = serializers.CharField()
-    monthly_price = _usd()
-    currency = serializers.CharField()
-    current_period_start = serializers.DateTimeField(allow_null=True)
-    current_period_end = serializers.DateTimeField(allow_null=True)
-    canceled_at = serializers.DateTimeField(allow_null=True)
-
-
-class OrgDashboardSerializer(serializers.Serializer):
-    org_id = serializers.CharField()
-    org_name = serializers.CharField()
-    is_active = serializers.BooleanField()
-    period = serializers.SerializerMethodField()
-    pool = PoolSummarySerializer()
-    member_count = serializers.IntegerField(help_text="all members; `members` lists the first 100")
-    members = MemberBalanceSerializer(many=True)
-    usage = WindowUsageSerializer(help_text="the last 30 days")
-    top_users = UserUsageSerializer(many=True, help_text="top 10 over the last 30 days")
-    usage_by_model = ModelUsageSerializer(many=True, help_text="top 20 over the last 30 days")
-    daily_usage = DailyUsageSerializer(many=True, help_text="every UTC day of the last 30, zeros included")
-    recent_history = HistoryEventSerializer(many=True, help_text="the last 10 billing events")
-    subscription = SubscriptionSummarySerializer(allow_null=True)
-
-    @extend_schema_field(PeriodSerializer)
-    def get_period(self, dashboard: Any) -> dict[str, Any]:
-        return PeriodSerializer({"start": dashboard.period_start, "end": dashboard.period_end}).data
-
-
-class SystemTotalsSerializer(serializers.Serializer):
-    organizations = serializers.IntegerField()
-    active_organizations = serializers.IntegerField()
-    active_members = serializers.IntegerField()
-    pool_total_credits = Credits()
-    pool_allocated_credits = Credits()
-    pool_used_credits = Credits()
-    pool_available_credits = Credits()
-    credits_used_last_30_days = Credits()
-    requests_last_30_days = serializers.IntegerField()
-
-
-class OrgUsageRankSerializer(serializers.Serializer):
-    org_id = serializers.CharField()
-    org_name = serializers.CharField()
-    credits_used = Credits()
-    requests = serializers.IntegerField()
-
-
-class RevenueLineSerializer(serializers.Serializer):
-    event_type = serializers.CharField()
-    currency = serializers.CharField()
-    count = serializers.IntegerField()
-    amount = _usd(help_text="sum of the events' amounts")
-    credits = Credits()
-
-
-class RevenueSerializer(serializers.Serializer):
-    currency = serializers.CharField()
-    total_last_30_days = _usd(help_text="credit purchases + payments - refunds")
-    total_all_time = _usd(help_text="credit purchases + payments - refunds")
-    last_30_days = RevenueLineSerializer(many=True)
-    all_time = RevenueLineSerializer(many=True)
-
-
-class NearExhaustionSerializer(serializers.Serializer):
-    org_id = serializers.CharField()
-    org_name = serializers.CharField()
-    total_credits = Credits()
-    allocated_credits = Credits()
-    available_credits = Credits()
-    percent_available = _percent()
-    pool_nearly_allocated = serializers.BooleanField(help_text="less than 10% of the pool unallocated")
-    allocations_near_exhaustion = serializers.IntegerField(help_text="active allocations ≥ 90% used")
-
-
-class SystemDashboardSerializer(serializers.Serializer):
-    period = serializers.SerializerMethodField()
-    totals = SystemTotalsSerializer()
-    top_orgs = OrgUsageRankSerializer(many=True, help_text="top 10 by credits used over the last 30 days")
-    revenue = RevenueSerializer()
-    near_exhaustion_count = serializers.IntegerField()
-    orgs_near_exhaustion = NearExhaustionSerializer(many=True, help_text="the 50 closest to running out")
-
-    @extend_schema_field(PeriodSerializer)
-    def get_period(self, dashboard: Any) -> dict[str, Any]:
-        return PeriodSerializer({"start": dashboard.period_start, "end": dashboard.period_end}).data
+BILLING_HISTORY_SCHEMA = extend_schema(
+    operation_id="billing_history",
+    tags=["history"],
+    summary="Billing history of an organization",
+    description="Invoices, payments, credit purchases and grants, refunds and subscription "
+    "changes, newest first. Org admins and system admins.",
+    parameters=[ORG_ID_PARAM],
+    responses={200: HistoryEventSerializer(many=True), **error_responses(400, 401, 403, 404, 429)},
+    # (the example is one event: the schema wraps it in the paginated list)
+    examples=[
+        example(
+            "history",
+            {
+                "id": 7,
+                "event_type": "credit_purchase",
+                "external_id": "credits-2f1c9a",
+                "amount": 50.0,
+                "currency": "USD",
+                "credits": 5000.0,
+                "status": "completed",
+                "description": "Credits added to the pool",
+                "occurred_at": "2025-01-14T10:00:00Z",
+                "created_at": "2025-01-14T10:00:00Z",
+            },
+        )
+    ],
+)
