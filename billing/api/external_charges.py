@@ -14,7 +14,7 @@ from billing.ledger.charges import MAX_TOKENS
 from billing.models import ServiceType
 from billing.services.external_charges import charge_external_usage
 from organizations.api.common import caller
-from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
+from organizations.auth.api_key_auth import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey
 from orgbilling.api.fields import CreditAmountField, CreditsReadField, StrictCharField, StrictSerializer
 from orgbilling.api.schema import error_responses, example
