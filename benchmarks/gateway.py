@@ -176,9 +176,8 @@ def seed(run_tag: str, *, users: int, orgs: int) -> list[str]:
 
     from billing.models import ModelPrice
     from billing.services import add_credits_to_pool, allocate_credits_to_user
-    from organizations.api_keys import create_api_key
     from organizations.models import User
-    from organizations.services import add_member, create_organization
+    from organizations.services import add_member, create_api_key, create_organization
 
     ModelPrice.objects.update_or_create(
         model=MODEL,

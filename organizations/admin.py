@@ -13,13 +13,14 @@ from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.text import slugify
 
-from organizations.api_keys import revoke_api_key
 from organizations.models import ApiKey, Organization, OrganizationMember, User
 from organizations.services import (
     add_member,
     create_organization,
+    revoke_api_key,
     set_organization_active,
     update_member,
+    update_organization,
 )
 from orgbilling.admin import ReadOnlyAdmin, credits_display
 from orgbilling.errors import ApplicationError
@@ -236,10 +237,13 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Organization, form: Any, change: bool) -> None:
         if change:
-            fields = [name for name in form.changed_data if name != "is_active"]
-            if fields:
-                obj.save(update_fields=[*fields, "updated_at"])
-            if "is_active" in form.changed_data:
+            changed = form.changed_data
+            update_organization(
+                org_id=obj.id,
+                org_name=obj.org_name if "org_name" in changed else None,
+                billing_email=obj.billing_email if "billing_email" in changed else None,
+            )
+            if "is_active" in changed:
                 set_organization_active(
                     org_id=obj.id, is_active=obj.is_active, actor=_actor(request), actor_label="admin"
                 )

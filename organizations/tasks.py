@@ -5,7 +5,7 @@ from typing import Any
 from celery import shared_task
 from django.conf import settings
 
-from organizations import invitations
+from organizations import services
 from orgbilling.tasks import retry_policy
 
 
@@ -17,7 +17,5 @@ from orgbilling.tasks import retry_policy
 def prune_expired_invitations() -> dict[str, Any]:
     """Daily: forget invitations expired more than ORG_INVITATION_RETENTION_DAYS ago."""
     return {
-        "pruned": invitations.prune_expired_invitations(
-            older_than_days=settings.ORG_INVITATION_RETENTION_DAYS
-        )
+        "pruned": services.prune_expired_invitations(older_than_days=settings.ORG_INVITATION_RETENTION_DAYS)
     }

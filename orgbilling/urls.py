@@ -21,7 +21,7 @@ urlpatterns = [
     path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/v1/", include("organizations.api.urls")),
+    path("api/v1/", include("organizations.urls")),
     # /api/v1/org-billing/, /api/v1/llm/ and /api/v1/webhooks/: every billing route is in billing/urls.py.
     path("", include("billing.urls")),
 ]

@@ -11,7 +11,7 @@ from billing.api.common import valid_input
 from billing.api.serializers.external_charges import CHARGE_CREATE_SCHEMA, ChargeInput, ChargeResultSerializer
 from billing.services.external_charges import charge_external_usage
 from organizations.api.common import caller
-from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
+from organizations.auth.api_key_auth import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey
 
 

@@ -44,7 +44,7 @@ from billing.services import (
     resolve_billing_context,
     settle_reservation,
 )
-from organizations.auth.api_keys import ApiKeyScopePermission, request_api_key
+from organizations.auth.api_key_auth import ApiKeyScopePermission, request_api_key
 from organizations.models import ApiKey, Organization, User
 from orgbilling.observability.charges import charge_refused
 from orgbilling.observability.request_id import request_id_of

@@ -1,5 +1,5 @@
 """Reads behind the identity and membership API: the caller's profile and memberships, an
-org's members, and finding the user a request names."""
+org's members and invitations. Finding the user a request names is ``organizations.selectors``."""
 
 from dataclasses import dataclass
 
@@ -7,10 +7,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from organizations.credits import member_credits
-from organizations.errors import AmbiguousEmail, UserNotFound
-from organizations.invitations import Invitation, from_email_invitation, from_membership
 from organizations.models import EmailInvitation, OrganizationMember, User
 from organizations.permissions import api_key_scope_org_id
+from organizations.services.invitations import Invitation, from_email_invitation, from_membership
 from orgbilling.errors import ApplicationError
 
 
@@ -112,14 +111,3 @@ def my_invitations(*, user: User) -> list[OrganizationMember]:
     if scope is not None:
         rows = rows.filter(org_id=scope)
     return list(rows.order_by("-invited_at", "-id"))
-
-
-def user_by_email(email: str) -> User:
-    """The one user with this email (case-insensitive); 404 if none, 400 if several. Only for
-    system admins' direct adds: it tells whether an address has an account."""
-    users = list(User.objects.filter(email__iexact=email).order_by("pk")[:2])
-    if not users:
-        raise UserNotFound(details={"email": email})
-    if len(users) > 1:
-        raise AmbiguousEmail(details={"email": email})
-    return users[0]

@@ -4,7 +4,7 @@ A JWT is verified locally (``organizations.auth.oidc.verify_provider_jwt``: RS25
 provider's JWKS with key rotation, ``iss`` = ``OIDC_ISSUER``, ``aud`` containing
 ``OIDC_AUDIENCE``, ``exp``/``nbf`` with leeway); an opaque token is checked at the provider's
 userinfo endpoint. Either way the claims map to the same ``User`` as the browser sign-in
-(``organizations.identity``). ``obk_`` tokens are API keys: left to ``ApiKeyAuthentication``.
+(``organizations.services.identity``). ``obk_`` tokens are API keys: left to ``ApiKeyAuthentication``.
 Every refusal is a 401 in the error shape; bearer callers carry no cookie, so no CSRF check.
 """
 
@@ -17,10 +17,10 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
 
-from organizations.api_keys import KEY_PREFIX as API_KEY_PREFIX
 from organizations.auth.oidc import ProviderTokenError, client_ip, userinfo_claims, verify_provider_jwt
-from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
+from organizations.services import KEY_PREFIX as API_KEY_PREFIX
+from organizations.services import InvalidClaims, sync_user_from_claims
 
 MAX_TOKEN_LENGTH = 16 * 1024
 # Payload `typ` values of tokens that are not access tokens (Keycloak: "ID", "Refresh", "Logout").

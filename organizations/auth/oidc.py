@@ -29,9 +29,9 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 from rest_framework.request import Request
 
-from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
 from organizations.permissions import acts_as_system_admin
+from organizations.services import InvalidClaims, sync_user_from_claims
 from orgbilling.cache import optional_get, optional_set
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,7 @@ CHECKED_AT_SESSION_KEY = "oidc_checked_at"
 class KeycloakOIDCBackend(OIDCAuthenticationBackend):
     """Authorization-code sign-in. The ID token is verified by ``verify_provider_jwt`` (issuer,
     audience = our client id, nonce); the user is ``sub``, created and updated from the ID
-    token's and the userinfo endpoint's claims by ``organizations.identity``. The refresh token
+    token's and the userinfo endpoint's claims by ``organizations.services.identity``. The refresh token
     is kept in the session for the periodic re-check (organizations/auth/sessions.py). Inert
     (None) while OIDC is not configured."""
 

@@ -2,7 +2,7 @@
 
 An SSO session keeps the refresh token Keycloak issued at sign-in (server-side, in the session
 store). Every ``OIDC_SESSION_RECHECK_SECONDS`` a request on that session redeems it at the token
-endpoint and re-syncs the user from the fresh claims (``organizations.identity``), so a removed
+endpoint and re-syncs the user from the fresh claims (``organizations.services.identity``), so a removed
 admin role is gone within the interval. A refused refresh (user disabled, session revoked) ends
 the session at that request; the request then goes on signed out (the API answers 401 in the
 error shape, the admin redirects to its login). Keycloak unreachable: the session keeps working
@@ -40,9 +40,9 @@ from organizations.auth.oidc import (
     client_ip,
     verify_provider_jwt,
 )
-from organizations.identity import InvalidClaims, sync_user_from_claims
 from organizations.models import User
 from organizations.permissions import acts_as_system_admin
+from organizations.services import InvalidClaims, sync_user_from_claims
 from orgbilling.audit import record_audit_event
 from orgbilling.middleware import DualModeMiddleware
 

@@ -124,14 +124,14 @@ CACHES = {"default": _cache()}
 REST_FRAMEWORK = {
     # API keys (obk_…) first, then Keycloak bearer tokens, then the browser session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "organizations.auth.api_keys.ApiKeyAuthentication",
+        "organizations.auth.api_key_auth.ApiKeyAuthentication",
         "organizations.auth.bearer.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     # Signed in, and (for API-key callers) within the key's scopes.
     "DEFAULT_PERMISSION_CLASSES": [
         "rest_framework.permissions.IsAuthenticated",
-        "organizations.auth.api_keys.ApiKeyScopePermission",
+        "organizations.auth.api_key_auth.ApiKeyScopePermission",
     ],
     "DEFAULT_PARSER_CLASSES": ["orgbilling.api.parsers.DecimalJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

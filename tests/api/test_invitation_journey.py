@@ -15,8 +15,7 @@ import pytest
 
 from billing.models import IndividualCreditBalance, ModelPrice
 from billing.services import add_credits_to_pool, add_individual_credits
-from organizations.api_keys import create_api_key
-from organizations.services import create_organization
+from organizations.services import create_api_key, create_organization
 from tests.factories import UserFactory
 from tests.fake_upstream import running_upstream
 from tests.helpers import mc

@@ -131,7 +131,7 @@ def test_the_gateways_reads_and_holds_agree_with_and_without_prepared_statements
 
     from billing.pricing import ensure_model_price, price_for
     from billing.services import resolve_billing_context
-    from organizations.api_keys import authenticate_api_key, create_api_key
+    from organizations.services import authenticate_api_key, create_api_key
 
     settings.LEDGER_PREPARED_STATEMENTS = prepared
     org, user, allocation = make_funded_member(pool=100, allocation=10)
@@ -160,7 +160,7 @@ def test_a_connection_the_server_dropped_is_replaced_not_failed_forever(make_fun
     import psycopg
     from django.db import OperationalError, close_old_connections, connection
 
-    from organizations.api_keys import authenticate_api_key, create_api_key
+    from organizations.services import authenticate_api_key, create_api_key
 
     _, user, _ = make_funded_member()
     raw_key = create_api_key(user=user, name="k")[1]

@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from billing.management.commands.prepare_loadtest import KEY_NAME, MODEL, loadtest_layout
 from billing.models import ModelPrice, OrganizationCreditPool, UserCreditAllocation
 from billing.selectors.reconciliation import find_all_drifts
-from organizations.api_keys import authenticate_api_key
 from organizations.models import ApiKey, OrganizationMember
+from organizations.services import authenticate_api_key
 from tests.helpers import mc, snapshot_balances
 
 pytestmark = pytest.mark.django_db

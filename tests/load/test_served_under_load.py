@@ -25,9 +25,8 @@ import pytest
 
 from billing.models import CreditReservation, CreditUsageAttribution, ModelPrice, UserCreditAllocation
 from billing.selectors.reconciliation import find_all_drifts
-from organizations.api_keys import create_api_key
 from organizations.models import Organization, User
-from organizations.services import add_member
+from organizations.services import add_member, create_api_key
 from tests.factories import OrganizationFactory, UserFactory
 from tests.fake_upstream import FakeUpstream, running_upstream
 from tests.helpers import mc

@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from billing.models import AuditEvent
-from organizations.api_keys import create_api_key
-from organizations.services import add_member
+from organizations.services import add_member, create_api_key
 from orgbilling.observability.request_id import current_request_id
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import mc

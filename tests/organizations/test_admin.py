@@ -5,9 +5,8 @@ import pytest
 from django.contrib.messages import get_messages
 
 from billing.models import AuditEvent
-from organizations.invitations import invite_member
 from organizations.models import Organization, OrganizationMember
-from organizations.services import add_member, create_organization
+from organizations.services import add_member, create_organization, invite_member
 from tests.billing.test_admin import change_url, inline_form_data
 from tests.factories import UserFactory
 

@@ -17,15 +17,10 @@ from rest_framework.test import APIClient, APIRequestFactory
 from billing.errors import OrganizationNotFound
 from billing.models import AuditEvent
 from billing.services.subscriptions import create_subscription
-from organizations.api_keys import (
-    ApiKeyNotFound,
-    authenticate_api_key,
-    create_api_key,
-    revoke_api_key,
-)
-from organizations.auth.api_keys import ApiKeyAuthentication
+from organizations.auth.api_key_auth import ApiKeyAuthentication
+from organizations.errors import ApiKeyNotFound
 from organizations.models import ApiKey, OrganizationMember
-from organizations.services import add_member
+from organizations.services import add_member, authenticate_api_key, create_api_key, revoke_api_key
 from orgbilling.errors import ValidationFailed
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import assert_error, snapshot_balances

@@ -3,9 +3,8 @@
 import pytest
 
 from organizations.errors import InvitationNotFound
-from organizations.invitations import accept_invitation, invite_member, revoke_invitation
 from organizations.models import EmailInvitation, OrganizationMember
-from organizations.services import create_organization
+from organizations.services import accept_invitation, create_organization, invite_member, revoke_invitation
 from tests.concurrency import run_concurrently
 from tests.factories import UserFactory
 

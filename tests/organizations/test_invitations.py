@@ -1,4 +1,4 @@
-"""Invitations: adding a member asks for their consent (organizations/invitations.py and the
+"""Invitations: adding a member asks for their consent (organizations/services/invitations.py and the
 ``/members``, ``/invitations``, ``/me/invitations`` and ``/me/organizations/{id}/leave`` API)."""
 
 from datetime import timedelta
@@ -17,9 +17,8 @@ from billing.services import (
     reserve_credits,
     resolve_billing_context,
 )
-from organizations.api_keys import create_api_key
 from organizations.models import EmailInvitation, OrganizationMember
-from organizations.services import add_member, create_organization
+from organizations.services import add_member, create_api_key, create_organization
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import assert_error, mc
 from tests.oidc_provider import new_sub

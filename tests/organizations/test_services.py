@@ -20,14 +20,17 @@ from billing.services import (
 from organizations.errors import AlreadyMember, LastAdmin, MemberNotFound
 from organizations.models import Organization, OrganizationMember
 from organizations.services import (
+    Invitation,
     add_member,
     change_member_role,
+    invite_or_add_member,
     remove_member,
     set_default_organization,
     set_member_status,
     update_member,
+    update_organization,
 )
-from orgbilling.errors import Conflict, ValidationFailed
+from orgbilling.errors import Conflict, Forbidden, ValidationFailed
 from tests.concurrency import run_concurrently
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import mc, snapshot_balances
@@ -457,3 +460,70 @@ def test_org_ids_that_would_shadow_api_routes_are_reserved(org_id):
 
     with pytest.raises(ValidationFailed):
         create_organization(org_id=org_id, org_name="x", created_by=None)
+
+
+# update_organization ---------------------------------------------------------------------------
+
+
+@db
+def test_renaming_an_organization_changes_its_name_and_billing_address_only():
+    org, _ = _org_with_admin()
+    slug = org.slug
+
+    update_organization(org_id=org.id, org_name="Renamed", billing_email="billing@example.com")
+
+    saved = Organization.objects.get(pk=org.pk)
+    assert (saved.org_name, saved.billing_email, saved.slug, saved.is_active) == (
+        "Renamed",
+        "billing@example.com",
+        slug,
+        True,
+    )
+    assert update_organization(org_id=org.id).org_name == "Renamed"  # nothing given: nothing changes
+
+
+@db
+def test_an_organization_cannot_be_renamed_to_a_blank_name_or_found_when_unknown():
+    org, _ = _org_with_admin()
+
+    with pytest.raises(ValidationFailed):
+        update_organization(org_id=org.id, org_name="  ", billing_email="new@example.com")
+    with pytest.raises(OrganizationNotFound):
+        update_organization(org_id="no-such-org", org_name="Renamed")
+
+    assert Organization.objects.get(pk=org.pk).billing_email == org.billing_email
+
+
+# invite_or_add_member (the members API's "add") ---------------------------------------------------
+
+
+@db
+def test_only_a_system_admin_may_add_a_member_directly_and_anyone_else_is_refused_before_any_lookup():
+    org, admin = _org_with_admin()
+    invitee = UserFactory()
+
+    with pytest.raises(Forbidden):
+        invite_or_add_member(org_id=org.id, actor=admin, role="member", user_id="nobody", status="active")
+    assert not OrganizationMember.objects.filter(org=org, user=invitee).exists()
+
+    ops = UserFactory(is_staff=True)
+    member = invite_or_add_member(
+        org_id=org.id, actor=ops, role="admin", email=invitee.email.upper(), status="active"
+    )
+
+    assert isinstance(member, OrganizationMember)
+    assert (member.user, member.role, member.status) == (invitee, "admin", "active")
+    event = AuditEvent.objects.get(org_id=org.id, action="member.added", target_id=invitee.username)
+    assert (event.actor, event.actor_label) == (ops, "direct-add")
+
+
+@db
+def test_an_org_admins_add_is_an_invitation_that_grants_nothing_yet():
+    org, admin = _org_with_admin()
+    invitee = UserFactory()
+
+    invitation = invite_or_add_member(org_id=org.id, actor=admin, role="member", user_id=invitee.username)
+
+    assert isinstance(invitation, Invitation)
+    assert (invitation.user_id, invitation.email) == (invitee.username, None)
+    assert _membership(org, invitee).status == OrganizationMember.Status.INVITED

@@ -25,9 +25,8 @@ from billing.money import credits_to_millicredits, millicredits_to_credits
 from billing.pricing import ensure_model_price
 from billing.services import add_credits_to_pool, allocate_credits_to_user
 from billing.services.subscriptions import LIVE, create_subscription
-from organizations.api_keys import create_api_key, revoke_api_key
 from organizations.models import ApiKey, OrganizationMember, User
-from organizations.services import add_member, ensure_user
+from organizations.services import add_member, create_api_key, ensure_user, revoke_api_key
 from orgbilling.settings.env import BASE_DIR
 
 LABEL = "command:prepare_loadtest"

@@ -14,9 +14,14 @@ from billing.money import credits_to_millicredits
 from billing.pricing import ensure_model_price
 from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
 from billing.services.subscriptions import create_subscription
-from organizations.invitations import accept_invitation, invite_member
 from organizations.models import Organization, OrganizationMember, User
-from organizations.services import create_organization, ensure_user, set_default_organization
+from organizations.services import (
+    accept_invitation,
+    create_organization,
+    ensure_user,
+    invite_member,
+    set_default_organization,
+)
 
 LABEL = "command:seed_demo"
 DEMO_PRICES = [

@@ -13,8 +13,8 @@ import pytest
 from openai import OpenAI
 
 from billing.models import ModelPrice
-from organizations.api_keys import create_api_key
 from organizations.models import User
+from organizations.services import create_api_key
 from tests.fake_upstream import FakeUpstream, running_upstream
 from tests.served import served_in_thread
 

@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from billing.gateway.asgi import GatewayASGIHandler
-from organizations.api_keys import create_api_key
+from organizations.services import create_api_key
 
 
 def test_gateway_responses_carry_the_security_headers_but_not_the_sites_chain(gateway, make_funded_member):

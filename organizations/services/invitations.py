@@ -19,8 +19,11 @@ from django.utils import timezone
 
 from organizations.errors import AlreadyMember, InvitationExpired, InvitationNotFound, OrganizationNotFound
 from organizations.models import EmailInvitation, Organization, OrganizationMember, User
+from organizations.permissions import acts_as_system_admin
+from organizations.selectors import user_by_email, user_by_id
+from organizations.services.memberships import add_member
 from orgbilling.audit import record_audit_event
-from orgbilling.errors import ValidationFailed
+from orgbilling.errors import Forbidden, ValidationFailed
 from orgbilling.mail import queue_email
 
 logger = logging.getLogger(__name__)
@@ -133,6 +136,37 @@ def invite_member(
             if attempt:
                 raise
     raise AssertionError("unreachable")
+
+
+def invite_or_add_member(
+    *,
+    org_id: str,
+    actor: User,
+    role: str,
+    user_id: str | None = None,
+    email: str | None = None,
+    status: str = INVITED,
+) -> Invitation | OrganizationMember:
+    """What an org admin's "add a member" does: invite the user named by ``user_id`` or the
+    ``email`` address (an ``Invitation``), or — ``status`` ``active``, system admins only — add
+    an existing user directly, without asking them (their ``OrganizationMember``; audited as a
+    ``direct-add``). Anyone else asking for a direct add → 403 before any user is looked up.
+    Callers check that ``actor`` administers ``org_id``."""
+    if status == OrganizationMember.Status.ACTIVE:
+        if not acts_as_system_admin(actor):
+            raise Forbidden(
+                "Only system admins may add an active member directly; invite the user instead.",
+                details={"org_id": org_id},
+            )
+        user = user_by_id(user_id) if user_id is not None else user_by_email(email or "")
+        return add_member(org_id=org_id, user=user, role=role, actor=actor, actor_label="direct-add")
+    return invite_member(
+        org_id=org_id,
+        user=user_by_id(user_id) if user_id is not None else None,
+        email=email,
+        role=role,
+        actor=actor,
+    )
 
 
 def _sole_account(address: str) -> User | None:

@@ -15,9 +15,9 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
-from organizations.api_keys import KEY_PREFIX, authenticate_api_key
 from organizations.errors import OrganizationNotFound
 from organizations.models import ApiKey, User
+from organizations.services import KEY_PREFIX, authenticate_api_key
 
 API_KEY_HEADER = "HTTP_X_API_KEY"
 

@@ -108,7 +108,7 @@ def add_member(
 
     For callers whose say-so is the user's consent: the identity provider's groups, seeds and
     fixtures, a system admin's explicit direct add (audited). Org admins invite instead
-    (``organizations.invitations.invite_member``). A pending invitation of the user is
+    (``organizations.services.invitations.invite_member``). A pending invitation of the user is
     activated; an active or suspended membership raises ``AlreadyMember``.
     """
     if role not in OrganizationMember.Role.values:
@@ -195,29 +195,6 @@ def set_default_organization(*, user: User, org_id: str) -> OrganizationMember:
             target_id=user.username,
         )
     return member
-
-
-def ensure_user(*, username: str, email: str = "", first_name: str = "", last_name: str = "") -> User:
-    """Get or create a user by ``username`` (the OIDC ``sub``); fills empty profile fields."""
-    user, created = User.objects.get_or_create(
-        username=username, defaults={"email": email, "first_name": first_name, "last_name": last_name}
-    )
-    if created:
-        user.set_unusable_password()
-        user.save(update_fields=["password"])
-    return user
-
-
-def ensure_dev_superuser(*, username: str, password: str) -> User:
-    """The local development admin: staff, superuser, with the given password."""
-    with transaction.atomic():
-        user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@localhost"})
-        user.is_staff = True
-        user.is_superuser = True
-        user.is_active = True
-        user.set_password(password)
-        user.save()
-    return user
 
 
 # Membership changes -------------------------------------------------------------------------
@@ -411,6 +388,26 @@ def leave_organization(*, user: User, org_id: str) -> MemberRemoval:
     ):
         raise OrganizationNotFound(details={"org_id": org_id})
     return remove_member(org_id=org_id, user=user, actor=user, audit_action="member.left")
+
+
+def update_organization(
+    *, org_id: str, org_name: str | None = None, billing_email: str | None = None
+) -> Organization:
+    """Rename an organization or change its billing address (None leaves a field as it is).
+    Its id and slug never change; (de)activating it is ``set_organization_active``."""
+    if org_name is not None and not org_name.strip():
+        raise ValidationFailed("An organization needs a name.", details={"org_name": org_name})
+    changes = {"org_name": org_name, "billing_email": billing_email}
+    fields = [name for name, value in changes.items() if value is not None]
+    with transaction.atomic():
+        org = Organization.objects.select_for_update().filter(pk=org_id).first()
+        if org is None:
+            raise OrganizationNotFound(details={"org_id": org_id})
+        if fields:
+            for name in fields:
+                setattr(org, name, changes[name])
+            org.save(update_fields=[*fields, "updated_at"])
+    return org
 
 
 def set_organization_active(

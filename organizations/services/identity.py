@@ -1,5 +1,7 @@
-"""Users from identity-provider claims (Keycloak): created on first sight, profile and the
-system-admin flag kept in step with the claims, optional org memberships from groups.
+"""Writes to users. From identity-provider claims (Keycloak): created on first sight, profile
+and the system-admin flag kept in step with the claims, optional org memberships from groups;
+and, for seeds, load tests and local development, users named directly (``ensure_user``,
+``ensure_dev_superuser``).
 
 Both the browser sign-in and bearer tokens go through ``sync_user_from_claims``, so one person
 is one ``User`` whichever way they arrive. ``username`` is the token's ``sub``.
@@ -13,9 +15,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from organizations.invitations import claim_email_invitations
 from organizations.models import Organization, OrganizationMember, User
-from organizations.services import add_member, change_member_role
+from organizations.services.invitations import claim_email_invitations
+from organizations.services.memberships import add_member, change_member_role
 from orgbilling.audit import record_audit_event
 from orgbilling.errors import ApplicationError
 
@@ -204,3 +206,29 @@ def _sync_org_memberships(user: User, org_roles: dict[str, str]) -> None:
                 change_member_role(org_id=org_id, user=user, role=role, actor_label=GROUPS_SYNC_LABEL)
         except ApplicationError as error:
             logger.warning("groups sync for %s in %s refused: %s", user.username, org_id, error.code)
+
+
+# Users named directly ----------------------------------------------------------------------
+
+
+def ensure_user(*, username: str, email: str = "", first_name: str = "", last_name: str = "") -> User:
+    """Get or create a user by ``username`` (the OIDC ``sub``); fills empty profile fields."""
+    user, created = User.objects.get_or_create(
+        username=username, defaults={"email": email, "first_name": first_name, "last_name": last_name}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save(update_fields=["password"])
+    return user
+
+
+def ensure_dev_superuser(*, username: str, password: str) -> User:
+    """The local development admin: staff, superuser, with the given password."""
+    with transaction.atomic():
+        user, _ = User.objects.get_or_create(username=username, defaults={"email": f"{username}@localhost"})
+        user.is_staff = True
+        user.is_superuser = True
+        user.is_active = True
+        user.set_password(password)
+        user.save()
+    return user

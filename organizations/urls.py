@@ -1,7 +1,10 @@
-"""Identity and membership API routes, mounted at /api/v1/."""
+"""Every organizations route: the identity, membership, invitation and API-key API, mounted at
+/api/v1/ by the root URL configuration. Paths and names are the API contract (tests use
+``reverse()``)."""
 
 from django.urls import path
 
+from organizations.api.api_keys import ApiKeysView, ApiKeyView, OrgApiKeysView, OrgApiKeyView
 from organizations.api.invitations import (
     MeLeaveOrganizationView,
     MyInvitationAcceptView,
@@ -10,7 +13,6 @@ from organizations.api.invitations import (
     OrgInvitationsView,
     OrgInvitationView,
 )
-from organizations.api.keys import ApiKeysView, ApiKeyView, OrgApiKeysView, OrgApiKeyView
 from organizations.api.me import MeDefaultOrgView, MeView
 from organizations.api.members import OrgMembersView, OrgMemberView
 

@@ -1,4 +1,6 @@
-"""API keys: minting (shown once), revoking, and recognising a presented key.
+"""API keys: minting (shown once), revoking, and recognising a presented key (the DRF
+authentication that calls it is ``organizations.auth.api_key_auth``; listing keys is
+``organizations.selectors``).
 
 A key is ``obk_`` followed by 32 bytes from ``secrets`` (43 URL-safe characters). Only its
 SHA-256 is stored. A slow password hash (bcrypt, argon2) is unnecessary here: those exist to
@@ -16,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import cache
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q
 from django.utils import timezone
 
 from organizations.errors import ApiKeyNotFound
@@ -162,33 +164,4 @@ def authenticate_api_key(raw_key: str) -> ApiKey | None:
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale)
         ).update(last_used_at=now)
         key.last_used_at = now
-    return key
-
-
-# Reads ----------------------------------------------------------------------------------------
-
-
-def user_api_keys(*, user: User) -> QuerySet[ApiKey]:
-    """The user's keys, newest first, revoked and expired ones included."""
-    return ApiKey.objects.filter(user=user).select_related("user").order_by("-created_at", "-id")
-
-
-def org_api_keys(*, org_id: str) -> QuerySet[ApiKey]:
-    """Keys scoped to the org, whoever owns them. Callers check access first."""
-    return ApiKey.objects.filter(org_id=org_id).select_related("user").order_by("-created_at", "-id")
-
-
-def own_api_key(*, user: User, key_id: int) -> ApiKey:
-    """One of the user's keys; 404 ``api_key_not_found`` for anybody else's."""
-    key = user_api_keys(user=user).filter(pk=key_id).first()
-    if key is None:
-        raise ApiKeyNotFound(details={"key_id": key_id})
-    return key
-
-
-def org_api_key(*, org_id: str, key_id: int) -> ApiKey:
-    """A key scoped to the org; 404 ``api_key_not_found`` for any other key."""
-    key = org_api_keys(org_id=org_id).filter(pk=key_id).first()
-    if key is None:
-        raise ApiKeyNotFound(details={"key_id": key_id})
     return key
