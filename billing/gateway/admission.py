@@ -81,16 +81,6 @@ def _output_cap(price: PriceSnapshot) -> int:
     return cap
 
 
-def _hold(request: HttpRequest, caller: Caller, **call: Any) -> Admission:
-    return hold_call(
-        user=caller.user,
-        api_key=caller.api_key,
-        requested_org_id=requested_org(request, caller),
-        request_id=request_id_of(request),  # the call's one id: response, logs, audit, ledger rows
-        **call,
-    )
-
-
 def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequest, dict[str, Any]]:
     """Authenticate, price the worst case of a chat completion and hold it. Returns the
     admission, the parsed request and the body to send upstream."""
@@ -105,9 +95,11 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
         MAX_MILLICREDITS,
         price.token_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),
     )
-    admission = _hold(
-        request,
-        caller,
+    admission = hold_call(
+        user=caller.user,
+        api_key=caller.api_key,
+        requested_org_id=requested_org(request, caller),
+        request_id=request_id_of(request),  # the call's one id: response, logs, audit, ledger rows
         model=chat.model,
         price=price,
         worst_case=worst_case,
@@ -126,8 +118,15 @@ def admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRe
     image = image_request(parse_json_object(raw_body))
     price = price_for(image.model, size=image.size, quality=image.quality)
     worst_case = min(MAX_MILLICREDITS, price.image_cost(count=image.count))
-    admission = _hold(
-        request, caller, model=image.model, price=price, worst_case=worst_case, byok=byok,
+    admission = hold_call(
+        user=caller.user,
+        api_key=caller.api_key,
+        requested_org_id=requested_org(request, caller),
+        request_id=request_id_of(request),
+        model=image.model,
+        price=price,
+        worst_case=worst_case,
+        byok=byok,
         service_type=ServiceType.IMAGE,
-    )  # fmt: skip
+    )
     return admission, image
