@@ -201,7 +201,8 @@ def ledger_breakdown(key: str, calls: int = 100) -> dict[str, float]:
     concurrency: admission (authenticate, payer, price, quota, hold) and settlement."""
     from django.test import RequestFactory
 
-    from billing.gateway.admission import admit_chat, settle_call
+    from billing.gateway.admission import admit_chat
+    from billing.services.gateway_calls.holds import settle_call
 
     factory = RequestFactory()
     admit = settle = 0.0

@@ -18,10 +18,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.errors import ReservationNotHeld
-from billing.gateway import spool
 from billing.ledger.reservations import expire_reservations as release_expired_holds
+from billing.payments import webhook_events
 from billing.services import alerts, expiry, reconciliation, rollups
-from billing.webhooks import events as webhook_events
+from billing.services.gateway_calls import spool
 from orgbilling.mail import send_email  # noqa: F401  (the task keeps its name billing.tasks.send_email)
 from orgbilling.tasks import RETRYING
 

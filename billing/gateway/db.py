@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, TypeVar
 from asgiref.sync import sync_to_async
 from django.db import close_old_connections, connection
 
-from billing.gateway.config import setting
+from billing.services.gateway_calls.config import setting
 from orgbilling.db import database_refusal
 
 P = ParamSpec("P")

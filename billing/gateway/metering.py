@@ -5,7 +5,9 @@ Estimates only size the hold and stand in when the upstream reports no usage (a 
 short). They err high: ``ceil(ASCII characters / 4)`` plus one token per other character (CJK
 text runs at a token or more per character), a per-message overhead, and a fixed allowance per
 image in a prompt. A reasoning model's hidden tokens cannot be counted from its text: a stream of
-one that ends without its usage is charged the output bound its hold was sized for.
+one that ends without its usage is charged the output bound its hold was sized for. What such a
+call is charged (``Usage``, ``fallback_usage``) is ``billing/call_usage.py``, which the services
+that charge a lost call share.
 """
 
 import json
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
+from billing.call_usage import Usage, fallback_usage
 from billing.errors import MalformedRequest, UnsupportedParameter
 from billing.ledger.charges import MAX_TOKENS
 from orgbilling.errors import ValidationFailed
@@ -222,15 +225,6 @@ def estimate_output_tokens(*, characters: int, pieces: int) -> int:
     return max(pieces, math.ceil(characters / CHARS_PER_TOKEN))
 
 
-@dataclass(frozen=True)
-class Usage:
-    input_tokens: int
-    output_tokens: int
-    # "upstream": reported by the provider; "estimated": counted by the gateway from the text;
-    # "reasoning_bound": a reasoning model's output charged at the bound its hold was sized for.
-    source: str
-
-
 def reported_usage(payload: Any) -> Usage | None:
     """``usage`` of an OpenAI response or chunk, when it holds sane token counts."""
     usage = payload.get("usage") if isinstance(payload, dict) else None
@@ -300,30 +294,6 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             yield event
     if buffer.strip():
         yield buffer if buffer.endswith(b"\n\n") else buffer.rstrip(b"\n") + b"\n\n"
-
-
-def fallback_usage(
-    *,
-    reported: Usage | None,
-    estimated_input_tokens: int,
-    text_output_tokens: int,
-    output_bound: int,
-    reasoning: bool,
-) -> Usage:
-    """What a call whose final usage never came is charged (docs/decisions.md, "A call whose
-    usage never came"). A reasoning model's output is charged at ``output_bound`` (what its hold
-    was sized for): its hidden tokens are invisible in the text and may be most of the output.
-    Other output is the text counted with ``weighted_characters``. A partial usage the upstream reported
-    (per-chunk usage) is a floor for both."""
-    if reasoning:
-        output, source = max(output_bound, text_output_tokens), "reasoning_bound"
-    else:
-        output, source = text_output_tokens, "estimated"
-    input_tokens = estimated_input_tokens
-    if reported is not None:
-        output = max(output, reported.output_tokens)
-        input_tokens = reported.input_tokens
-    return Usage(min(input_tokens, MAX_TOKENS), min(output, MAX_TOKENS), source)
 
 
 @dataclass

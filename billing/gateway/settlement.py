@@ -1,4 +1,6 @@
-"""Charging a call the upstream answered, whatever the database does at that moment.
+"""Charging a call the upstream answered, whatever the database does at that moment: the
+event-loop side (the backlog of refused settlements); the database units are
+``billing.services.gateway_calls``.
 
 The hold taken before the call went upstream already guarantees the payer can pay; settling
 only needs the database. When it cannot be reached (PostgreSQL restarting, no pooled connection
@@ -9,13 +11,14 @@ away: its settlement joins the process's backlog, which one task retries in orde
 outage a single attempt probes the database, and the backlog drains as soon as it is back.
 
 A retry is safe whatever the failed attempt did: settling a settled reservation at the same cost
-replays the first result, and a hold that expired meanwhile is settled late from the payer's
-free credits (``settle_reservation``). A refused settlement is also written to the spool
-(``billing.gateway.spool``, fsync'ed) before the client is answered, and removed once charged:
-what is still pending when the process dies, or past its retry window, is charged from there by
-the ``settle_spooled_calls`` task. A settled call's open record (``billing.gateway.open_calls``)
-is removed; a refused one's is replaced by its spool entry. docs/decisions.md, "A call answered
-while the database is down" and "A refused settlement is spooled to disk until it is charged".
+replays the first result, and a hold that expired meanwhile is settled late from the payer's free
+credits (``settle_reservation``). A refused settlement is also written to the spool
+(``billing.services.gateway_calls.spool``, fsync'ed) before the client is answered, and removed
+once charged: what is still pending when the process dies, or past its retry window, is charged
+from there by the ``settle_spooled_calls`` task. A settled call's open record
+(``gateway_calls.open_calls``) is removed; a refused one's is replaced by its spool entry.
+docs/decisions.md, "A call answered while the database is down" and "A refused settlement is
+spooled to disk until it is charged".
 """
 
 import asyncio
@@ -28,11 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from billing.gateway import open_calls, spool
-from billing.gateway.admission import Admission, chargeable_cost, settlement_terms
-from billing.gateway.config import setting
 from billing.gateway.db import run_db, spawn
-from billing.services import DeductionResult, settle_reservation
+from billing.services import DeductionResult
+from billing.services.gateway_calls import open_calls, spool
+from billing.services.gateway_calls.config import setting
+from billing.services.gateway_calls.holds import Admission, chargeable_cost, settlement_terms
 from orgbilling.errors import DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -134,23 +137,8 @@ backlog = SettlementBacklog()
 atexit.register(backlog.log_abandoned)
 
 
-def _settle_terms(terms: dict[str, Any]) -> DeductionResult:
-    result = settle_reservation(**terms)
-    open_calls.close_call(terms["reservation_id"])  # charged: nothing left for the task to guess
-    return result
-
-
-def _spool_refused(terms: dict[str, Any]) -> Path | None:
-    """The refused settlement's durable entry takes over from the call's open record (kept when
-    the disk refused the entry: the record's estimate is then the call's only trace)."""
-    spooled = spool.write_entry(terms)
-    if spooled is not None:
-        open_calls.close_call(terms["reservation_id"])
-    return spooled
-
-
 async def _settle_now(terms: dict[str, Any]) -> DeductionResult:
-    return await run_db(_settle_terms, terms)
+    return await run_db(open_calls.settle_open_call, terms)  # charged: its open record goes
 
 
 async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pending | None:
@@ -171,7 +159,7 @@ async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pend
                        "the background", admission.request_id, refusal.code)  # fmt: skip
         # Before the client is answered ("pending" only once the charge is durable), off the
         # loop: only a refused settlement pays for the fsync.
-        spooled = await asyncio.to_thread(_spool_refused, terms)
+        spooled = await asyncio.to_thread(spool.spool_refused, terms)
         backlog.add(admission, terms, spooled=spooled)
         return Pending(cost=chargeable_cost(admission, charge.cost))
     except Exception:

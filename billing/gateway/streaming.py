@@ -1,20 +1,20 @@
 """Relaying a streamed completion (SSE) while metering it.
 
 A pump task reads the upstream's events and queues them for the client as they arrive; the
-response's generator only relays the queue. The pump owns the money: when the upstream ends
-(or fails) it closes the upstream and settles, from the upstream's usage chunk when it came,
-else from ``StreamMeter.usage_or_estimate`` (the counted text, or a reasoning model's output
-bound), and releases the rest of the hold. A stream that produced nothing is released. When
-the client goes away (Django cancels the response) the pump stops relaying but keeps reading
-the upstream, for at most ``LLM_DISCONNECT_DRAIN_SECONDS`` and never past the call's own limit,
-so the call is settled with the upstream's usage (hidden reasoning tokens included) rather than
-an estimate. Because the pump is not the request's task, a disconnect cannot skip the
-settlement. The client gets, after the last chunk, an SSE comment with the cost, then
-``[DONE]``. A settlement the database refused is charged by the background retry
-(``billing.gateway.settlement``); the comment then says ``settlement=pending``. While it reads,
-the pump rewrites the call's open record (``billing.gateway.open_calls``) with the output
-counted so far, at most every ``LLM_SPOOL_PROGRESS_SECONDS``, so a process killed mid-stream is
-charged close to what it streamed.
+response's generator only relays the queue. The pump owns the money: when the upstream ends (or
+fails) it closes the upstream and settles, from the upstream's usage chunk when it came, else from
+``StreamMeter.usage_or_estimate`` (the counted text, or a reasoning model's output bound), and
+releases the rest of the hold. A stream that produced nothing is released. When the client goes
+away (Django cancels the response) the pump stops relaying but keeps reading the upstream, for at
+most ``LLM_DISCONNECT_DRAIN_SECONDS`` and never past the call's own limit, so the call is settled
+with the upstream's usage (hidden reasoning tokens included) rather than an estimate. Because the
+pump is not the request's task, a disconnect cannot skip the settlement. The client gets, after
+the last chunk, an SSE comment with the cost, then ``[DONE]``. A settlement the database refused
+is charged by the background retry (``billing.gateway.settlement``); the comment then says
+``settlement=pending``. While it reads, the pump rewrites the call's open record
+(``billing.services.gateway_calls.open_calls``) with the output counted so far, at most every
+``LLM_SPOOL_PROGRESS_SECONDS``, so a process killed mid-stream is charged close to what it
+streamed.
 """
 
 import asyncio
@@ -28,15 +28,15 @@ from dataclasses import dataclass
 import httpx
 
 from billing.errors import UpstreamError, UpstreamTimeout
-from billing.gateway import open_calls
-from billing.gateway.admission import Admission
-from billing.gateway.config import max_call_seconds, setting
 from billing.gateway.db import finish, run_db, spawn
 from billing.gateway.metering import StreamMeter, estimate_output_tokens, sse_events
 from billing.gateway.responses import credits_text
 from billing.gateway.settlement import Charge, Pending, settle
 from billing.gateway.upstream import failure
 from billing.services import DeductionResult
+from billing.services.gateway_calls import open_calls
+from billing.services.gateway_calls.config import max_call_seconds, setting
+from billing.services.gateway_calls.holds import Admission
 from orgbilling.errors import ApplicationError
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from billing.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from billing.gateway.config import max_call_seconds, setting
+from billing.services.gateway_calls.config import max_call_seconds, setting
 from orgbilling.errors import ApplicationError
 from orgbilling.observability.metrics import count_upstream_error, waiting_on_upstream
 

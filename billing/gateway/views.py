@@ -8,11 +8,12 @@ database refused is still answered, with ``X-Settlement: pending``, and charged 
 background retry of ``billing.gateway.settlement``. Database work runs on the gateway's threads
 (``billing.gateway.db``); only the upstream I/O is awaited on the loop.
 
-Each call runs in its own task that the request awaits through ``asyncio.shield``: when the
-client disconnects, Django cancels the request but the call still settles (a completion the
-upstream produced is charged from its real usage; a call not yet forwarded is released). From
-its hold to its settlement or release a call has an open record on disk
-(``billing.gateway.open_calls``), from which it is charged if the process dies meanwhile.
+Each call runs in its own task that the request awaits through ``asyncio.shield``: when the client
+disconnects, Django cancels the request but the call still settles (a completion the upstream
+produced is charged from its real usage; a call not yet forwarded is released). From its hold to
+its settlement or release a call has an open record on disk
+(``billing.services.gateway_calls.open_calls``), from which it is charged if the process dies
+meanwhile.
 """
 
 import asyncio
@@ -25,21 +26,15 @@ from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException
 
-from billing.gateway import open_calls, upstream
-from billing.gateway.admission import (
-    PROVIDER_KEY_HEADER,
-    Admission,
-    admit_chat,
-    admit_image,
-    authenticate,
-)
+from billing.call_usage import fallback_usage
+from billing.gateway import upstream
+from billing.gateway.admission import PROVIDER_KEY_HEADER, admit_chat, admit_image, authenticate
 from billing.gateway.db import finish, run_db
 from billing.gateway.metering import (
     ChatRequest,
     ImageRequest,
     completion_text_size,
     estimate_output_tokens,
-    fallback_usage,
     reported_reasoning,
     reported_usage,
 )
@@ -56,6 +51,8 @@ from billing.gateway.selectors import model_list
 from billing.gateway.settlement import Charge, Pending, settle
 from billing.gateway.streaming import StreamRelay
 from billing.services import DeductionResult
+from billing.services.gateway_calls import open_calls
+from billing.services.gateway_calls.holds import Admission
 from orgbilling.errors import ApplicationError, DatabaseUnavailable, ValidationFailed
 from orgbilling.observability.metrics import gateway_call
 

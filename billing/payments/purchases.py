@@ -1,7 +1,7 @@
 """Credit purchases by card through Stripe Checkout: open one, fulfil it once, record failures
 and refunds.
 
-Lock order here: the webhook event row (``billing.webhooks.events``), then the purchase row,
+Lock order here: the webhook event row (``billing.payments.webhook_events``), then the purchase row,
 then the organization's pool (``billing.ledger.locks``). No Stripe call is made while any of
 them is held: the checkout is opened between two short transactions.
 

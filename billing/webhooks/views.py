@@ -5,6 +5,7 @@ Answers: 200 ``{"received": true, ...}`` once stored and processed (also for a r
 400 for a bad signature or body (nothing stored); 503 when the endpoint is not configured or
 Lago's key cannot be fetched (the provider retries); a refusal while processing is answered with
 its own status so the provider delivers the event again later (it is stored as ``failed``).
+Storing and processing the event is the service ``billing.payments.webhook_events``.
 """
 
 import hashlib
@@ -19,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from billing.errors import InvalidWebhookSignature, MalformedWebhook, PaymentsNotConfigured
 from billing.models import WebhookEvent
-from billing.webhooks.events import WebhookOutcome, receive_webhook
+from billing.payments.webhook_events import WebhookOutcome, receive_webhook
 from billing.webhooks.signatures import verify_lago_signature
 from orgbilling.errors import ApplicationError
 

@@ -40,13 +40,15 @@ LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", 
 # task (and the expire_reservations task, first) charge what is left there. Web processes and
 # the Celery worker must see the same directory (a shared volume when they run apart). Each call
 # in flight also has an open record there (<reservation_id>.open, not fsync'ed), charged at its
-# estimate by the same task if its web process dies mid-call (billing/gateway/open_calls.py).
+# estimate by the same task if its web process dies mid-call
+# (billing/services/gateway_calls/open_calls.py).
 LLM_SETTLEMENT_SPOOL_DIR: str = env(
     "LLM_SETTLEMENT_SPOOL_DIR", default=str(BASE_DIR / "var" / "settlement-spool")
 )
-# While a stream is relayed, its open record in LLM_SETTLEMENT_SPOOL_DIR (billing/gateway/
-# open_calls.py) is rewritten with the output counted so far at most this often (not fsync'ed):
-# a process killed mid-stream is charged about what it streamed up to then.
+# While a stream is relayed, its open record in LLM_SETTLEMENT_SPOOL_DIR
+# (billing/services/gateway_calls/open_calls.py) is rewritten with the output counted so far at
+# most this often (not fsync'ed): a process killed mid-stream is charged about what it streamed up
+# to then.
 LLM_SPOOL_PROGRESS_SECONDS: float = env.float("LLM_SPOOL_PROGRESS_SECONDS", default=5.0)
 # When a streaming client goes away, the gateway keeps reading the upstream (relaying nothing)
 # for at most this long, and never past LLM_MAX_CALL_SECONDS, to settle with the upstream's own

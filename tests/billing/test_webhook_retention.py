@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from billing.models import WebhookEvent
 from billing.payments.purchases import SESSION_EVENTS, _stored_stripe_events
+from billing.payments.webhook_events import prune_webhook_events
 from billing.tasks import prune_webhook_events as prune_task
-from billing.webhooks.events import prune_webhook_events
 from orgbilling.errors import ValidationFailed
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """A web process killed mid-call (SIGKILL, the OOM killer) does not make the call free: its open
-record (billing/gateway/open_calls.py) is charged by the task once its call could no longer be
-running, exactly once, with what it streamed so far (issue 11 §2, "Failed settlement")."""
+record (billing/services/gateway_calls/open_calls.py) is charged by the task once its call could
+no longer be running, exactly once, with what it streamed so far (issue 11 §2, "Failed settlement")."""
 
 import json
 import signal

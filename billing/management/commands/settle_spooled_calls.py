@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.gateway import open_calls, spool
+from billing.services.gateway_calls import open_calls, spool
 
 
 class Command(BaseCommand):

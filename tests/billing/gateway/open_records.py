@@ -1,4 +1,5 @@
-"""Reading and ageing the gateway's open-call records (billing/gateway/open_calls.py) in tests."""
+"""Reading and ageing the gateway's open-call records
+(billing/services/gateway_calls/open_calls.py) in tests."""
 
 import json
 from pathlib import Path

@@ -1,10 +1,10 @@
-"""billing.gateway.config: every gateway setting is read from Django's settings, where
+"""billing.services.gateway_calls.config: every gateway setting is read from Django's settings, where
 ``orgbilling/settings/gateway.py`` always puts it; a missing one is an error, not a default."""
 
 import pytest
 from django.conf import settings as django_settings
 
-from billing.gateway.config import max_call_seconds, setting
+from billing.services.gateway_calls.config import max_call_seconds, setting
 
 
 def test_a_gateway_setting_is_read_at_each_use(settings):

@@ -7,9 +7,9 @@ import httpx
 import openai
 import pytest
 
-from billing.gateway.quotas import take_quota
 from billing.models import CreditUsageAttribution, Plan, UserCreditAllocation
 from billing.selectors.reconciliation import find_all_drifts
+from billing.services.gateway_calls.quotas import take_quota
 from billing.services.subscriptions import create_subscription
 from tests.billing.gateway.conftest import MODEL, api_key, chat, openai_client
 from tests.factories import UserFactory

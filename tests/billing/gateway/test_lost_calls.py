@@ -1,5 +1,6 @@
-"""The task on open records left by a process that died (billing/gateway/open_calls.py): each
-charged its estimate once, or deleted when its call is owed nothing (issue 11 §2)."""
+"""The task on open records left by a process that died
+(billing/services/gateway_calls/open_calls.py): each charged its estimate once, or deleted when
+its call is owed nothing (issue 11 §2)."""
 
 from decimal import Decimal
 from io import StringIO
@@ -9,13 +10,13 @@ import pytest
 from django.core.management import call_command
 
 from billing import tasks
-from billing.gateway import open_calls
-from billing.gateway import spool as settlement_spool
-from billing.gateway.admission import Admission, settlement_terms
 from billing.models import CreditUsageAttribution, UserCreditAllocation
 from billing.pricing import PriceSnapshot
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import release_reservation, reserve_credits
+from billing.services.gateway_calls import open_calls
+from billing.services.gateway_calls import spool as settlement_spool
+from billing.services.gateway_calls.holds import Admission, settlement_terms
 from tests.billing.gateway.conftest import MODEL
 from tests.billing.gateway.open_records import age, records
 from tests.billing.gateway.test_chat import expected_cost

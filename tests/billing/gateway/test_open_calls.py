@@ -1,5 +1,5 @@
-"""Open records of calls in flight (billing/gateway/open_calls.py): a call has one from its hold
-to its settlement or release, a stream's shows its progress, and the task charges only those
+"""Open records of calls in flight (billing/services/gateway_calls/open_calls.py): a call has
+one from its hold to its settlement or release, a stream's shows its progress, and the task charges only those
 whose call can no longer be running, once (issue 11 §2, "Failed settlement")."""
 
 import json

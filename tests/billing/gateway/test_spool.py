@@ -1,12 +1,13 @@
-"""The settlement spool (billing/gateway/spool.py): what it charges, once, and what it sets aside."""
+"""The settlement spool (billing/services/gateway_calls/spool.py): what it charges, once, and
+what it sets aside."""
 
 from pathlib import Path
 
 import pytest
 
-from billing.gateway import spool
 from billing.models import CreditReservation, CreditUsageAttribution, UserCreditAllocation
 from billing.services import reserve_credits
+from billing.services.gateway_calls import spool
 from tests.helpers import mc
 
 

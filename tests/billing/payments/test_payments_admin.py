@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import CreditPurchase
-from billing.webhooks.events import receive_webhook
+from billing.payments.webhook_events import receive_webhook
 from tests.factories import OrganizationFactory
 
 pytestmark = pytest.mark.django_db

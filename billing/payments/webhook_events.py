@@ -1,4 +1,5 @@
-"""Store a verified webhook, then process it exactly once.
+"""Store a verified webhook, then process it exactly once (the service behind
+``billing.webhooks.views``, which verifies the signature and reads the event), and prune old ones.
 
 ``store_webhook_event`` inserts the raw event in its own transaction (the unique
 (provider, event id) constraint makes a redelivery or a concurrent duplicate the same row).

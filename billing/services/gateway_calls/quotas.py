@@ -23,9 +23,9 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from billing.errors import QuotaExceeded
-from billing.gateway.config import setting
 from billing.models import OrganizationSubscription
 from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES
+from billing.services.gateway_calls.config import setting
 from orgbilling.cache import CACHE_ERRORS, optional_get, optional_set, report_cache_failure
 
 LIVE = LIVE_SUBSCRIPTION_STATUSES

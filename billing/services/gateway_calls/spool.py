@@ -11,7 +11,7 @@ run by the ``settle_spooled_calls`` task, its management command and, first, by 
 Settling is idempotent by reservation: the same terms settled twice (the web process's retry
 and the task, or a task run twice) charge once and replay the first result. A call whose
 process died before it could settle is charged from its open record
-(``billing.gateway.open_calls``), after the entries here: an entry, with the upstream's usage,
+(``gateway_calls.open_calls``), after the entries here: an entry, with the upstream's usage,
 takes precedence over the record's estimate.
 docs/decisions.md, "A refused settlement is spooled to disk until it is charged".
 """
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from billing.gateway import open_calls
-from billing.gateway.config import setting
 from billing.models import CreditReservation
 from billing.services import settle_reservation
+from billing.services.gateway_calls import open_calls
+from billing.services.gateway_calls.config import setting
 from orgbilling.errors import ApplicationError, DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,15 @@ def write_entry(terms: dict[str, Any]) -> Path | None:
                          terms["reservation_id"], directory)  # fmt: skip
         return None
     return path
+
+
+def spool_refused(terms: dict[str, Any]) -> Path | None:
+    """The refused settlement's durable entry takes over from the call's open record (kept when
+    the disk refused the entry: the record's estimate is then the call's only trace)."""
+    spooled = write_entry(terms)
+    if spooled is not None:
+        open_calls.close_call(terms["reservation_id"])
+    return spooled
 
 
 def remove_entry(reservation_id: int) -> None:

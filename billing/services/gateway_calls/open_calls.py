@@ -4,7 +4,7 @@ Once its hold is taken, each call has an *open record*, ``<reservation_id>.open`
 ``LLM_SETTLEMENT_SPOOL_DIR``: who pays and at what price, the input estimate, the output bound,
 whether the model reasons, and (a stream) the output counted so far, rewritten at most every
 ``LLM_SPOOL_PROGRESS_SECONDS``. It is removed once the call is settled or released; when the
-database refuses the settlement, the fsync'ed entry of ``billing.gateway.spool`` takes its place.
+database refuses the settlement, the fsync'ed entry of ``gateway_calls.spool`` takes its place.
 
 Never fsync'ed: the page cache outlives a killed process (SIGKILL, the OOM killer, a container
 restarted on a live host); only a host crash loses it. The hot path pays a small write and an
@@ -25,13 +25,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from billing.call_usage import Usage, fallback_usage
 from billing.errors import RequestIdConflict, ReservationNotHeld
-from billing.gateway.admission import Admission, call_terms, release_call, terms_for_call
-from billing.gateway.config import max_call_seconds, setting
-from billing.gateway.metering import Usage, fallback_usage
 from billing.models import CreditReservation
 from billing.pricing import PriceSnapshot
-from billing.services import settle_reservation
+from billing.services import DeductionResult, settle_reservation
+from billing.services.gateway_calls.config import max_call_seconds, setting
+from billing.services.gateway_calls.holds import Admission, call_terms, release_call, terms_for_call
 from orgbilling.errors import ApplicationError, DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,14 @@ def close_call(reservation_id: int) -> None:
         record_path(reservation_id).unlink(missing_ok=True)
     except OSError:
         logger.exception("gateway: could not remove the open record of reservation %s", reservation_id)
+
+
+def settle_open_call(terms: dict[str, Any]) -> DeductionResult:
+    """Settle a call (``settle_reservation``'s ``terms``); once charged its record goes: nothing
+    is left for the task to guess."""
+    result = settle_reservation(**terms)
+    close_call(terms["reservation_id"])
+    return result
 
 
 def release_open_call(admission: Admission) -> None:
