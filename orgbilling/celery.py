@@ -16,5 +16,3 @@ app = Celery("orgbilling")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 # billing.tasks, organizations.tasks: every installed app's tasks module.
 app.autodiscover_tasks()
-# The payments tasks live in a sub-package, which the per-app discovery above does not reach.
-app.autodiscover_tasks(["billing.payments"])

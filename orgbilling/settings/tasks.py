@@ -72,7 +72,7 @@ def _at(schedule: crontab, task: str, expires: int) -> dict[str, object]:
 
 # Every entry names its task by its registered name. Times are UTC (CELERY_TIMEZONE).
 CELERY_BEAT_SCHEDULE = {
-    # Subscriptions and invoices (billing/payments/tasks.py).
+    # Subscriptions, invoices and auto top-up (billing/tasks.py; names kept from billing.payments.tasks).
     "sync-lago-invoices": _at(crontab(minute=7), "billing.payments.tasks.sync_lago_invoices", 3600),
     "retry-pending-subscriptions": _every(5 * 60, "billing.payments.tasks.retry_pending_subscriptions"),
     "run-auto-topups": _every(5 * 60, "billing.payments.tasks.run_auto_topups"),

@@ -21,9 +21,9 @@ from billing.models import (
     OrgBillingHistory,
 )
 from billing.payments.auto_topup import run_auto_topups
-from billing.payments.tasks import run_auto_topups as run_auto_topups_task
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import allocate_credits_to_user
+from billing.tasks import run_auto_topups as run_auto_topups_task
 from organizations.models import Organization
 from tests.concurrency import run_concurrently
 from tests.factories import UserFactory

@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from billing.models import OrgBillingHistory
-from billing.payments.tasks import sync_lago_invoices
+from billing.tasks import sync_lago_invoices
 from organizations.models import Organization
 from tests.factories import OrganizationFactory
 from tests.fakes.lago import API_KEY

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from billing.models import AuditEvent, OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory
-from billing.payments.tasks import retry_pending_subscriptions
 from billing.services.subscriptions import create_subscription
+from billing.tasks import retry_pending_subscriptions
 from organizations.models import Organization
 from tests.factories import UserFactory
 from tests.fakes.lago import API_KEY

@@ -12,12 +12,12 @@ from billing.models import (
     OrganizationSubscription,
     OrgBillingHistory,
 )
-from billing.payments.tasks import retry_pending_subscriptions
 from billing.services.subscriptions import (
     cancel_subscription,
     change_subscription_plan,
     create_subscription,
 )
+from billing.tasks import retry_pending_subscriptions
 from orgbilling.errors import ApplicationError, Conflict
 from tests.concurrency import run_concurrently
 from tests.factories import UserFactory

@@ -10,7 +10,9 @@ from django.conf import settings
 from orgbilling.celery import app as project_app
 from orgbilling.db import TRANSIENT_DB_ERRORS
 from tests.billing.tasks.conftest import ROOT
+from tests.helpers import import_every_module
 
+TASK_MODULES = {"billing.tasks", "organizations.tasks", "orgbilling.tasks"}
 PAYMENTS_TASKS = {
     "billing.payments.tasks.sync_lago_invoices",
     "billing.payments.tasks.retry_pending_subscriptions",
@@ -101,3 +103,17 @@ def test_every_apps_retries_stay_within_a_short_visibility_timeout():
     assert "billing.payments.tasks.sync_lago_invoices" in tasks
     assert {name: wait for name, (wait, _) in tasks.items() if wait > 300 - 60} == {}
     assert all(acks_late == "True" for _, acks_late in tasks.values())
+
+
+def test_every_task_is_defined_in_a_tasks_module():
+    """One place to find a task (issue 12 §2): each app's ``tasks.py``, the shared e-mail task in
+    ``orgbilling/tasks.py``; a task keeps its registered name wherever it was first scheduled."""
+    import_every_module()
+    project_app.loader.import_default_modules()
+    ours = {
+        name: task.run.__module__
+        for name, task in project_app.tasks.items()
+        if task.run.__module__.split(".")[0] in {"billing", "organizations", "orgbilling"}
+    }
+    assert len(ours) >= 12
+    assert {name: module for name, module in ours.items() if module not in TASK_MODULES} == {}
