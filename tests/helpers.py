@@ -2,6 +2,7 @@
 
 import importlib
 import pkgutil
+from pathlib import Path
 
 import billing
 import organizations
@@ -74,3 +75,16 @@ def import_every_module() -> None:
             if module.name.startswith("orgbilling.settings."):
                 continue  # each settings module is a whole configuration of its own
             importlib.import_module(module.name)
+
+
+def modules_under(package: Path, names: tuple[str, ...]) -> list[Path]:
+    """The ``.py`` files of ``package`` named by ``names``: a folder's whole tree, or one module
+    (a name that does not exist is left out; the callers check that they found what they expect)."""
+    found: list[Path] = []
+    for name in names:
+        path = package / name
+        if path.is_dir():
+            found.extend(sorted(path.rglob("*.py")))
+        elif path.exists():
+            found.append(path)
+    return found

@@ -6,6 +6,8 @@ same rule for organizations.)"""
 import ast
 from pathlib import Path
 
+from tests.helpers import modules_under
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 ENTRY_POINTS = ("api", "admin", "management", "tasks.py", "gateway", "webhooks", "urls.py")
 # Writes through a model manager or queryset (``X.objects....update(...)``) ...
@@ -52,15 +54,7 @@ def writes_in(source: str) -> list[int]:
 
 
 def _entry_point_modules() -> list[Path]:
-    package = ROOT / "billing"
-    found: list[Path] = []
-    for name in ENTRY_POINTS:
-        path = package / name
-        if path.is_dir():
-            found.extend(sorted(path.rglob("*.py")))
-        elif path.exists():
-            found.append(path)
-    return found
+    return modules_under(ROOT / "billing", ENTRY_POINTS)
 
 
 def test_the_scan_finds_the_entry_points_and_recognises_a_write():

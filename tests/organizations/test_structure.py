@@ -5,6 +5,8 @@ and render, and none of them writes a row or opens a transaction itself."""
 import re
 from pathlib import Path
 
+from tests.helpers import modules_under
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 ENTRY_POINTS = ("api", "admin.py", "tasks.py", "management", "auth", "urls.py")
 # A model write, a row lock or a transaction of its own.
@@ -15,15 +17,7 @@ WRITE = re.compile(
 
 
 def _entry_point_modules() -> list[Path]:
-    package = ROOT / "organizations"
-    found: list[Path] = []
-    for name in ENTRY_POINTS:
-        path = package / name
-        if path.is_dir():
-            found.extend(sorted(path.rglob("*.py")))
-        elif path.exists():  # the first test checks that the scan misses nothing it should see
-            found.append(path)
-    return found
+    return modules_under(ROOT / "organizations", ENTRY_POINTS)
 
 
 def test_the_scan_finds_the_entry_points_and_recognises_a_write():
