@@ -8,7 +8,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from billing.models import AuditEvent, ModelPrice
+from billing.models import AuditEvent, CreditUsageAttribution, ModelPrice
+from billing.pricing import price_for
+from billing.services import reserve_credits
+from billing.services.gateway_calls.holds import Admission, settle_call
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +113,28 @@ def test_a_dry_run_on_an_empty_table_writes_nothing():
 def test_an_unknown_provider_is_refused():
     with pytest.raises(CommandError, match="unknown provider"):
         sync("--provider", "no-such-provider")
+
+
+def test_a_price_change_never_rewrites_a_past_charge(make_funded_member):
+    # given a call charged at the synced price
+    org, user, _ = make_funded_member(pool=100, allocation=50)
+    sync("--provider", "openai")
+    ModelPrice.objects.filter(model="gpt-4o").update(is_active=True)
+    price = price_for("gpt-4o")
+    hold = reserve_credits(user=user, org_id=org.id, amount=1000, request_id="past-call")
+    admission = Admission(
+        request_id="past-call", user=user, org_id=org.id, api_key_id=None, model="gpt-4o", price=price,
+        reservation_id=hold.reservation_id, held=hold.amount, remaining_after_hold=0, byok=False,
+        service_type="llm", estimated_input_tokens=0, quota=None,
+    )  # fmt: skip
+    settle_call(admission, cost=price.token_cost(input_tokens=1000, output_tokens=0), input_tokens=1000)
+    before = CreditUsageAttribution.objects.values().get()
+
+    # when the price changes twice (an edit, then a sync back)
+    ModelPrice.objects.filter(model="gpt-4o").update(input_credits_per_million=Decimal(1))
+    sync("--provider", "openai")
+
+    # then the past row is untouched
+    assert ModelPrice.objects.get(model="gpt-4o").input_credits_per_million == Decimal(250)
+    assert CreditUsageAttribution.objects.values().get() == before
+    assert before["request_metadata"]["price"]["input_credits_per_million"] == "250.000"
