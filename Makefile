@@ -20,6 +20,8 @@ DEV_REDIS_DIR := /var/tmp/orgbilling-redis-$(shell printf '%s' "$(CURDIR)" | sha
 DEV_REDIS_PORT ?= 26379
 # `make run` serves a fake LLM upstream here when LLM_UPSTREAM_BASE_URL is unset (dev only).
 DEV_UPSTREAM_PORT ?= 28100
+# Extra flags for the dev fake upstream, e.g. usage details: --prefix-tokens 1000 --cached-tokens 800
+DEV_UPSTREAM_ARGS ?=
 CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -109,7 +111,7 @@ run: venv
 	fi; \
 	if [ -z "$$LLM_UPSTREAM_BASE_URL" ]; then \
 		mkdir -p .pg; ready=.pg/fake-upstream.ready; rm -f $$ready; \
-		$(PY) -m tests.fake_upstream --port $(DEV_UPSTREAM_PORT) --ready-file $$ready >/dev/null & upstream_pid=$$!; \
+		$(PY) -m tests.fake_upstream --port $(DEV_UPSTREAM_PORT) $(DEV_UPSTREAM_ARGS) --ready-file $$ready >/dev/null & upstream_pid=$$!; \
 		for _ in $$(seq 100); do [ -s $$ready ] || ! kill -0 $$upstream_pid 2>/dev/null && break; sleep 0.05; done; \
 		[ -s $$ready ] || { echo "The fake LLM upstream did not start on port $(DEV_UPSTREAM_PORT) (set DEV_UPSTREAM_PORT or LLM_UPSTREAM_BASE_URL)"; exit 1; }; \
 		export LLM_UPSTREAM_BASE_URL=$$(cat $$ready); \

@@ -158,6 +158,11 @@ class UnknownModel(ValidationFailed):
     default_message = "There is no price for this model."
 
 
+class UnpricedImageOption(ValidationFailed):
+    code = "unpriced_image_option"
+    default_message = "This model has no price for the image size and quality asked for."
+
+
 # --- The LLM gateway's refusals and upstream failures (DESIGN.md §6) ---------------------------
 
 

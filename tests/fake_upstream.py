@@ -16,11 +16,19 @@ silence after a stream's headers, before its first chunk (a reasoning model thin
 ``text`` is what each streamed chunk says. A reasoning model: ``reasoning_tokens`` hidden tokens
 are added to ``completion_tokens`` and reported as ``completion_tokens_details.reasoning_tokens``;
 with ``chunk_usage`` every streamed chunk carries the usage so far (as vLLM's
-``continuous_usage_stats`` does), reasoning tokens included.
+``continuous_usage_stats`` does), reasoning tokens included. Usage details, counted inside
+the totals as OpenAI and LiteLLM count them: ``prefix_tokens`` more prompt tokens (a long
+system prompt), of which ``cached_tokens`` are reported as cache reads
+(``prompt_tokens_details.cached_tokens``) and ``cache_write_tokens`` as cache writes
+(``cache_creation_input_tokens``, LiteLLM's Anthropic field); ``audio_input_tokens`` and
+``audio_output_tokens`` are added to the prompt and the completion and reported in their
+``…_tokens_details.audio_tokens``. The JSON answer and the stream's usage chunk carry the same
+usage.
 
 Standalone (``make run`` starts it when ``LLM_UPSTREAM_BASE_URL`` is unset; dev only)::
 
-    python -m tests.fake_upstream --port 28100 [--latency 0.1] [--token-delay 0.01]
+    python -m tests.fake_upstream --port 28100 [--latency 0.1] [--token-delay 0.01] \
+        [--prefix-tokens 1000 --cached-tokens 800 --reasoning-tokens 50 ...]
 """
 
 import argparse
@@ -47,6 +55,11 @@ class Behaviour:
     reasoning_tokens: int = 0
     think_seconds: float = 0.0
     chunk_usage: bool = False
+    prefix_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    audio_input_tokens: int = 0
+    audio_output_tokens: int = 0
     # Tests inspect what was sent; a long-running standalone server must not keep every request.
     record: bool = True
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -60,6 +73,29 @@ def prompt_tokens(body: dict[str, Any]) -> int:
         if isinstance(content, str):
             words += len(content.split())
     return max(1, words)
+
+
+def _usage(behaviour: Behaviour, words: int, completion: int) -> dict[str, Any]:
+    prompt = words + behaviour.prefix_tokens + behaviour.audio_input_tokens
+    output = completion + behaviour.reasoning_tokens + behaviour.audio_output_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": output,
+        "total_tokens": prompt + output,
+    }
+    if behaviour.reasoning_tokens or behaviour.audio_output_tokens:
+        usage["completion_tokens_details"] = {
+            "reasoning_tokens": behaviour.reasoning_tokens,
+            "audio_tokens": behaviour.audio_output_tokens,
+        }
+    if behaviour.cached_tokens or behaviour.audio_input_tokens:
+        usage["prompt_tokens_details"] = {
+            "cached_tokens": behaviour.cached_tokens,
+            "audio_tokens": behaviour.audio_input_tokens,
+        }
+    if behaviour.cache_write_tokens:
+        usage["cache_creation_input_tokens"] = behaviour.cache_write_tokens
+    return usage
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -124,13 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         completion = behaviour.completion_tokens
         if body.get("max_tokens") is not None:
             completion = min(completion, int(body["max_tokens"]))
-        usage: dict[str, Any] = {
-            "prompt_tokens": prompt_tokens(body),
-            "completion_tokens": completion + behaviour.reasoning_tokens,
-            "total_tokens": prompt_tokens(body) + completion + behaviour.reasoning_tokens,
-        }
-        if behaviour.reasoning_tokens:
-            usage["completion_tokens_details"] = {"reasoning_tokens": behaviour.reasoning_tokens}
+        usage = _usage(behaviour, prompt_tokens(body), completion)
         if body.get("stream"):
             if mode == "bad_sse":
                 self._bad_stream(body, usage)
@@ -216,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
         base = self._start_stream(body)
         if behaviour.think_seconds:
             time.sleep(behaviour.think_seconds)
-        visible = usage["completion_tokens"] - behaviour.reasoning_tokens
+        visible = usage["completion_tokens"] - behaviour.reasoning_tokens - behaviour.audio_output_tokens
         for n in range(visible):
             self._token(base, n, usage)
             if (drop or stall) and n == visible // 2:
@@ -270,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds before the first byte (0.1)")
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed chunks")
     parser.add_argument("--completion-tokens", type=int, default=20, help="output tokens per answer (20)")
+    for detail in ("prefix", "cached", "cache-write", "reasoning", "audio-input", "audio-output"):
+        parser.add_argument(f"--{detail}-tokens", type=int, default=0, help="usage detail per answer (0)")
     parser.add_argument("--ready-file", help="written (with the base URL) once the port is bound")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535 or args.latency < 0 or args.token_delay < 0 or args.completion_tokens < 1:
@@ -283,6 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     server.behaviour.latency = args.latency
     server.behaviour.token_delay = args.token_delay
     server.behaviour.completion_tokens = args.completion_tokens
+    for detail in ("prefix", "cached", "cache_write", "reasoning", "audio_input", "audio_output"):
+        setattr(server.behaviour, f"{detail}_tokens", max(0, getattr(args, f"{detail}_tokens")))
     if args.ready_file:
         with open(args.ready_file, "w") as ready:
             ready.write(server.base_url + "\n")

@@ -34,6 +34,7 @@ from billing.api.serializers.reports import (
     UsageSummarySerializer,
     UserSeriesRowSerializer,
 )
+from billing.call_usage import DETAIL_FIELDS as TOKEN_DETAILS
 from billing.models import OrgBillingHistory
 from billing.money import millicredits_to_credits
 from billing.selectors.history import org_billing_history
@@ -166,6 +167,7 @@ class _UsageSeriesView(CsvNegotiationMixin, APIView):
             "requests",
             "input_tokens",
             "output_tokens",
+            *TOKEN_DETAILS,
             "credits_used",
         ]
         lines = [
@@ -175,6 +177,7 @@ class _UsageSeriesView(CsvNegotiationMixin, APIView):
                 row["requests"],
                 row["input_tokens"],
                 row["output_tokens"],
+                *(row[name] for name in TOKEN_DETAILS),
                 str(millicredits_to_credits(row["credits_used"])),
             ]
             for row in rows

@@ -14,7 +14,7 @@ from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
-from billing.errors import OrganizationNotFound
+from billing.errors import OrganizationNotFound, UnsupportedParameter
 from billing.gateway.metering import (
     ChatRequest,
     ImageRequest,
@@ -88,12 +88,18 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
     caller = authenticate(request, scope=ApiKey.Scope.WRITE)
     chat = chat_request(parse_json_object(raw_body))
     price = price_for(chat.model)
+    if chat.audio_input and price.audio_input_credits_per_million is None:
+        # Audio costs many times text: charged at the text price it would be given away.
+        raise UnsupportedParameter(
+            "Audio input is not priced for this model.",
+            details={"parameters": ["input_audio"], "model": chat.model},
+        )
     output_cap = _output_cap(price) if chat.max_output_tokens is None else None
     output = chat.max_output_tokens if chat.max_output_tokens is not None else _output_cap(price)
     output_bound = min(MAX_TOKENS, output * chat.choices)
     worst_case = min(
         MAX_MILLICREDITS,
-        price.token_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),
+        price.worst_case_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),
     )
     admission = hold_call(
         user=caller.user,

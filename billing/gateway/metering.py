@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from billing.call_usage import Usage, fallback_usage
+from billing.call_usage import Usage, consistent_usage, fallback_usage
 from billing.errors import MalformedRequest, UnsupportedParameter
 from billing.ledger.charges import MAX_TOKENS
 from orgbilling.errors import ValidationFailed
@@ -29,6 +29,7 @@ TOKENS_PER_PROMPT_IMAGE = 1500  # above a high-detail 2048px image's cost on cur
 MAX_CHOICES = 128
 MAX_IMAGES = 10
 IMAGE_PART_TYPES = {"image_url", "input_image", "image"}
+AUDIO_PART_TYPES = {"input_audio"}
 
 # What is forwarded upstream: the parameters our prices cover. Anything else could be billed by
 # the provider at a rate we do not charge (service_tier "priority", audio output, web search,
@@ -104,6 +105,7 @@ class ChatRequest:
     estimated_input_tokens: int
     wants_usage: bool  # a streaming caller asked for the usage chunk itself
     reasoning: bool = False  # the caller asked the model to reason (reasoning_effort, not "none")
+    audio_input: bool = False  # a message has an audio part (priced only where the model has an audio price)
 
     def upstream_body(self, *, output_cap: int | None) -> dict[str, Any]:
         """The body sent upstream: the caller's, with the priced output cap when they set
@@ -145,6 +147,16 @@ def chat_request(body: dict[str, Any]) -> ChatRequest:
         estimated_input_tokens=estimate_prompt_tokens(body),
         wants_usage=wants_usage,
         reasoning=body.get("reasoning_effort") not in (None, "none"),
+        audio_input=_has_audio(messages),
+    )
+
+
+def _has_audio(messages: list[dict[str, Any]]) -> bool:
+    return any(
+        isinstance(part, dict) and part.get("type") in AUDIO_PART_TYPES
+        for message in messages
+        if isinstance(message.get("content"), list)
+        for part in message["content"]
     )
 
 
@@ -225,20 +237,46 @@ def estimate_output_tokens(*, characters: int, pieces: int) -> int:
     return max(pieces, math.ceil(characters / CHARS_PER_TOKEN))
 
 
+def _count(value: Any) -> int | None:
+    """A token count: a whole number ≥ 0 (None when absent or not one)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _detail(usage: dict[str, Any], group: str, name: str) -> int:
+    details = usage.get(group)
+    return (_count(details.get(name)) or 0) if isinstance(details, dict) else 0
+
+
 def reported_usage(payload: Any) -> Usage | None:
-    """``usage`` of an OpenAI response or chunk, when it holds sane token counts."""
+    """``usage`` of an OpenAI response or chunk, when it holds sane token counts, with its
+    breakdown: cache reads (``prompt_tokens_details.cached_tokens``), cache writes
+    (``cache_creation_input_tokens``, LiteLLM's name for Anthropic's), audio in and out, and
+    reasoning (``completion_tokens_details.reasoning_tokens``). The parts are inside the totals
+    (``billing.call_usage``)."""
     usage = payload.get("usage") if isinstance(payload, dict) else None
     if not isinstance(usage, dict):
         return None
     prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
     if completion is None and isinstance(prompt, int):
         completion = 0  # embeddings-style usage
-    for tokens in (prompt, completion):
-        if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 0:
-            return None
-    assert isinstance(prompt, int)
-    assert isinstance(completion, int)
-    return Usage(min(prompt, MAX_TOKENS), min(completion, MAX_TOKENS), "upstream")
+    prompt, completion = _count(prompt), _count(completion)
+    if prompt is None or completion is None:
+        return None
+    cache_write = _count(usage.get("cache_creation_input_tokens")) or _detail(
+        usage, "prompt_tokens_details", "cache_creation_input_tokens"
+    )
+    return consistent_usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        source="upstream",
+        cached_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
+        cache_write_tokens=cache_write,
+        audio_input_tokens=_detail(usage, "prompt_tokens_details", "audio_tokens"),
+        reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
+        audio_output_tokens=_detail(usage, "completion_tokens_details", "audio_tokens"),
+    )
 
 
 def reported_reasoning(payload: Any) -> bool:

@@ -4,6 +4,7 @@ import time
 from typing import Any
 
 from billing.models import ModelPrice
+from billing.pricing import PART_PRICES
 
 
 def model_list() -> dict[str, Any]:
@@ -24,6 +25,8 @@ def model_list() -> dict[str, Any]:
                 "image_credits": row.image_credits,
                 "image_prices": row.image_prices or {},
                 "max_output_tokens": row.max_output_tokens,
+                # Parts of the usage at their own price; null: the plain input or output price.
+                **{name: getattr(row, name) for name in PART_PRICES},
             }
             for row in rows
         ],

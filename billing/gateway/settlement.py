@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from billing.call_usage import Usage
 from billing.gateway.db import run_db, spawn
+from billing.pricing import PriceSnapshot
 from billing.services import DeductionResult
 from billing.services.gateway_calls import open_calls, spool
 from billing.services.gateway_calls.config import setting
@@ -52,6 +54,18 @@ class Charge:
     input_tokens: int = 0
     output_tokens: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    token_details: dict[str, int] = field(default_factory=dict)  # the totals' breakdown (Usage.details)
+
+    @classmethod
+    def of_usage(cls, price: PriceSnapshot, usage: Usage, metadata: dict[str, Any]) -> "Charge":
+        """A completion's charge: each part of its usage at its price (``PriceSnapshot.usage_cost``)."""
+        return cls(
+            cost=price.usage_cost(usage),
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+            metadata=metadata,
+            token_details=usage.details(),
+        )
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,7 @@ async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pend
         input_tokens=charge.input_tokens,
         output_tokens=charge.output_tokens,
         metadata=charge.metadata,
+        token_details=charge.token_details,
     )
     try:
         return await _settle_now(terms)

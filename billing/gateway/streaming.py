@@ -200,14 +200,12 @@ class StreamRelay:
             reasoning_model=admission.reasoning_model,
             complete=not cut_short,
         )
-        price = admission.price
         settled = await settle(
             admission,
-            Charge(
-                cost=price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                metadata={
+            Charge.of_usage(
+                admission.price,
+                usage,
+                {
                     "stream": True,
                     "usage_source": usage.source,
                     "client_disconnected": self._client_gone,

@@ -174,16 +174,8 @@ async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
             output_bound=admission.output_bound,
             reasoning=admission.reasoning_model or reported_reasoning(payload),
         )
-    price = admission.price
-    settled = await settle(
-        admission,
-        Charge(
-            cost=price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
-            input_tokens=usage.input_tokens,
-            output_tokens=usage.output_tokens,
-            metadata={"stream": False, "usage_source": usage.source},
-        ),
-    )
+    charge = Charge.of_usage(admission.price, usage, {"stream": False, "usage_source": usage.source})
+    settled = await settle(admission, charge)
     return _answer(content, admission, settled)
 
 

@@ -70,9 +70,19 @@ class Charge:
     input_tokens: int = 0
     output_tokens: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    token_details: dict[str, int] = field(default_factory=dict)  # TOKEN_DETAILS, all present
 
 
 MAX_TOKENS = 2**31 - 1
+# The breakdown columns of an attribution row: parts of input_tokens, then of output_tokens.
+INPUT_DETAILS = ("cached_tokens", "cache_write_tokens", "audio_input_tokens")
+OUTPUT_DETAILS = ("reasoning_tokens", "audio_output_tokens")
+TOKEN_DETAILS = INPUT_DETAILS + OUTPUT_DETAILS
+
+
+def token_detail_params(details: dict[str, int] | None) -> dict[str, int]:
+    """Every breakdown column, 0 where ``details`` has none (validated by ``validate_charge_fields``)."""
+    return {name: (details or {}).get(name, 0) for name in TOKEN_DETAILS}
 
 
 def validate_charge_fields(
@@ -83,9 +93,11 @@ def validate_charge_fields(
     input_tokens: int = 0,
     output_tokens: int = 0,
     metadata: dict[str, Any] | None = None,
+    token_details: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Refuse what the ledger columns cannot hold, before anything is locked or written;
-    return the metadata as it will be stored."""
+    return the metadata as it will be stored. ``token_details`` (``TOKEN_DETAILS``) are parts
+    of the totals: they may not exceed them."""
     problems: dict[str, str] = {}
     if not isinstance(request_id, str) or not 1 <= len(request_id) <= 128 or "\x00" in request_id:
         problems["request_id"] = "1-128 characters, no NUL"
@@ -96,6 +108,17 @@ def validate_charge_fields(
     for name, tokens in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
         if isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
             problems[name] = f"a whole number from 0 to {MAX_TOKENS}"
+    details = token_details or {}
+    for name, tokens in details.items():
+        if name not in TOKEN_DETAILS:
+            problems[name] = "not a token breakdown column"
+        elif isinstance(tokens, bool) or not isinstance(tokens, int) or not 0 <= tokens <= MAX_TOKENS:
+            problems[name] = f"a whole number from 0 to {MAX_TOKENS}"
+    if not problems:
+        for total, (name, parts) in ((input_tokens, ("input_tokens", INPUT_DETAILS)),
+                                     (output_tokens, ("output_tokens", OUTPUT_DETAILS))):  # fmt: skip
+            if sum(details.get(part, 0) for part in parts) > total:
+                problems[name] = f"at least the sum of {', '.join(parts)}"
     stored = metadata or {}
     try:
         encoded = json.dumps(stored, allow_nan=False)
@@ -167,6 +190,7 @@ def record_charge(
         service_name=charge.service_name,
         input_tokens=charge.input_tokens,
         output_tokens=charge.output_tokens,
+        **token_detail_params(charge.token_details),
         credits_used=amount,
         balance_after=payer.account.free_credits,
         request_id=request_id,

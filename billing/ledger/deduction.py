@@ -31,6 +31,7 @@ from billing.ledger.charges import (
     audit_exhaustion,
     find_charge,
     replay_charge,
+    token_detail_params,
     validate_charge_fields,
 )
 from billing.ledger.eligibility import spend_refusal
@@ -122,6 +123,7 @@ def deduct_credits(
         "service_name": service_name,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
+        **token_detail_params(None),
         "metadata": Jsonb(metadata),
     }
     for _attempt in range(3):

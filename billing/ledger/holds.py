@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from billing.ledger.charges import TOKEN_DETAILS
 from billing.ledger.eligibility import ACTIVE_ORG, SPENDABLE_ALLOCATION, SPENDABLE_INDIVIDUAL
 from billing.ledger.sql import INSERT_INDIVIDUAL_CHARGE, INSERT_ORG_CHARGE, NotApplied, fetch_one
 
@@ -146,8 +147,10 @@ def settle(
 ) -> tuple[HeldReservation, Settled]:
     """Charge ``params["amount"]`` against a held reservation and free the hold. ``params``
     carries the charge columns (service type/name, tokens, now); ``metadata`` makes the row's
-    metadata from the reservation."""
+    metadata from the reservation; a token breakdown column it lacks is 0."""
     params["reservation_id"] = reservation_id
+    for name in TOKEN_DETAILS:
+        params.setdefault(name, 0)
     org_id, user_id, allocation_id, amount, request_id, pool_charged = fetch_one(cursor, SETTLE_POOL, params)
     if org_id is not None and not pool_charged:
         raise NotApplied

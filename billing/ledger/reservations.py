@@ -25,6 +25,7 @@ from billing.ledger.charges import (
     find_charge,
     record_charge,
     replay_charge,
+    token_detail_params,
     validate_charge_fields,
 )
 from billing.ledger.eligibility import expiry_refusal, funds_refusal, require_active_org
@@ -232,12 +233,14 @@ def settle_reservation(
     input_tokens: int = 0,
     output_tokens: int = 0,
     metadata: dict[str, Any] | None = None,
+    token_details: dict[str, int] | None = None,
 ) -> DeductionResult:
     """Turn a hold into a charge of ``actual_amount`` millicredits (zero allowed) and free the
     rest. A cost above the hold is charged as far as the payer's free credits reach; the part
     that could not be charged is recorded in the row's metadata. Settling twice with the same
     amount returns the first result. A hold that expired before the call finished is settled
-    late, from whatever the payer has free, rather than leaving the call unpaid."""
+    late, from whatever the payer has free, rather than leaving the call unpaid.
+    ``token_details``: the totals' breakdown (``billing.ledger.charges.TOKEN_DETAILS``)."""
     actual_amount = validate_millicredits(actual_amount, allow_zero=True)
     caller_metadata = validate_charge_fields(
         request_id="settle",
@@ -246,17 +249,20 @@ def settle_reservation(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         metadata=metadata,
+        token_details=token_details,
     )
+    details = token_detail_params(token_details)
     settled = _settle_fast(reservation_id, actual_amount, caller_metadata, params={
         "amount": actual_amount,
         "service_type": service_type,
         "service_name": service_name,
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
+        **details,
     })  # fmt: skip
     if settled is not None:
         return settled
-    charge = Charge(service_type, service_name, input_tokens, output_tokens, caller_metadata)
+    charge = Charge(service_type, service_name, input_tokens, output_tokens, caller_metadata, details)
     return _settle_locked(reservation_id, actual_amount, charge)
 
 

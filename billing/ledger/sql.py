@@ -19,11 +19,13 @@ from orgbilling.db import prepared_cursor as ledger_cursor
 _INSERT_CHARGE = """
     INSERT INTO credit_usage_attribution (
         org_id, user_id, allocation_id, service_type, service_name, input_tokens, output_tokens,
+        cached_tokens, cache_write_tokens, audio_input_tokens, reasoning_tokens, audio_output_tokens,
         credits_used, balance_after, request_id, request_metadata, created_at
     ) VALUES (
         %(org_id)s, %(user_id)s, %(allocation_id)s, %(service_type)s, %(service_name)s,
-        %(input_tokens)s, %(output_tokens)s, %(amount)s, %(balance_after)s, %(request_id)s,
-        %(metadata)s, %(now)s
+        %(input_tokens)s, %(output_tokens)s, %(cached_tokens)s, %(cache_write_tokens)s,
+        %(audio_input_tokens)s, %(reasoning_tokens)s, %(audio_output_tokens)s,
+        %(amount)s, %(balance_after)s, %(request_id)s, %(metadata)s, %(now)s
     )
 """
 INSERT_ORG_CHARGE = (

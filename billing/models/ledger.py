@@ -53,6 +53,23 @@ class CreditUsageAttribution(models.Model):
     service_name = models.CharField(max_length=200, blank=True, help_text="model or service")
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
+    # The breakdown of the totals above (each is part of input_tokens or of output_tokens; see
+    # billing/call_usage.py): what each part was charged at is in request_metadata["price"].
+    cached_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="of input_tokens: cache reads"
+    )
+    cache_write_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="of input_tokens: cache writes"
+    )
+    audio_input_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="of input_tokens: audio"
+    )
+    reasoning_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="of output_tokens: hidden reasoning"
+    )
+    audio_output_tokens = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="of output_tokens: audio"
+    )
     credits_used = models.BigIntegerField()
     balance_after = models.BigIntegerField(
         help_text="free millicredits left on the allocation (or individual balance) after this charge"

@@ -44,6 +44,12 @@ class UsageDailyRollup(models.Model):
     requests = models.BigIntegerField(default=0)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
+    # The breakdown of the totals (billing/call_usage.py); 0 on days rolled up before it existed.
+    cached_tokens = models.BigIntegerField(default=0, db_default=0)
+    cache_write_tokens = models.BigIntegerField(default=0, db_default=0)
+    audio_input_tokens = models.BigIntegerField(default=0, db_default=0)
+    reasoning_tokens = models.BigIntegerField(default=0, db_default=0)
+    audio_output_tokens = models.BigIntegerField(default=0, db_default=0)
     credits_used = models.BigIntegerField(default=0, help_text="millicredits")
     computed_at = models.DateTimeField()
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from django.db import connection
 from django.db.models import QuerySet
 
+from billing.ledger.charges import TOKEN_DETAILS
 from billing.models import CreditUsageAttribution
 from billing.selectors.usage_sources import UsageSources, usage_rows_sql, usage_sources
 from organizations.models import User
@@ -66,6 +67,11 @@ class UsageTotals:
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    audio_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_output_tokens: int = 0
     user_count: int = 0
     model_count: int = 0
 
@@ -77,6 +83,11 @@ class UserUsage:
     input_tokens: int
     output_tokens: int
     credits_used: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    audio_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,11 @@ class ModelUsage:
     input_tokens: int
     output_tokens: int
     credits_used: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    audio_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,11 @@ class UsageBucket:
     input_tokens: int
     output_tokens: int
     credits_used: int
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    audio_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    audio_output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,7 +165,8 @@ _SUMS = (
     "COALESCE(SUM(u.requests), 0)::bigint AS requests, "
     "COALESCE(SUM(u.input_tokens), 0)::bigint AS input_tokens, "
     "COALESCE(SUM(u.output_tokens), 0)::bigint AS output_tokens, "
-    "COALESCE(SUM(u.credits_used), 0)::bigint AS credits_used"
+    + "".join(f"COALESCE(SUM(u.{name}), 0)::bigint AS {name}, " for name in TOKEN_DETAILS)
+    + "COALESCE(SUM(u.credits_used), 0)::bigint AS credits_used"
 )
 _JOIN_USERS = f"JOIN {User._meta.db_table} usr ON usr.id = u.user_id"
 

@@ -21,6 +21,14 @@ from organizations.models import User
 _ROLLUP = UsageDailyRollup._meta.db_table
 _LEDGER = CreditUsageAttribution._meta.db_table
 _USERS = User._meta.db_table
+# The token breakdown columns, summed alongside the totals (billing/call_usage.py).
+_BREAKDOWN = (
+    "cached_tokens",
+    "cache_write_tokens",
+    "audio_input_tokens",
+    "reasoning_tokens",
+    "audio_output_tokens",
+)
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,8 @@ def usage_rows_sql(
         flat = [day for run in sources.rollup_days for day in run]
         parts.append(
             "SELECT r.day, r.user_id, r.model, r.requests, r.input_tokens, r.output_tokens, "
-            f"r.credits_used FROM {_ROLLUP} r WHERE {where('r', 'model', ranges, flat)}"
+            + ", ".join(f"r.{name}" for name in _BREAKDOWN)
+            + f", r.credits_used FROM {_ROLLUP} r WHERE {where('r', 'model', ranges, flat)}"
         )
     if sources.ledger_ranges:
         ranges = " OR ".join("(a.created_at >= %s AND a.created_at < %s)" for _ in sources.ledger_ranges)
@@ -118,7 +127,9 @@ def usage_rows_sql(
         parts.append(
             "SELECT (a.created_at AT TIME ZONE 'UTC')::date AS day, a.user_id, a.service_name AS model, "
             "COUNT(*) AS requests, SUM(a.input_tokens) AS input_tokens, "
-            "SUM(a.output_tokens) AS output_tokens, SUM(a.credits_used) AS credits_used "
+            "SUM(a.output_tokens) AS output_tokens, "
+            + "".join(f"SUM(a.{name}) AS {name}, " for name in _BREAKDOWN)
+            + "SUM(a.credits_used) AS credits_used "
             f"FROM {_LEDGER} a WHERE {where('a', 'service_name', ranges, flat_times)} "
             "GROUP BY 1, 2, 3"
         )
@@ -126,7 +137,8 @@ def usage_rows_sql(
         return (
             "SELECT NULL::date AS day, NULL::bigint AS user_id, NULL::varchar AS model, "
             "0::bigint AS requests, 0::bigint AS input_tokens, 0::bigint AS output_tokens, "
-            "0::bigint AS credits_used WHERE false",
+            + "".join(f"0::bigint AS {name}, " for name in _BREAKDOWN)
+            + "0::bigint AS credits_used WHERE false",
             [],
         )
     return " UNION ALL ".join(parts), params

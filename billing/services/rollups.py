@@ -26,11 +26,23 @@ BATCH_SIZE = 500
 # One key for every rollup pass (pg_advisory_xact_lock takes a bigint).
 _ROLLUP_LOCK_KEY = 0x6F72_6762_726F_6C6C  # "orgbroll"
 
-_COLUMNS = "org_id, user_id, model, day, requests, input_tokens, output_tokens, credits_used, computed_at"
+_BREAKDOWN = (
+    "cached_tokens",
+    "cache_write_tokens",
+    "audio_input_tokens",
+    "reasoning_tokens",
+    "audio_output_tokens",
+)
+_COLUMNS = (
+    "org_id, user_id, model, day, requests, input_tokens, output_tokens, "
+    + ", ".join(_BREAKDOWN)
+    + ", credits_used, computed_at"
+)
 _AGGREGATE = f"""
     INSERT INTO usage_daily_rollups ({_COLUMNS})
     SELECT org_id, user_id, service_name, (created_at AT TIME ZONE 'UTC')::date,
-           COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(credits_used), %(now)s
+           COUNT(*), SUM(input_tokens), SUM(output_tokens),
+           {", ".join(f"SUM({name})" for name in _BREAKDOWN)}, SUM(credits_used), %(now)s
     FROM credit_usage_attribution
     WHERE {{scope}} AND created_at >= %(start)s AND created_at < %(end)s
     GROUP BY org_id, user_id, service_name, (created_at AT TIME ZONE 'UTC')::date

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.errors import UnknownModel
+from billing.errors import UnknownModel, UnpricedImageOption
 from billing.models import ModelPrice
 from billing.pricing import PriceSnapshot, price_for
 
@@ -37,7 +37,8 @@ def test_token_cost_is_exact_and_rounds_up(gpt):
 def test_image_prices_by_size_and_quality(gpt):
     assert price_for("gpt-4o-mini").image_cost(count=2) == 8_000
     assert price_for("gpt-4o-mini", size="1024x1024", quality="hd").image_cost(count=2) == 17_000
-    assert price_for("gpt-4o-mini", size="512x512").image_cost(count=1) == 4_000
+    with pytest.raises(UnpricedImageOption):
+        price_for("gpt-4o-mini", size="512x512")
 
 
 def test_unknown_and_inactive_models_are_refused(gpt):

@@ -146,8 +146,19 @@ class PeriodSerializer(serializers.Serializer):
 
 class _UsageFigures(serializers.Serializer):
     requests = serializers.IntegerField()
-    input_tokens = serializers.IntegerField()
-    output_tokens = serializers.IntegerField()
+    input_tokens = serializers.IntegerField(
+        help_text="all prompt tokens, the cached, cache-write and audio ones included"
+    )
+    output_tokens = serializers.IntegerField(
+        help_text="all output tokens, the reasoning and audio ones included"
+    )
+    cached_tokens = serializers.IntegerField(help_text="of input_tokens: read from the provider's cache")
+    cache_write_tokens = serializers.IntegerField(
+        help_text="of input_tokens: written to the provider's cache"
+    )
+    audio_input_tokens = serializers.IntegerField(help_text="of input_tokens: audio")
+    reasoning_tokens = serializers.IntegerField(help_text="of output_tokens: hidden reasoning")
+    audio_output_tokens = serializers.IntegerField(help_text="of output_tokens: audio")
     credits_used = Credits()
 
 
@@ -175,6 +186,11 @@ class UsageSummarySerializer(serializers.Serializer):
     total_requests = serializers.IntegerField(source="totals.requests")
     total_input_tokens = serializers.IntegerField(source="totals.input_tokens")
     total_output_tokens = serializers.IntegerField(source="totals.output_tokens")
+    total_cached_tokens = serializers.IntegerField(source="totals.cached_tokens")
+    total_cache_write_tokens = serializers.IntegerField(source="totals.cache_write_tokens")
+    total_audio_input_tokens = serializers.IntegerField(source="totals.audio_input_tokens")
+    total_reasoning_tokens = serializers.IntegerField(source="totals.reasoning_tokens")
+    total_audio_output_tokens = serializers.IntegerField(source="totals.audio_output_tokens")
     user_count = serializers.IntegerField(source="totals.user_count", help_text="users with usage")
     model_count = serializers.IntegerField(source="totals.model_count", help_text="models used")
     by_model = ModelUsageSerializer(many=True, help_text="Top 50 models by credits")
@@ -226,6 +242,15 @@ class HistoryEventSerializer(serializers.Serializer):
 
 # --- OpenAPI -------------------------------------------------------------------------------
 
+# A row's token breakdown in the examples (parts of its input_tokens / output_tokens).
+BREAKDOWN_EXAMPLE = {
+    "cached_tokens": 20000,
+    "cache_write_tokens": 0,
+    "audio_input_tokens": 0,
+    "reasoning_tokens": 2000,
+    "audio_output_tokens": 0,
+}
+
 _USAGE_EXAMPLE = {
     "org_id": "org_abc123",
     "period": {"start": "2025-01-01T00:00:00Z", "end": "2025-01-31T00:00:00Z"},
@@ -236,6 +261,11 @@ _USAGE_EXAMPLE = {
     "total_requests": 42,
     "total_input_tokens": 120000,
     "total_output_tokens": 38000,
+    "total_cached_tokens": BREAKDOWN_EXAMPLE["cached_tokens"],
+    "total_cache_write_tokens": BREAKDOWN_EXAMPLE["cache_write_tokens"],
+    "total_audio_input_tokens": BREAKDOWN_EXAMPLE["audio_input_tokens"],
+    "total_reasoning_tokens": BREAKDOWN_EXAMPLE["reasoning_tokens"],
+    "total_audio_output_tokens": BREAKDOWN_EXAMPLE["audio_output_tokens"],
     "user_count": 2,
     "model_count": 1,
     "by_model": [
@@ -244,6 +274,7 @@ _USAGE_EXAMPLE = {
             "requests": 42,
             "input_tokens": 120000,
             "output_tokens": 38000,
+            **BREAKDOWN_EXAMPLE,
             "credits_used": 152.5,
         }
     ],
@@ -253,6 +284,7 @@ _USAGE_EXAMPLE = {
             "requests": 30,
             "input_tokens": 90000,
             "output_tokens": 30000,
+            **BREAKDOWN_EXAMPLE,
             "credits_used": 120.0,
         },
         {
@@ -260,6 +292,7 @@ _USAGE_EXAMPLE = {
             "requests": 12,
             "input_tokens": 30000,
             "output_tokens": 8000,
+            **BREAKDOWN_EXAMPLE,
             "credits_used": 32.5,
         },
     ],
@@ -269,6 +302,7 @@ _USAGE_EXAMPLE = {
             "requests": 42,
             "input_tokens": 120000,
             "output_tokens": 38000,
+            **BREAKDOWN_EXAMPLE,
             "credits_used": 152.5,
         }
     ],
@@ -299,10 +333,10 @@ def _usage_series_schema(group_by: GroupBy, page: type[serializers.Serializer]) 
     key = "user_id" if group_by == "user" else "model"
     value = "alice" if group_by == "user" else "gpt-4o"
     row = {"period_start": "2025-01-13", key: value, "requests": 12}
-    row |= {"input_tokens": 30000, "output_tokens": 8000, "credits_used": 32.5}
+    row |= {"input_tokens": 30000, "output_tokens": 8000, **BREAKDOWN_EXAMPLE, "credits_used": 32.5}
     csv_text = (
-        f"period_start,{key},requests,input_tokens,output_tokens,credits_used\r\n"
-        f"2025-01-13,{value},12,30000,8000,32.500\r\n"
+        f"period_start,{key},requests,input_tokens,output_tokens,{','.join(BREAKDOWN_EXAMPLE)},credits_used\r\n"
+        f"2025-01-13,{value},12,30000,8000,{','.join(map(str, BREAKDOWN_EXAMPLE.values()))},32.500\r\n"
     )
     return extend_schema(
         operation_id=f"usage_by_{group_by}",

@@ -177,9 +177,11 @@ def terms_for_call(
     input_tokens: int = 0,
     output_tokens: int = 0,
     metadata: dict[str, Any] | None = None,
+    token_details: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``settle_reservation`` that charge ``cost`` for the call of
-    ``call_terms`` (0 for BYOK, never above the money cap)."""
+    ``call_terms`` (0 for BYOK, never above the money cap); ``token_details`` is the totals'
+    breakdown (``billing.call_usage.Usage.details``)."""
     byok = bool(call["byok"])
     return {
         "reservation_id": call["reservation_id"],
@@ -188,6 +190,7 @@ def terms_for_call(
         "service_name": call["model"],
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
+        "token_details": dict(token_details or {}),
         "metadata": {
             "price": call["price"],
             "request_id": call["request_id"],
@@ -206,6 +209,7 @@ def settlement_terms(
     input_tokens: int = 0,
     output_tokens: int = 0,
     metadata: dict[str, Any] | None = None,
+    token_details: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of ``settle_reservation`` that charge the call's real cost (0 for
     BYOK): plain JSON values, so a settlement can be spooled (``gateway_calls.spool``)."""
@@ -215,6 +219,7 @@ def settlement_terms(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         metadata=metadata,
+        token_details=token_details,
     )
 
 

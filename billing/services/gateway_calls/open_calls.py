@@ -21,11 +21,10 @@ import os
 import time
 from contextlib import suppress
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from billing.call_usage import Usage, fallback_usage
+from billing.call_usage import DETAIL_FIELDS, Usage, consistent_usage, fallback_usage
 from billing.errors import RequestIdConflict, ReservationNotHeld
 from billing.models import CreditReservation
 from billing.pricing import PriceSnapshot
@@ -77,7 +76,10 @@ def _record(admission: Admission, *, images: int | None, limit_from: float, prog
             "reasoning": admission.reasoning_model or progress.reasoning,
             "images": images,
             "output_tokens": progress.output_tokens,
-            "reported": None if reported is None else [reported.input_tokens, reported.output_tokens],
+            # [input, output, then the breakdown in DETAIL_FIELDS order]; older records: 2 items
+            "reported": None
+            if reported is None
+            else [reported.input_tokens, reported.output_tokens, *reported.details().values()],
         },
         separators=(",", ":"),
     ).encode()
@@ -138,13 +140,15 @@ def release_open_call(admission: Admission) -> None:
 
 
 def _price(call: dict[str, Any]) -> PriceSnapshot:
-    price = call["price"]
-    return PriceSnapshot(
-        model=price["model"],
-        input_credits_per_million=Decimal(price["input_credits_per_million"]),
-        output_credits_per_million=Decimal(price["output_credits_per_million"]),
-        image_credits=Decimal(price["image_credits"]),
-    )
+    return PriceSnapshot.from_metadata(call["price"])
+
+
+def _reported(reported: list[int] | None) -> Usage | None:
+    if reported is None:
+        return None
+    counts = [int(count) for count in reported]
+    details = dict(zip(DETAIL_FIELDS, counts[2:], strict=False))
+    return consistent_usage(input_tokens=counts[0], output_tokens=counts[1], source="upstream", **details)
 
 
 def lost_call_terms(record: dict[str, Any]) -> dict[str, Any]:
@@ -158,9 +162,8 @@ def lost_call_terms(record: dict[str, Any]) -> dict[str, Any]:
         return terms_for_call(
             call, cost=price.image_cost(count=count), metadata={**metadata, "images": count}
         )
-    reported = record["reported"]
     usage = fallback_usage(
-        reported=None if reported is None else Usage(int(reported[0]), int(reported[1]), "upstream"),
+        reported=_reported(record["reported"]),
         estimated_input_tokens=int(record["estimated_input_tokens"]),
         text_output_tokens=int(record["output_tokens"]),
         output_bound=int(record["output_bound"]),
@@ -168,10 +171,11 @@ def lost_call_terms(record: dict[str, Any]) -> dict[str, Any]:
     )
     return terms_for_call(
         call,
-        cost=price.token_cost(input_tokens=usage.input_tokens, output_tokens=usage.output_tokens),
+        cost=price.usage_cost(usage),
         input_tokens=usage.input_tokens,
         output_tokens=usage.output_tokens,
         metadata={**metadata, "estimate": usage.source},
+        token_details=usage.details(),
     )
 
 

@@ -17,6 +17,14 @@ from tests.helpers import assert_error, snapshot_balances
 pytestmark = pytest.mark.django_db
 
 MARCH = {"start": "2025-03-01", "end": "2025-04-30"}
+BREAKDOWN = [
+    "cached_tokens",
+    "cache_write_tokens",
+    "audio_input_tokens",
+    "reasoning_tokens",
+    "audio_output_tokens",
+]
+NONE = ["0"] * len(BREAKDOWN)
 
 
 def usage_url(org_id: str) -> str:
@@ -184,11 +192,11 @@ def test_csv_export_by_accept_header(api_client, march_usage):
     )
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows == [
-        ["period_start", "user_id", "requests", "input_tokens", "output_tokens", "credits_used"],
-        ["2025-03-03", march_usage.alice.username, "1", "10", "5", "1.500"],
-        ["2025-03-05", march_usage.alice.username, "1", "10", "5", "2.000"],
-        ["2025-03-10", march_usage.bob.username, "1", "10", "5", "0.125"],
-        ["2025-04-02", march_usage.alice.username, "1", "10", "5", "4.000"],
+        ["period_start", "user_id", "requests", "input_tokens", "output_tokens", *BREAKDOWN, "credits_used"],
+        ["2025-03-03", march_usage.alice.username, "1", "10", "5", *NONE, "1.500"],
+        ["2025-03-05", march_usage.alice.username, "1", "10", "5", *NONE, "2.000"],
+        ["2025-03-10", march_usage.bob.username, "1", "10", "5", *NONE, "0.125"],
+        ["2025-04-02", march_usage.alice.username, "1", "10", "5", *NONE, "4.000"],
     ]
 
 
@@ -217,7 +225,7 @@ def test_an_empty_csv_export_still_has_its_header(api_client, team):
     api_client.force_login(team.admin)
     response = api_client.get(by_user_url(team.org.id), {"format": "csv"})
     assert response.content.decode().splitlines() == [
-        "period_start,user_id,requests,input_tokens,output_tokens,credits_used"
+        f"period_start,user_id,requests,input_tokens,output_tokens,{','.join(BREAKDOWN)},credits_used"
     ]
 
 

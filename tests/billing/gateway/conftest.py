@@ -63,7 +63,7 @@ def model_price(transactional_db) -> ModelPrice:
         input_credits_per_million=Decimal("150"),
         output_credits_per_million=Decimal("600"),
         image_credits=Decimal("4"),
-        image_prices={"1024x1024/hd": 8.0},
+        image_prices={"1024x1024/hd": 8.0, "1024x1024/standard": 4.0},
         max_output_tokens=1000,
     )
 

@@ -70,8 +70,13 @@ def test_models_lists_active_models_with_prices(gateway, upstream, make_funded_m
                 "input_credits_per_million": 150.0,
                 "output_credits_per_million": 600.0,
                 "image_credits": 4.0,
-                "image_prices": {"1024x1024/hd": 8.0},
+                "image_prices": {"1024x1024/hd": 8.0, "1024x1024/standard": 4.0},
                 "max_output_tokens": 1000,
+                "cache_read_credits_per_million": None,
+                "cache_write_credits_per_million": None,
+                "audio_input_credits_per_million": None,
+                "reasoning_credits_per_million": None,
+                "audio_output_credits_per_million": None,
             }
         ],
     }
