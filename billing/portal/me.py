@@ -81,6 +81,7 @@ def _page(
         "errors": errors,
         "new_key": new_key,
         "now": timezone.now(),
+        "time_zone": str(timezone.get_current_timezone()),
     }
     return render(request, "portal/me.html", context, status=errors.status if errors else 200)
 

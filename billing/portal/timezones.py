@@ -4,6 +4,7 @@
 import zoneinfo
 from datetime import tzinfo
 from functools import cache
+from urllib.parse import unquote
 
 from django.http import HttpRequest
 
@@ -17,7 +18,7 @@ def _known_zones() -> frozenset[str]:
 
 
 def browser_timezone(request: HttpRequest) -> tzinfo:
-    name = request.COOKIES.get(COOKIE, "")
+    name = unquote(request.COOKIES.get(COOKIE, ""))  # the script URI-encodes it (Europe%2FParis)
     if name in _known_zones():
         return zoneinfo.ZoneInfo(name)
     return _UTC
