@@ -77,6 +77,8 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     return page.evaluate(
         """async () => {
             const result = await axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa"]}});
-            return result.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" "))}));
+            return result.violations.map(v => ({
+                id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(" ")),
+            }));
         }"""
     )

@@ -61,7 +61,8 @@ def _wider_than_the_screen(page: Page) -> list[str]:
     their own box and stick out of nothing)."""
     return page.evaluate(
         """() => [...document.querySelectorAll("body *")]
-            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.parentElement.closest(".table-wrap"))
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .filter(e => !e.parentElement.closest(".table-wrap"))
             .map(e => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className)"""
     )
 
