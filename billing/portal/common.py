@@ -1,8 +1,10 @@
 """What every portal page shares: sign-in required, the person's time zone, and refusals shown
 next to the field that caused them in the API's own words."""
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -84,3 +86,19 @@ def refusal_errors(
     return FormErrors(
         form=form, fields={name: [refusal.message]}, status=refusal.status_code, values=values, target=target
     )
+
+
+_PLAIN_NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?$", re.ASCII)
+
+
+def form_values(**typed: str) -> dict[str, Any]:
+    """Form fields as the API's JSON parser would hand them over: a plain number becomes a
+    ``Decimal`` (credits are JSON numbers), anything else stays text for the serializer to
+    refuse in its own words, and an empty field is left out (the API's "This field is
+    required.")."""
+    values: dict[str, Any] = {}
+    for name, text in typed.items():
+        text = text.strip()
+        if text:
+            values[name] = Decimal(text) if _PLAIN_NUMBER.match(text) else text
+    return values

@@ -66,8 +66,22 @@
     });
   }
 
+  // The transfer dialog: a native <dialog> (focus kept inside, Escape closes it). Without this
+  // script its form still works from a page opened with the dialog open.
+  function wireDialogs() {
+    document.querySelectorAll("button[data-dialog]").forEach(function (button) {
+      var dialog = document.getElementById(button.getAttribute("data-dialog"));
+      if (!dialog || typeof dialog.showModal !== "function") { return; }
+      button.addEventListener("click", function () { dialog.showModal(); });
+    });
+    document.querySelectorAll("[data-close-dialog]").forEach(function (button) {
+      button.addEventListener("click", function () { button.closest("dialog").close(); });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     drawCharts();
     wireCopyButtons();
+    wireDialogs();
   });
 })();
