@@ -80,8 +80,8 @@ run: venv
 	}; \
 	write_env; \
 	$(PY) manage.py migrate --noinput; \
-	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
+	$(PY) manage.py seed_demo --member admin; \
 	celery_pids=""; started_redis=""; server_pid=""; upstream_pid=""; \
 	cleanup() { \
 		trap '' INT TERM HUP; \

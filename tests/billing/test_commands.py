@@ -165,3 +165,20 @@ def test_seed_demo_gives_a_month_of_usage_the_charts_can_show():
     assert history.values("service_name").distinct().count() == 3
     assert UsageDailyRollup.objects.filter(org_id="enterprise-corp").exists()
     assert "no drift" in run("reconcile_credits", "--no-progress")
+
+
+def test_seed_demo_can_give_the_dev_admin_the_demo_to_look_at():
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+    run("seed_demo", "--member", "admin")
+
+    memberships = OrganizationMember.objects.filter(user=admin, status="active")
+    assert sorted(memberships.values_list("org_id", flat=True)) == ["client-a", "client-b"]
+    assert memberships.get(is_default=True).org_id == "client-a"
+    assert CreditUsageAttribution.objects.filter(user=admin, request_id__startswith="history-").exists()
+    assert "no drift" in run("reconcile_credits", "--no-progress")
+
+
+def test_seed_demo_refuses_an_unknown_member():
+    with pytest.raises(CommandError, match="No user 'nobody'"):
+        run("seed_demo", "--member", "nobody")

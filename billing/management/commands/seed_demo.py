@@ -7,7 +7,7 @@ from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from tqdm import tqdm
 
@@ -46,10 +46,10 @@ DEMO_MODELS = [("gpt-4o-mini", 0.35), ("claude-3-5-sonnet", 1.2), ("llama-3.1-70
 # models on a working day (at most) and how often. Weekends are quiet. The same every run.
 HISTORY_DAYS = 30
 HISTORY_PROFILE = {
-    "startup-team": (5, 6),
-    "client-a": (1, 2),
-    "client-b": (1, 3),
-    "client-c": (1, 4),
+    "startup-team": (6, 6),
+    "client-a": (2, 2),
+    "client-b": (2, 3),
+    "client-c": (2, 4),
     "enterprise-corp": (40, 3),
 }
 # Of their free credits, members spend at most this share in the history.
@@ -59,11 +59,21 @@ HISTORY_BUDGET_SHARE = Decimal("0.6")
 class Command(BaseCommand):
     help = "Load the demo: a 5-member startup, a consultant in 3 client orgs, a 100-member enterprise."
 
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--member",
+            metavar="USERNAME",
+            help="Also make this existing user a member of client-a (their default org) and "
+            "client-b, with credits and usage, so they see the demo in the portal (make run: the dev admin).",
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         self.prices()
         self.startup_team()
         self.consultant()
         self.enterprise()
+        if options.get("member"):
+            self.guest(options["member"])
         self.history()
         self.stdout.write(self.style.SUCCESS("Demo data ready: startup-team, client-a/b/c, enterprise-corp."))
 
@@ -195,6 +205,15 @@ class Command(BaseCommand):
             self.allocation("enterprise-corp", user, credits)
             if n <= 5:
                 self.usage("enterprise-corp", user, 2)
+
+    def guest(self, username: str) -> None:
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user {username!r}: create it first (make run: ensure_dev_admin).")
+        self.member("client-a", user, is_default=True)
+        self.allocation("client-a", user, 2000)
+        self.member("client-b", user)
+        self.allocation("client-b", user, 1000)
 
     def history(self) -> None:
         """The last 30 days of usage, so the portal's and the API's charts mean something:
