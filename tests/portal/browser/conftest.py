@@ -82,3 +82,12 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
             }));
         }"""
     )
+
+
+def sign_in(page: Any, base_url: str, username: str, password: str) -> None:
+    """Through the sign-in page, as a person would; lands on the portal."""
+    page.goto(f"{base_url}/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{base_url}/portal/")
