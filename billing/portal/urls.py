@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from billing.portal import me, org
+from billing.portal import me, org, system
 from billing.portal.signin import SignInView
 
 app_name = "portal"
@@ -25,6 +25,7 @@ urlpatterns = [
     ),
     path("portal/keys", me.create_key, name="key-create"),
     path("portal/keys/<int:key_id>/revoke", me.revoke_key, name="key-revoke"),
+    path("portal/system/", system.system_overview, name="system"),
     path("portal/orgs/<str:org_id>/", org.org_billing, name="org"),
     path("portal/orgs/<str:org_id>/allocate", org.allocate, name="org-allocate"),
     path("portal/orgs/<str:org_id>/transfer", org.transfer, name="org-transfer"),

@@ -102,3 +102,23 @@ def test_a_member_sees_the_org_without_admin_controls_and_no_other_org(
     response = page.goto(f"{live_server.url}/portal/orgs/globex/")
     assert response is not None and response.status == 404
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
+
+
+def test_the_system_page_is_for_system_admins_only(page: Page, live_server, acme, artifacts) -> None:
+    ops = _person("ops")
+    ops.is_staff = True
+    ops.save()
+
+    sign_in(page, live_server.url, "mia", PASSWORD)
+    response = page.goto(f"{live_server.url}/portal/system/")
+    assert response is not None and response.status == 403
+    expect(page.locator("#refusal")).to_have_text("Only system admins can see the system overview.")
+    expect(page.get_by_role("link", name="System")).to_have_count(0)
+
+    page.context.clear_cookies()
+    sign_in(page, live_server.url, "ops", PASSWORD)
+    page.get_by_role("link", name="System").click()
+    expect(page.get_by_role("heading", name="System overview", level=1)).to_be_visible()
+    expect(page.locator("#top-orgs")).to_contain_text("Acme Corp")
+    assert axe_violations(page) == []
+    page.screenshot(path=artifacts / "system.png", full_page=True)
