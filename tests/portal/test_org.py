@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 
 from billing.models import UserCreditAllocation
-from billing.services import add_credits_to_pool, allocate_credits_to_user
+from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
 from organizations.services import add_member
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import mc, pool_of
@@ -149,3 +149,19 @@ def test_the_admin_page_runs_a_bounded_number_of_queries(
         response = client.get("/portal/orgs/acme/")
 
     assert response.content.decode().count('class="allocate-form"') == 42
+
+
+def test_the_admin_page_exports_usage_as_csv_through_the_api(client: Client, acme) -> None:
+    org, admin, member = acme
+    deduct_credits(user=member, org_id=org.id, amount=mc(7), request_id="csv", service_name="gpt")
+    client.force_login(admin)
+    body = client.get("/portal/orgs/acme/").content.decode()
+    form = body[body.index('<form method="get" action="') :]
+    action = form[len('<form method="get" action="') : form.index('"', len('<form method="get" action="'))]
+    assert action == "/api/v1/org-billing/usage/acme/by-user"
+
+    export = client.get(action, {"format": "csv", "granularity": "day"})
+
+    assert export.status_code == 200
+    assert export["Content-Type"].startswith("text/csv")
+    assert "mia" in export.content.decode()

@@ -2,6 +2,8 @@
 Allocate button and see the API agree, transfer through the dialog; a member's view of the same
 org; another org's page is the 404 page. Each page checked by axe-core and photographed."""
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -85,6 +87,13 @@ def test_an_admin_allocates_and_transfers_and_the_api_agrees(
         "The organization's pool does not have that many unallocated credits."
     )
     assert _allocated("noah") == mc(340)
+
+    # Export the usage by member as CSV (the API's export, through the session).
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export by member (CSV)").click()
+    csv_text = Path(download.value.path()).read_text()
+    assert csv_text.splitlines()[0].startswith("period_start")
+    assert {"mia", "noah", "olga"} <= {line.split(",")[1] for line in csv_text.splitlines()[1:]}
 
 
 def test_a_member_sees_the_org_without_admin_controls_and_no_other_org(
