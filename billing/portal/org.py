@@ -29,7 +29,7 @@ from billing.portal.common import (
     refusal_errors,
     validation_errors,
 )
-from billing.selectors.dashboards import dashboard_window, org_dashboard, pool_summary
+from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
 from billing.selectors.usage import UsageFilters, usage_days
 from billing.services import allocate_credits_to_user, transfer_credits
@@ -45,6 +45,12 @@ def _access(request: HttpRequest, org_id: str) -> OrgAccess:
         return org_access(user=person(request), org_id=org_id)
     except OrganizationNotFound:
         raise Http404("No such organization.") from None
+
+
+def _member_page(request: HttpRequest) -> tuple[int, str]:
+    """The members table's page (1-based; anything else is page 1) and search text."""
+    page = request.GET.get("page", "1")
+    return (int(page) if page.isdigit() and int(page) > 0 else 1), request.GET.get("q", "").strip()[:150]
 
 
 def _daily_chart(days: list[tuple[Any, int]], label: str) -> dict[str, Any]:
@@ -66,7 +72,20 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             message for messages_ in errors.fields.values() for message in messages_
         ]
     if access.is_admin:
-        dashboard = org_dashboard(org=access.org)
+        page, search = _member_page(request)
+        dashboard = org_dashboard(
+            org=access.org, member_offset=(page - 1) * MEMBER_LIMIT, member_search=search
+        )
+        pages = max(1, -(-dashboard.member_count // MEMBER_LIMIT))
+        context.update(
+            member_page=page,
+            member_pages=pages,
+            member_search=search,
+            member_first=(page - 1) * MEMBER_LIMIT + 1 if dashboard.members else 0,
+            member_last=(page - 1) * MEMBER_LIMIT + len(dashboard.members),
+            previous_page=page - 1 if page > 1 else None,
+            next_page=page + 1 if page < pages else None,
+        )
         if errors.form == "allocate" and any(m.user_id == errors.target for m in dashboard.members):
             context["unplaced_errors"] = []
             # Worked out here rather than per row in the template: 100 rows render in time.

@@ -165,3 +165,21 @@ def test_the_admin_page_exports_usage_as_csv_through_the_api(client: Client, acm
     assert export.status_code == 200
     assert export["Content-Type"].startswith("text/csv")
     assert "mia" in export.content.decode()
+
+
+def test_the_members_table_pages_and_filters(client: Client, acme) -> None:
+    org, admin, _ = acme
+    for n in range(105):
+        add_member(org_id=org.id, user=UserFactory(username=f"dev-{n:03d}"), actor_label="test")
+    client.force_login(admin)
+
+    first = client.get("/portal/orgs/acme/").content.decode()
+    second = client.get("/portal/orgs/acme/", {"page": "2"}).content.decode()
+    found = client.get("/portal/orgs/acme/", {"q": "dev-10"}).content.decode()
+
+    assert "Members 1 to 100 of 107." in first
+    assert 'href="?page=2" rel="next"' in first
+    assert "Members 101 to 107 of 107." in second
+    assert second.count('<tr data-user-id="') == 7
+    assert "Members 1 to 5 of 5 matching" in found  # dev-100 to dev-104
+    assert found.count('<tr data-user-id="dev-10') == 5
