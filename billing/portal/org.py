@@ -32,7 +32,7 @@ from billing.portal.common import (
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
 from billing.selectors.usage import UsageFilters, usage_days
-from billing.services import allocate_credits_to_user, transfer_credits
+from billing.services import allocate_credits_to_user, revoke_allocation, transfer_credits
 from organizations.errors import OrganizationNotFound
 from organizations.permissions import OrgAccess, org_access, org_admin_access
 from organizations.selectors import user_by_id
@@ -198,4 +198,29 @@ def transfer(request: HttpRequest, org_id: str) -> HttpResponse:
         run=run,
         field_names=("credits", "from_user_id", "to_user_id"),
         done="Credits transferred.",
+    )
+
+
+class _MemberInput(serializers.Serializer):
+    user_id = serializers.CharField(max_length=150)
+
+
+@require_POST
+@portal_page
+def revoke(request: HttpRequest, org_id: str) -> HttpResponse:
+    user_id = request.POST.get("user_id", "")
+
+    def run(access: OrgAccess, data: dict[str, Any]) -> None:
+        revoke_allocation(org_id=access.org.id, user=user_by_id(data["user_id"]), actor=person(request))
+
+    return _admin_action(
+        request,
+        org_id,
+        form="allocate",
+        target=user_id,
+        serializer=_MemberInput,
+        values=form_values(user_id=user_id),
+        run=run,
+        field_names=("user_id",),
+        done=f"The allocation of {user_id} is revoked: its unused credits are back in the pool.",
     )

@@ -29,4 +29,5 @@ urlpatterns = [
     path("portal/orgs/<str:org_id>/", org.org_billing, name="org"),
     path("portal/orgs/<str:org_id>/allocate", org.allocate, name="org-allocate"),
     path("portal/orgs/<str:org_id>/transfer", org.transfer, name="org-transfer"),
+    path("portal/orgs/<str:org_id>/revoke", org.revoke, name="org-revoke"),
 ]

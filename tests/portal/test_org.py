@@ -183,3 +183,27 @@ def test_the_members_table_pages_and_filters(client: Client, acme) -> None:
     assert second.count('<tr data-user-id="') == 7
     assert "Members 1 to 5 of 5 matching" in found  # dev-100 to dev-104
     assert found.count('<tr data-user-id="dev-10') == 5
+
+
+def test_an_admin_revokes_an_allocation_and_its_unused_credits_return_to_the_pool(
+    client: Client, acme
+) -> None:
+    org, admin, member = acme
+    deduct_credits(user=member, org_id=org.id, amount=mc(30), request_id="used", service_name="m")
+    client.force_login(admin)
+
+    response = client.post("/portal/orgs/acme/revoke", {"user_id": "mia"})
+
+    assert response.status_code == 302
+    assert not UserCreditAllocation.objects.filter(org=org, user=member, is_active=True).exists()
+    assert pool_of(org).allocated_credits == mc(30)  # what mia used stays allocated
+
+
+def test_a_member_cannot_revoke(client: Client, acme) -> None:
+    org, _, member = acme
+    client.force_login(member)
+
+    response = client.post("/portal/orgs/acme/revoke", {"user_id": "mia"})
+
+    assert response.status_code == 403
+    assert _allocated(org, "mia") == mc(100)
