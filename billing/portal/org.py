@@ -29,6 +29,8 @@ from billing.portal.common import (
     refusal_errors,
     validation_errors,
 )
+from billing.portal.once import FIELD as FORM_KEY
+from billing.portal.once import form_key, run_once
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
 from billing.selectors.usage import UsageFilters, usage_days
@@ -64,7 +66,14 @@ def _daily_chart(days: list[tuple[Any, int]], label: str) -> dict[str, Any]:
 def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None = None) -> HttpResponse:
     user = person(request)
     errors = errors or FormErrors()
-    context: dict[str, Any] = {"org": access.org, "access": access, "errors": errors, "unplaced_errors": []}
+    context: dict[str, Any] = {
+        "org": access.org,
+        "access": access,
+        "errors": errors,
+        "unplaced_errors": [],
+        # Money-moving forms carry a key of this render: sent twice, they run once (once.py).
+        "form_key": form_key(),
+    }
     if errors.form == "allocate" or (errors.form and not access.is_admin):
         # A refusal for a member the table does not show, or for a member who has no table
         # (a member posting an admin's form), goes at the top of the page.
@@ -139,10 +148,17 @@ def _admin_action(
     if not data.is_valid():
         return _page(request, access, errors=validation_errors(form, data.errors, shown, target))
     try:
-        run(org_admin_access(user=person(request), org_id=org_id), dict(data.validated_data))
+        admin = org_admin_access(user=person(request), org_id=org_id)
+        ran = run_once(
+            user=person(request),
+            key=request.POST.get(FORM_KEY, ""),
+            path=request.path,
+            values=shown,
+            run=lambda: run(admin, dict(data.validated_data)),
+        )
     except ApplicationError as refusal:
         return _page(request, access, errors=refusal_errors(form, refusal, shown, field_names, target))
-    messages.success(request, done)
+    messages.success(request, done if ran else "Already done: that form was sent once.")
     return redirect("portal:org", org_id=access.org.id)
 
 
