@@ -82,8 +82,8 @@ run: venv
 	}; \
 	write_env; \
 	$(PY) manage.py migrate --noinput; \
-	$(PY) manage.py seed_demo; \
 	$(PY) manage.py ensure_dev_admin; \
+	$(PY) manage.py seed_demo --member admin; \
 	celery_pids=""; started_redis=""; server_pid=""; upstream_pid=""; \
 	cleanup() { \
 		trap '' INT TERM HUP; \
@@ -123,8 +123,10 @@ run: venv
 	server_pid=$$!; wait $$server_pid   # in the background, so Ctrl-C / TERM / HUP reach the cleanup at once
 
 # A throwaway cluster for the whole run, removed afterwards whatever the outcome. The load
-# test's smoke test (tests/loadtest/test_run.py) runs Locust from .venv-load.
+# test's smoke test (tests/loadtest/test_run.py) runs Locust from .venv-load; the portal's
+# browser tests drive Debian's chromium (scripts/chromium.sh installs it when missing, as root).
 test: venv loadtest-venv
+	@scripts/chromium.sh install
 	@set -e; dir=$$(mktemp -d /tmp/orgbilling-test.XXXXXX); \
 	trap '$(PG) destroy '"$$dir"' >/dev/null 2>&1 || true' EXIT; \
 	port=$$($(PY) scripts/free_port.py); \

@@ -1,5 +1,6 @@
-"""Every billing route, under its three prefixes: the org-billing API, the LLM gateway and the
-payment providers' webhooks. Paths and names are the API contract (tests use ``reverse()``).
+"""Every billing route: the portal's pages (``/`` sign-in, ``/portal/...``) and, under their
+three prefixes, the org-billing API, the LLM gateway and the payment providers' webhooks.
+Paths and names are the API contract (tests use ``reverse()``).
 
 Organization ids in the report paths must look like organization ids, so a malformed one is a
 plain 404. ``<org_id>/history`` comes last: it is the broadest pattern and must not shadow the
@@ -22,6 +23,8 @@ from billing.api.subscriptions import (
     SubscriptionUpgradeView,
 )
 from billing.gateway import views as gateway_views
+from billing.portal import me, org, system
+from billing.portal.signin import SignInView
 from billing.webhooks.views import lago_webhook, stripe_webhook
 
 ORG_ID = r"(?P<org_id>[A-Za-z0-9][A-Za-z0-9_-]{0,63})"
@@ -87,7 +90,34 @@ webhook_urls = [
     path("stripe", stripe_webhook, name="webhook-stripe"),
 ]
 
+# The portal: server-rendered pages for people (namespace "portal").
+portal_urls = [
+    path("", SignInView.as_view(), name="signin"),
+    path("portal/", me.my_credits, name="me"),
+    path("portal/default-org", me.choose_default_org, name="default-org"),
+    path(
+        "portal/invitations/<str:org_id>/accept",
+        me.answer_invitation,
+        {"answer": "accept"},
+        name="invitation-accept",
+    ),
+    path(
+        "portal/invitations/<str:org_id>/decline",
+        me.answer_invitation,
+        {"answer": "decline"},
+        name="invitation-decline",
+    ),
+    path("portal/keys", me.create_key, name="key-create"),
+    path("portal/keys/<int:key_id>/revoke", me.revoke_key, name="key-revoke"),
+    path("portal/system/", system.system_overview, name="system"),
+    path("portal/orgs/<str:org_id>/", org.org_billing, name="org"),
+    path("portal/orgs/<str:org_id>/allocate", org.allocate, name="org-allocate"),
+    path("portal/orgs/<str:org_id>/transfer", org.transfer, name="org-transfer"),
+    path("portal/orgs/<str:org_id>/revoke", org.revoke, name="org-revoke"),
+]
+
 urlpatterns = [
+    path("", include((portal_urls, "portal"))),
     path(
         "api/v1/org-billing/",
         include(subscription_urls + credit_urls + external_charge_urls + report_urls + settings_urls),

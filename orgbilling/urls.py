@@ -22,7 +22,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/v1/", include("organizations.urls")),
-    # /api/v1/org-billing/, /api/v1/llm/ and /api/v1/webhooks/: every billing route is in billing/urls.py.
+    # The portal (/ and /portal/), /api/v1/org-billing/, /api/v1/llm/ and /api/v1/webhooks/: every
+    # billing route is in billing/urls.py.
     path("", include("billing.urls")),
 ]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from billing.models import (
@@ -238,15 +238,20 @@ def pool_summary(*, org_id: str) -> PoolSummary:
     )
 
 
-def member_balances(*, org_id: str, limit: int = MEMBER_LIMIT) -> tuple[int, list[MemberBalance]]:
-    """(how many members the org has, the first ``limit`` of them by join date with their
-    active allocation): three queries whatever the number of members."""
+def member_balances(
+    *, org_id: str, limit: int = MEMBER_LIMIT, offset: int = 0, search: str = ""
+) -> tuple[int, list[MemberBalance]]:
+    """(how many members the org has — matching ``search`` in their user id or e-mail, when
+    given —, ``limit`` of them from ``offset`` by join date with their active allocation):
+    three queries whatever the number of members."""
     # An unanswered invitation is no member: it must not show the invitee to the org.
     members_qs = OrganizationMember.objects.filter(org_id=org_id).exclude(
         status=OrganizationMember.Status.INVITED
     )
+    if search:
+        members_qs = members_qs.filter(Q(user__username__icontains=search) | Q(user__email__icontains=search))
     count = members_qs.count()
-    members = list(members_qs.select_related("user").order_by("joined_at", "id")[:limit])
+    members = list(members_qs.select_related("user").order_by("joined_at", "id")[offset : offset + limit])
     allocations = {
         allocation.user_id: allocation
         for allocation in UserCreditAllocation.objects.filter(
@@ -318,12 +323,15 @@ def subscription_summary(*, org_id: str) -> SubscriptionSummary | None:
     )
 
 
-def org_dashboard(*, org: Organization, now: datetime | None = None) -> OrgDashboard:
-    """An org admin's view: pool, members, the last 30 days' usage, history, subscription."""
+def org_dashboard(
+    *, org: Organization, now: datetime | None = None, member_offset: int = 0, member_search: str = ""
+) -> OrgDashboard:
+    """An org admin's view: pool, members (a page of them, optionally searched), the last 30
+    days' usage, history, subscription."""
     start, end = dashboard_window(now or timezone.now())
     window = UsageFilters(start=start, end=end)
     sources = usage_sources(start=start, end=end)
-    member_count, members = member_balances(org_id=org.id)
+    member_count, members = member_balances(org_id=org.id, offset=member_offset, search=member_search)
     return OrgDashboard(
         org_id=org.id,
         org_name=org.org_name,

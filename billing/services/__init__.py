@@ -7,6 +7,7 @@ package is the public facade that the API, the gateway, tasks and commands impor
 from billing.ledger.charges import DeductionResult, ReservationResult
 from billing.ledger.deduction import deduct_credits, has_sufficient_credits
 from billing.ledger.individual import add_individual_credits
+from billing.ledger.past_usage import PastCharge, record_past_usage
 from billing.ledger.pool import (
     AllocationChange,
     PoolChange,
@@ -29,6 +30,7 @@ __all__ = [
     "AllocationChange",
     "BillingContext",
     "DeductionResult",
+    "PastCharge",
     "PoolChange",
     "ReservationResult",
     "TransferResult",
@@ -39,6 +41,7 @@ __all__ = [
     "deduct_credits",
     "expire_reservations",
     "has_sufficient_credits",
+    "record_past_usage",
     "release_reservation",
     "reserve_credits",
     "resolve_billing_context",

@@ -30,6 +30,8 @@ MIDDLEWARE = [
     "orgbilling.observability.metrics.RequestMetricsMiddleware",
     "orgbilling.input_guard.InputGuardMiddleware",  # NUL/surrogates → 400, oversized → 413
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy: our own origin only (orgbilling/settings/portal.py).
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -70,6 +72,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # The portal's filters (credits, not millicredits), in every template.
+            "libraries": {"portal": "billing.portal.templatetags"},
         },
     },
 ]
@@ -210,4 +214,5 @@ DEV_ADMIN_PASSWORD = env("DEV_ADMIN_PASSWORD", default="")
 # alert e-mail.
 from orgbilling.settings.observability import *  # noqa: E402,F403
 from orgbilling.settings.payments import *  # noqa: E402,F403
+from orgbilling.settings.portal import *  # noqa: E402,F403
 from orgbilling.settings.tasks import *  # noqa: E402,F403

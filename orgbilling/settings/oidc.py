@@ -78,8 +78,10 @@ OIDC_AUTHENTICATE_CLASS = "organizations.auth.oidc.KeycloakAuthenticationRequest
 OIDC_CALLBACK_CLASS = "organizations.auth.oidc.KeycloakAuthenticationCallbackView"
 OIDC_OP_LOGOUT_URL_METHOD = "organizations.auth.oidc.provider_logout_url"
 
-# Where the browser lands after signing in, after a refused sign-in, and after signing out
-# (an SPA sets its own URLs; the post-logout one must be registered in the Keycloak client).
-LOGIN_REDIRECT_URL: str = env("LOGIN_REDIRECT_URL", default="/api/v1/me")
-LOGIN_REDIRECT_URL_FAILURE: str = env("LOGIN_REDIRECT_URL_FAILURE", default="/api/v1/me")
-LOGOUT_REDIRECT_URL: str = env("LOGOUT_REDIRECT_URL", default="/api/v1/me")
+# Where the browser lands after signing in (the portal), after a refused sign-in and after
+# signing out (the sign-in page). An SPA sets its own URLs; the post-logout one must be
+# registered in the Keycloak client.
+LOGIN_URL: str = env("LOGIN_URL", default="/")
+LOGIN_REDIRECT_URL: str = env("LOGIN_REDIRECT_URL", default="/portal/")
+LOGIN_REDIRECT_URL_FAILURE: str = env("LOGIN_REDIRECT_URL_FAILURE", default="/")
+LOGOUT_REDIRECT_URL: str = env("LOGOUT_REDIRECT_URL", default="/")

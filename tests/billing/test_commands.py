@@ -1,17 +1,20 @@
 """Management commands: add_credits, allocate_credits, reconcile_credits, seed_demo."""
 
+from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.utils import timezone
 
 from billing.models import (
     AuditEvent,
     CreditUsageAttribution,
     OrganizationCreditPool,
     OrganizationSubscription,
+    UsageDailyRollup,
     UserCreditAllocation,
 )
 from billing.services import deduct_credits
@@ -143,3 +146,34 @@ def test_seed_demo_builds_the_three_use_cases_and_is_idempotent(django_capture_o
         OrganizationMember.objects.get(user__username="consultant-carol", is_default=True).org_id
         == "client-a"
     )
+
+
+def test_seed_demo_gives_a_month_of_usage_and_the_dev_admin_the_demo_to_look_at():
+    # One run for both (seed_demo takes seconds): the history, and --member.
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+    run("seed_demo", "--member", "admin")
+
+    since = timezone.now() - timedelta(days=30)
+    history = CreditUsageAttribution.objects.filter(request_id__startswith="history-", created_at__gte=since)
+    days = {row.date() for row in history.values_list("created_at", flat=True)}
+    assert len(days) >= 25  # every working day, most weekend days
+    assert set(history.values_list("org_id", flat=True)) == {
+        "startup-team",
+        "client-a",
+        "client-b",
+        "client-c",
+        "enterprise-corp",
+    }
+    assert history.values("service_name").distinct().count() == 3
+    assert UsageDailyRollup.objects.filter(org_id="enterprise-corp").exists()
+    memberships = OrganizationMember.objects.filter(user=admin, status="active")
+    assert sorted(memberships.values_list("org_id", flat=True)) == ["client-a", "client-b"]
+    assert memberships.get(is_default=True).org_id == "client-a"
+    assert history.filter(user=admin).exists()
+    assert "no drift" in run("reconcile_credits", "--no-progress")
+
+
+def test_seed_demo_refuses_an_unknown_member():
+    with pytest.raises(CommandError, match="No user 'nobody'"):
+        run("seed_demo", "--member", "nobody")

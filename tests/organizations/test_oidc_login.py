@@ -68,7 +68,7 @@ def test_full_sign_in_creates_the_user_from_claims_and_opens_a_session(client, k
     response = browser_sign_in(client, keycloak, sub)
 
     assert response.status_code == 302
-    assert response["Location"] == "/api/v1/me"  # LOGIN_REDIRECT_URL
+    assert response["Location"] == "/portal/"  # LOGIN_REDIRECT_URL: the portal, not JSON
     me = client.get(ME)
     assert me.status_code == 200, me.content
     assert me.json()["user"] == {
@@ -124,7 +124,7 @@ def test_a_denied_consent_leaves_the_browser_signed_out(client, keycloak):
     response = client.get(f"{parts.path}?{parts.query}")
 
     assert response.status_code == 302
-    assert response["Location"] == "/api/v1/me"  # LOGIN_REDIRECT_URL_FAILURE
+    assert response["Location"] == "/"  # LOGIN_REDIRECT_URL_FAILURE: the sign-in page
     assert_error(client.get(ME), 401, "unauthenticated")
 
 
@@ -195,7 +195,7 @@ def test_logout_ends_the_session_and_goes_through_the_provider_end_session(clien
     )
     params = parse_qs(location.query)
     assert params["id_token_hint"] == [id_token]
-    assert params["post_logout_redirect_uri"] == ["http://testserver/api/v1/me"]
+    assert params["post_logout_redirect_uri"] == ["http://testserver/"]
     assert params["client_id"] == [CLIENT_ID]
     assert_error(client.get(ME), 401, "unauthenticated")
     # The provider's end-session page confirms and sends the browser back to us.
@@ -225,7 +225,7 @@ def test_logout_after_a_password_sign_in_stays_local(client, keycloak):
 
     response = client.post("/oidc/logout/")
 
-    assert response["Location"] == "http://testserver/api/v1/me"
+    assert response["Location"] == "http://testserver/"  # LOGOUT_REDIRECT_URL: the sign-in page
     assert_error(client.get(ME), 401, "unauthenticated")
 
 
@@ -328,7 +328,7 @@ def test_org_groups_sync_keeps_the_last_admin(client, keycloak, settings):
 
     response = browser_sign_in(client, keycloak, sub)
 
-    assert response["Location"] == "/api/v1/me"
+    assert response["Location"] == "/portal/"
     assert client.get(ME).status_code == 200  # signed in; the refused demotion is skipped
     assert OrganizationMember.objects.get(org_id="solo", user=user).role == "admin"
 

@@ -1,18 +1,33 @@
 """Demo data for the reference documents' three use cases. Safe to run again: it only fills
 in what is missing (fixed ids, fixed request ids, so replayed charges change nothing)."""
 
+import random
 import sys
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 from tqdm import tqdm
 
 from billing.management.commands._common import run_service
-from billing.models import OrganizationSubscription, OrgBillingHistory, UserCreditAllocation
+from billing.models import (
+    CreditUsageAttribution,
+    OrganizationSubscription,
+    OrgBillingHistory,
+    UserCreditAllocation,
+)
 from billing.money import credits_to_millicredits
 from billing.pricing import ensure_model_price
-from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
+from billing.services import (
+    PastCharge,
+    add_credits_to_pool,
+    allocate_credits_to_user,
+    deduct_credits,
+    record_past_usage,
+)
+from billing.services.rollups import rollup_usage
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import (
@@ -32,16 +47,39 @@ DEMO_PRICES = [
     ("dall-e-3", "0", "0", "4"),
 ]
 DEMO_MODELS = [("gpt-4o-mini", 0.35), ("claude-3-5-sonnet", 1.2), ("llama-3.1-70b", 0.5)]
+# The month of history (``history``): days back, and per org how many of its members call the
+# models on a working day (at most) and how often. Weekends are quiet. The same every run.
+HISTORY_DAYS = 30
+HISTORY_PROFILE = {
+    "startup-team": (6, 6),
+    "client-a": (2, 2),
+    "client-b": (2, 3),
+    "client-c": (2, 4),
+    "enterprise-corp": (40, 3),
+}
+# Of their free credits, members spend at most this share in the history.
+HISTORY_BUDGET_SHARE = Decimal("0.6")
 
 
 class Command(BaseCommand):
     help = "Load the demo: a 5-member startup, a consultant in 3 client orgs, a 100-member enterprise."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--member",
+            metavar="USERNAME",
+            help="Also make this existing user a member of client-a (their default org) and "
+            "client-b, with credits and usage, so they see the demo in the portal (make run: the dev admin).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.prices()
         self.startup_team()
         self.consultant()
         self.enterprise()
+        if options.get("member"):
+            self.guest(options["member"])
+        self.history()
         self.stdout.write(self.style.SUCCESS("Demo data ready: startup-team, client-a/b/c, enterprise-corp."))
 
     # -- building blocks --------------------------------------------------------------------
@@ -172,3 +210,64 @@ class Command(BaseCommand):
             self.allocation("enterprise-corp", user, credits)
             if n <= 5:
                 self.usage("enterprise-corp", user, 2)
+
+    def guest(self, username: str) -> None:
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"No user {username!r}: create it first (make run: ensure_dev_admin).")
+        self.member("client-a", user, is_default=True)
+        self.allocation("client-a", user, 2000)
+        self.member("client-b", user)
+        self.allocation("client-b", user, 1000)
+
+    def history(self) -> None:
+        """The last 30 days of usage, so the portal's and the API's charts mean something:
+        charges dated through the day, recorded in bulk (``record_past_usage``: one
+        transaction per org, balances raised with them), then the days rolled up. Done once per
+        org: an org that has history already is left as it is."""
+        now = timezone.now()
+        today = now.astimezone(UTC).date()
+        pick = random.Random(13)
+        written = 0
+        for org_id, (active_members, calls_per_day) in HISTORY_PROFILE.items():
+            if CreditUsageAttribution.objects.filter(
+                org_id=org_id, request_id__startswith="history-"
+            ).exists():
+                continue
+            allocations = list(
+                UserCreditAllocation.objects.filter(org_id=org_id, is_active=True)
+                .select_related("user")
+                .order_by("user__username")[:active_members]
+            )
+            charges = []
+            for allocation in allocations:
+                budget = int(allocation.free_credits * HISTORY_BUDGET_SHARE)
+                spent = 0
+                for back in range(HISTORY_DAYS - 1, -1, -1):
+                    day = today - timedelta(days=back)
+                    busy = 1.0 if day.weekday() < 5 else 0.25
+                    for n in range(pick.randint(0, round(calls_per_day * 2 * busy))):
+                        model, credits = pick.choice(DEMO_MODELS)
+                        amount = credits_to_millicredits(str(round(credits * pick.uniform(0.3, 2.5), 3)))
+                        at = datetime.combine(day, time(8), tzinfo=UTC) + timedelta(
+                            minutes=pick.randint(0, 600)
+                        )
+                        if at >= now or spent + amount > budget:
+                            continue
+                        spent += amount
+                        charges.append(
+                            PastCharge(
+                                user_id=allocation.user_id,
+                                amount=amount,
+                                request_id=f"history-{allocation.user.username}-{day.isoformat()}-{n}",
+                                at=at,
+                                service_name=model,
+                                input_tokens=pick.randint(200, 6000),
+                                output_tokens=pick.randint(50, 1500),
+                                metadata={"seed": True},
+                            )
+                        )
+            written += run_service(record_past_usage, org_id=org_id, charges=charges, actor_label=LABEL)
+        if written:
+            rollup_usage(first_day=today - timedelta(days=HISTORY_DAYS), last_day=today, now=now)
+            self.stdout.write(f"Usage history: {written} charges over the last {HISTORY_DAYS} days.")

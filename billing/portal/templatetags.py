@@ -1,0 +1,22 @@
+"""Template filters of the portal (registered as the ``portal`` library in TEMPLATES)."""
+
+from django import template
+
+from orgbilling.money import millicredits_to_credits
+
+register = template.Library()
+
+
+@register.filter
+def credits(millicredits: int | None) -> str:
+    """Millicredits as credits for people: ``1234500`` → ``1,234.5``; never millicredits."""
+    text = f"{millicredits_to_credits(int(millicredits or 0)):,.3f}"
+    return text.rstrip("0").rstrip(".")
+
+
+@register.filter
+def percent_of(part: int | None, whole: int | None) -> int:
+    """``part`` as a whole percentage of ``whole`` (0 when ``whole`` is 0), for progress bars."""
+    if not whole:
+        return 0
+    return max(0, min(100, round(100 * int(part or 0) / int(whole))))
