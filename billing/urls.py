@@ -13,6 +13,7 @@ from billing.api.auto_topup import AutoTopUpView
 from billing.api.byok import ByokView
 from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateView
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
+from billing.api.departments import DepartmentDetailView, DepartmentListView
 from billing.api.external_charges import ChargeView
 from billing.api.reports import OrgHistoryView, OrgUsageView, UsageByModelView, UsageByUserView
 from billing.api.subscriptions import (
@@ -54,6 +55,12 @@ credit_urls = [
         name="org-billing-allocation-detail",
     ),
     path("credits/<str:org_id>/transfer", CreditTransferView.as_view(), name="org-billing-credits-transfer"),
+    path("credits/<str:org_id>/departments", DepartmentListView.as_view(), name="org-billing-departments"),
+    path(
+        "credits/<str:org_id>/departments/<int:department_id>",
+        DepartmentDetailView.as_view(),
+        name="org-billing-department-detail",
+    ),
 ]
 
 external_charge_urls = [

@@ -6,6 +6,12 @@ package is the public facade that the API, the gateway, tasks and commands impor
 
 from billing.ledger.charges import DeductionResult, ReservationResult
 from billing.ledger.deduction import deduct_credits, has_sufficient_credits
+from billing.ledger.departments import (
+    DepartmentDeleted,
+    create_department,
+    delete_department,
+    update_department,
+)
 from billing.ledger.individual import add_individual_credits
 from billing.ledger.pool import (
     AllocationChange,
@@ -29,6 +35,7 @@ __all__ = [
     "AllocationChange",
     "BillingContext",
     "DeductionResult",
+    "DepartmentDeleted",
     "PoolChange",
     "ReservationResult",
     "TransferResult",
@@ -36,7 +43,9 @@ __all__ = [
     "add_individual_credits",
     "adjust_allocation",
     "allocate_credits_to_user",
+    "create_department",
     "deduct_credits",
+    "delete_department",
     "expire_reservations",
     "has_sufficient_credits",
     "release_reservation",
@@ -45,4 +54,5 @@ __all__ = [
     "revoke_allocation",
     "settle_reservation",
     "transfer_credits",
+    "update_department",
 ]

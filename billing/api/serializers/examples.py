@@ -15,6 +15,7 @@ ALLOCATION: dict[str, Any] = {
     "org_id": "org_abc123",
     "user_id": "e2e-user-123",
     "user_email": "dev@acme.test",
+    "department_id": None,
     "allocated_credits": 5000.0,
     "used_credits": 120.5,
     "reserved_credits": 0.0,
