@@ -15,7 +15,13 @@ from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateV
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
 from billing.api.departments import DepartmentDetailView, DepartmentListView
 from billing.api.external_charges import ChargeView
-from billing.api.reports import OrgHistoryView, OrgUsageView, UsageByModelView, UsageByUserView
+from billing.api.reports import (
+    OrgHistoryView,
+    OrgUsageView,
+    UsageByDepartmentView,
+    UsageByModelView,
+    UsageByUserView,
+)
 from billing.api.subscriptions import (
     SubscriptionCancelView,
     SubscriptionCreateView,
@@ -74,6 +80,11 @@ report_urls = [
     re_path(rf"^billing/org/{ORG_ID}$", OrgDashboardView.as_view(), name="org-billing-org-dashboard"),
     re_path(rf"^usage/{ORG_ID}/by-user$", UsageByUserView.as_view(), name="org-billing-usage-by-user"),
     re_path(rf"^usage/{ORG_ID}/by-model$", UsageByModelView.as_view(), name="org-billing-usage-by-model"),
+    re_path(
+        rf"^usage/{ORG_ID}/by-department$",
+        UsageByDepartmentView.as_view(),
+        name="org-billing-usage-by-department",
+    ),
     re_path(rf"^{ORG_ID}/history$", OrgHistoryView.as_view(), name="org-billing-history"),
 ]
 

@@ -28,15 +28,20 @@ def _with_figures(departments: QuerySet[Department]) -> QuerySet[Department]:
     )
 
 
+def live_departments(*, org: Organization) -> QuerySet[Department]:
+    """The org's live departments with their figures, oldest first."""
+    return _with_figures(Department.objects.filter(org=org, deleted_at__isnull=True).order_by("id"))
+
+
 def departments_visible_to(*, org: Organization, user: User, is_admin: bool) -> QuerySet[Department]:
     """The org's live departments for its admins; a manager sees the ones they manage; other
     members none."""
-    departments = Department.objects.filter(org=org, deleted_at__isnull=True).order_by("id")
+    departments = live_departments(org=org)
     if not is_admin:
         departments = departments.filter(
             Exists(Department.managers.through.objects.filter(department_id=OuterRef("pk"), user_id=user.pk))
         )
-    return _with_figures(departments)
+    return departments
 
 
 def department_with_figures(*, org: Organization, department_id: int) -> Department:

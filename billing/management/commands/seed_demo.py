@@ -9,10 +9,10 @@ from django.core.management.base import BaseCommand
 from tqdm import tqdm
 
 from billing.management.commands._common import run_service
-from billing.models import OrganizationSubscription, OrgBillingHistory, UserCreditAllocation
+from billing.models import Department, OrganizationSubscription, OrgBillingHistory, UserCreditAllocation
 from billing.money import credits_to_millicredits
 from billing.pricing import ensure_model_price
-from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
+from billing.services import add_credits_to_pool, allocate_credits_to_user, create_department, deduct_credits
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import (
@@ -32,6 +32,13 @@ DEMO_PRICES = [
     ("dall-e-3", "0", "0", "4"),
 ]
 DEMO_MODELS = [("gpt-4o-mini", 0.35), ("claude-3-5-sonnet", 1.2), ("llama-3.1-70b", 0.5)]
+# The enterprise's departments (the demo usernames' middle part): name, budget, credits per member.
+ENTERPRISE_DEPARTMENTS = {
+    "eng": ("Engineering", 40_000, 1500),
+    "marketing": ("Marketing", 22_000, 800),
+    "sales": ("Sales", 16_000, 600),
+    "support": ("Support", 14_000, 500),
+}
 
 
 class Command(BaseCommand):
@@ -92,13 +99,41 @@ class Command(BaseCommand):
         if is_default:
             run_service(lambda: set_default_organization(user=user, org_id=org_id))
 
-    def allocation(self, org_id: str, user: User, credits: int) -> None:
+    def allocation(
+        self,
+        org_id: str,
+        user: User,
+        credits: int,
+        department_id: int | None = None,
+        actor: User | None = None,
+    ) -> None:
         if not UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).exists():
             run_service(
                 lambda: allocate_credits_to_user(
-                    org_id=org_id, user=user, amount=credits_to_millicredits(credits), actor_label=LABEL
+                    org_id=org_id,
+                    user=user,
+                    amount=credits_to_millicredits(credits),
+                    actor=actor,
+                    actor_label=LABEL,
+                    department_id=department_id,
                 )
             )
+
+    def department(self, org_id: str, name: str, budget: int, manager: User) -> int:
+        """The live department of that name (created with its budget and manager if missing)."""
+        existing = Department.objects.filter(org_id=org_id, name=name, deleted_at__isnull=True).first()
+        if existing is not None:
+            return existing.pk
+        department = run_service(
+            lambda: create_department(
+                org_id=org_id,
+                name=name,
+                budget=credits_to_millicredits(budget),
+                managers=[manager],
+                actor_label=LABEL,
+            )
+        )
+        return int(department.pk)
 
     def usage(self, org_id: str, user: User, calls: int) -> None:
         for n in range(calls):
@@ -159,16 +194,24 @@ class Command(BaseCommand):
             self.usage(org_id, carol, 3 + index)
 
     def enterprise(self) -> None:
-        """Use case 3: enterprise plan, 100,000 credits, 100 members in 4 departments."""
-        departments = [("eng", 1500), ("marketing", 800), ("sales", 600), ("support", 500)]
+        """Use case 3: enterprise plan, 100,000 credits, 100 members in 4 departments, each
+        department with a budget carved from the pool and its first member as its manager, who
+        allocates to the department's members from the budget."""
         admin = ensure_user(username="enterprise-admin", email="admin@enterprise.example", first_name="Erin")
         self.org("enterprise-corp", "Enterprise Corp", admin, "enterprise", 100_000, "1000.00")
-        seats = [(dept, credits, n) for dept, credits in departments for n in range(1, 26)]
-        for dept, credits, n in tqdm(
+        seats = [(dept, n) for dept in ENTERPRISE_DEPARTMENTS for n in range(1, 26)]
+        department_ids: dict[str, int] = {}
+        for dept, n in tqdm(
             seats, desc="enterprise-corp members", unit="member", file=sys.stderr, disable=None
         ):
+            name, budget, credits = ENTERPRISE_DEPARTMENTS[dept]
             user = ensure_user(username=f"ent-{dept}-{n:02d}", email=f"{dept}{n:02d}@enterprise.example")
             self.member("enterprise-corp", user)
-            self.allocation("enterprise-corp", user, credits)
+            if n == 1:
+                department_ids[dept] = self.department("enterprise-corp", name, budget, manager=user)
+            manager = User.objects.get(username=f"ent-{dept}-01")
+            self.allocation(
+                "enterprise-corp", user, credits, department_id=department_ids[dept], actor=manager
+            )
             if n <= 5:
                 self.usage("enterprise-corp", user, 2)
