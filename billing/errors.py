@@ -24,6 +24,7 @@ __all__ = [
     "BillingBackendRejected",
     "BillingBackendUnavailable",
     "ByokDisabled",
+    "DailyCapReached",
     "DepartmentAccessDenied",
     "DepartmentBudgetBelowAllocated",
     "DepartmentHasAllocations",
@@ -321,3 +322,9 @@ class DepartmentHasAllocations(Conflict):
 class DepartmentNameTaken(Conflict):
     code = "department_name_taken"
     default_message = "The organization already has a department of that name."
+
+
+class DailyCapReached(ApplicationError):
+    status_code = 402
+    code = "daily_cap_reached"
+    default_message = "The member's daily spending cap is reached; it resets at midnight UTC."

@@ -26,7 +26,7 @@ from billing.models import UserCreditAllocation
 from billing.permissions import AllocationAuthority, allocation_access
 from billing.selectors.departments import allocation_department_id
 from billing.selectors.ledger import allocations_visible_to
-from billing.services import adjust_allocation, revoke_allocation, transfer_credits
+from billing.services import KEEP, adjust_allocation, revoke_allocation, transfer_credits
 from organizations.api.common import caller
 from organizations.permissions import org_access
 from orgbilling.api.idempotency import idempotent
@@ -87,6 +87,7 @@ class AllocationDetailView(APIView):
             allocated=data["credits"],
             actor=caller(request),
             only_department_id=authority.department_id,
+            daily_cap=data.get("daily_cap_credits", KEEP),
         )
         return Response(
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data

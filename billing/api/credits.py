@@ -20,7 +20,7 @@ from billing.api.serializers.credits import (
 from billing.models import CreditPurchase
 from billing.permissions import allocation_access
 from billing.selectors.ledger import active_allocation, pool_of
-from billing.services import allocate_credits_to_user
+from billing.services import KEEP, allocate_credits_to_user
 from billing.services.credits import credits_add
 from organizations.api.common import caller
 from organizations.permissions import org_access, org_admin_access
@@ -80,6 +80,7 @@ class CreditsAllocateView(APIView):
             actor=caller(request),
             expires_at=data.get("expires_at"),
             department_id=data.get("department_id"),
+            daily_cap=data.get("daily_cap_credits", KEEP),
         )
         return Response(
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data

@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 
 from django.db import transaction
 from django.utils import timezone
@@ -35,6 +36,32 @@ from billing.models import Department, OrganizationCreditPool, OrgBillingHistory
 from billing.money import parse_usd, validate_millicredits
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, ValidationFailed
+
+
+class Keep(Enum):
+    """``daily_cap=KEEP``: leave the allocation's daily cap as it is (None removes it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def _valid_daily_cap(daily_cap: int | Keep | None) -> int | Keep | None:
+    if daily_cap is None or daily_cap is KEEP:
+        return daily_cap
+    assert not isinstance(daily_cap, Keep)
+    return validate_millicredits(daily_cap, allow_zero=True)
+
+
+def _set_daily_cap(allocation: UserCreditAllocation, daily_cap: int | Keep | None) -> dict[str, int | None]:
+    """Apply ``daily_cap`` (unless KEEP); return the audit metadata of the change."""
+    if daily_cap is KEEP or daily_cap == allocation.daily_cap_credits:
+        return {}
+    assert not isinstance(daily_cap, Keep)
+    allocation.daily_cap_credits = daily_cap
+    allocation.save(update_fields=["daily_cap_credits", "updated_at"])
+    return {"daily_cap": daily_cap}
 
 
 @dataclass(frozen=True)
@@ -230,11 +257,14 @@ def allocate_credits_to_user(
     actor_label: str = "",
     expires_at: datetime | None = None,
     department_id: int | None = None,
+    daily_cap: int | Keep | None = KEEP,
 ) -> AllocationChange:
     """Give a member ``amount`` more millicredits from the pool's unallocated credits (or from
     the budget of ``department_id``), creating their allocation or raising the active one (and
-    moving its expiry when given). The active allocation must belong to that same department."""
+    moving its expiry when given). The active allocation must belong to that same department.
+    ``daily_cap``: millicredits the member may charge or hold per UTC day (None: no cap)."""
     amount = validate_millicredits(amount)
+    daily_cap = _valid_daily_cap(daily_cap)
     now = timezone.now()
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed(
@@ -258,6 +288,7 @@ def allocate_credits_to_user(
             department=department,
         )
         _carve(pool, department, amount)
+        cap_change = _set_daily_cap(allocation, daily_cap)
         record_audit_event(
             action="allocation.created" if created else "allocation.increased",
             actor=actor,
@@ -271,6 +302,7 @@ def allocate_credits_to_user(
                 "allocated_after": allocation.allocated_credits,
                 "pool_available_after": pool.available_credits,
                 **_department_metadata(department),
+                **cap_change,
             },
         )
     return AllocationChange(allocation=allocation, pool=pool, created=created)
@@ -336,11 +368,14 @@ def adjust_allocation(
     actor: User | None = None,
     actor_label: str = "",
     only_department_id: int | None = None,
+    daily_cap: int | Keep | None = KEEP,
 ) -> AllocationChange:
-    """Set a member's allocation to ``allocated`` millicredits. Raising it draws on the pool (or
-    its department's budget); lowering it returns the difference there, but never below what is
-    already used or held. ``only_department_id``: refuse (403) an allocation outside it."""
+    """Set a member's allocation to ``allocated`` millicredits (and its daily cap, unless KEEP).
+    Raising it draws on the pool (or its department's budget); lowering it returns the
+    difference there, but never below what is already used or held. ``only_department_id``:
+    refuse (403) an allocation outside it."""
     allocated = validate_millicredits(allocated, allow_zero=True)
+    daily_cap = _valid_daily_cap(daily_cap)
     org = _existing_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
@@ -363,6 +398,7 @@ def adjust_allocation(
         allocation.allocated_credits = allocated
         _save_allocation(allocation)
         _carve(pool, department, delta)
+        cap_change = _set_daily_cap(allocation, daily_cap)
         record_audit_event(
             action="allocation.adjusted",
             actor=actor,
@@ -375,6 +411,7 @@ def adjust_allocation(
                 "allocated_before": before,
                 "allocated_after": allocated,
                 **_department_metadata(department),
+                **cap_change,
             },
         )
     return AllocationChange(allocation=allocation, pool=pool)

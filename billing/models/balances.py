@@ -120,6 +120,12 @@ class UserCreditAllocation(models.Model):
     reserved_credits = models.BigIntegerField(default=0)
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Optional per-member daily cap: what may be charged or held per UTC day. ``cap_day_spent``
+    # is what was charged or is held on ``cap_day`` (kept whether or not a cap is set, so a cap
+    # set mid-day counts the day so far); a later day starts from 0.
+    daily_cap_credits = models.BigIntegerField(null=True, blank=True)
+    cap_day = models.DateField(null=True, blank=True)
+    cap_day_spent = models.BigIntegerField(default=0)
     allocated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -147,6 +153,11 @@ class UserCreditAllocation(models.Model):
             models.CheckConstraint(
                 condition=Q(allocated_credits__gte=F("used_credits") + F("reserved_credits")),
                 name="allocations_used_reserved_within_allocated",
+            ),
+            models.CheckConstraint(
+                condition=(Q(daily_cap_credits__isnull=True) | Q(daily_cap_credits__gte=0))
+                & Q(cap_day_spent__gte=0),
+                name="allocations_daily_cap_nonnegative",
             ),
             # A revoked allocation keeps exactly what it consumed and holds nothing.
             models.CheckConstraint(

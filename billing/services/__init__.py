@@ -14,6 +14,7 @@ from billing.ledger.departments import (
 )
 from billing.ledger.individual import add_individual_credits
 from billing.ledger.pool import (
+    KEEP,
     AllocationChange,
     PoolChange,
     TransferResult,
@@ -32,6 +33,7 @@ from billing.ledger.reservations import (
 from billing.services.context import BillingContext, resolve_billing_context
 
 __all__ = [
+    "KEEP",
     "AllocationChange",
     "BillingContext",
     "DeductionResult",

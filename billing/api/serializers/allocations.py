@@ -26,6 +26,11 @@ class AllocationAdjustInput(StrictSerializer):
     # This PATCH is never partial: ``credits`` is required. ``partial`` is pinned to False so
     # neither DRF nor the OpenAPI schema (which marks PATCH bodies partial) makes it optional.
     credits = CreditsOrZeroIn(help_text="The member's new allocated total (not a delta).")
+    daily_cap_credits = CreditsOrZeroIn(
+        required=False,
+        allow_null=True,
+        help_text="Credits per UTC day (402 `daily_cap_reached` beyond); null removes it; omit to keep it.",
+    )
 
     @property
     def partial(self) -> bool:

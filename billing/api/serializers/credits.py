@@ -10,8 +10,17 @@ from rest_framework import serializers
 
 from billing.api.serializers import examples
 from billing.api.serializers.departments import DepartmentIdField
-from billing.api.serializers.fields import ORG_ID_PARAM, Credits, CreditsIn, UsdIn, user_id_field
+from billing.api.serializers.fields import (
+    ORG_ID_PARAM,
+    Credits,
+    CreditsIn,
+    CreditsOrZeroIn,
+    UsdIn,
+    user_id_field,
+)
+from billing.ledger.eligibility import day_spent, utc_day
 from billing.models import CreditPurchase, UserCreditAllocation
+from billing.money import millicredits_to_credits
 from orgbilling.api.fields import StrictCharField, StrictSerializer
 from orgbilling.api.schema import error_responses, example
 
@@ -53,6 +62,15 @@ class AllocateInput(StrictSerializer):
         ),
     )
 
+    daily_cap_credits = CreditsOrZeroIn(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Credits the member may charge or hold per UTC day (402 `daily_cap_reached` beyond); "
+            "null removes the cap; omit to keep it."
+        ),
+    )
+
     def validate_expires_at(self, value: Any) -> Any:
         if value is not None and value <= timezone.now():
             raise serializers.ValidationError("The expiry must be in the future.")
@@ -84,10 +102,18 @@ class AllocationSerializer(serializers.Serializer):
     remaining_credits = Credits(source="free_credits", help_text="allocated - used - reserved")
     is_active = serializers.BooleanField()
     expires_at = serializers.DateTimeField(allow_null=True)
+    daily_cap_credits = Credits(allow_null=True, help_text="Per UTC day; null: no cap")
+    spent_today_credits = serializers.SerializerMethodField(
+        help_text="Charged or held today (UTC), what the daily cap counts"
+    )
     allocated_by = serializers.CharField(source="allocated_by.username", allow_null=True, default=None)
     revoked_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(Credits())
+    def get_spent_today_credits(self, allocation: UserCreditAllocation) -> Decimal:
+        return millicredits_to_credits(day_spent(allocation, utc_day()))
 
 
 class PoolStatusSerializer(CreditPoolSerializer):

@@ -22,6 +22,8 @@ ALLOCATION: dict[str, Any] = {
     "remaining_credits": 4879.5,
     "is_active": True,
     "expires_at": None,
+    "daily_cap_credits": None,
+    "spent_today_credits": 0.0,
     "allocated_by": "admin-user",
     "revoked_at": None,
     "created_at": "2026-01-01T00:00:00Z",
