@@ -31,6 +31,16 @@ class AllocationAuthority:
     department_id: int | None
 
 
+def allocation_writer_access(*, user: User, org_id: str) -> OrgAccess:
+    """Who may write allocations at all: org admins and managers of a live department of the
+    org; anyone else gets the org admins' 403 (before any user or allocation is looked up, so a
+    member cannot probe user ids). 404 as ``org_access`` first."""
+    access = org_access(user=user, org_id=org_id)
+    if not access.is_admin and not managed_department_ids(user=user, org_id=access.org.id):
+        org_admin_access(user=user, org_id=org_id)  # raises the org admins' 403
+    return access
+
+
 def allocation_access(*, user: User, org_id: str, department_id: int | None) -> AllocationAuthority:
     """Who may allocate, adjust, revoke or transfer an allocation of ``department_id`` (None:
     one outside every department, drawn from the pool directly).

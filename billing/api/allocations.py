@@ -23,7 +23,7 @@ from billing.api.serializers.allocations import (
 )
 from billing.api.serializers.credits import AllocationChangeSerializer, AllocationSerializer
 from billing.models import UserCreditAllocation
-from billing.permissions import AllocationAuthority, allocation_access
+from billing.permissions import AllocationAuthority, allocation_access, allocation_writer_access
 from billing.selectors.departments import allocation_department_id
 from billing.selectors.ledger import allocations_visible_to
 from billing.services import KEEP, adjust_allocation, revoke_allocation, transfer_credits
@@ -71,7 +71,7 @@ class AllocationListView(ListAPIView):
 def _authority_over(request: Request, org_id: str, user_id: str) -> AllocationAuthority:
     """Who may write the member's active allocation: org admins, or the manager of its
     department (the service re-checks the department under its locks)."""
-    access = org_access(user=caller(request), org_id=org_id)
+    access = allocation_writer_access(user=caller(request), org_id=org_id)
     department_id = allocation_department_id(org_id=access.org.id, user=user_by_id(user_id))
     return allocation_access(user=caller(request), org_id=org_id, department_id=department_id)
 
@@ -118,7 +118,7 @@ class CreditTransferView(APIView):
     @CREDITS_TRANSFER_SCHEMA
     @idempotent
     def post(self, request: Request, org_id: str) -> Response:
-        org_access(user=caller(request), org_id=org_id)  # an org the caller cannot see: 404 first
+        allocation_writer_access(user=caller(request), org_id=org_id)  # 404, then 403, before input
         data = valid_input(TransferInput, request)
         authority = _authority_over(request, org_id, data["from_user_id"])
         result = transfer_credits(

@@ -18,7 +18,7 @@ from billing.api.serializers.credits import (
     PoolStatusSerializer,
 )
 from billing.models import CreditPurchase
-from billing.permissions import allocation_access
+from billing.permissions import allocation_access, allocation_writer_access
 from billing.selectors.ledger import active_allocation, pool_of
 from billing.services import KEEP, allocate_credits_to_user
 from billing.services.credits import credits_add
@@ -68,7 +68,7 @@ class CreditsAllocateView(APIView):
     @CREDITS_ALLOCATE_SCHEMA
     @idempotent
     def post(self, request: Request, org_id: str) -> Response:
-        org_access(user=caller(request), org_id=org_id)  # an org the caller cannot see: 404 first
+        allocation_writer_access(user=caller(request), org_id=org_id)  # 404, then 403, before input
         data = valid_input(AllocateInput, request)
         authority = allocation_access(
             user=caller(request), org_id=org_id, department_id=data.get("department_id")

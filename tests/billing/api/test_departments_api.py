@@ -305,6 +305,20 @@ def test_a_plain_member_is_still_refused_allocation_writes(api_client, team):
     assert_error(response, 403, "forbidden")
 
 
+def test_a_plain_member_cannot_probe_user_ids_through_allocation_writes(api_client, team):
+    api_client.force_login(team.member)
+    transfer = reverse("org-billing-credits-transfer", args=[team.org.id])
+
+    adjust = api_client.patch(allocation_url(team.org.id, "no-such-user"), {"credits": 1}, format="json")
+    revoke = api_client.delete(allocation_url(team.org.id, "no-such-user"))
+    moved = api_client.post(
+        transfer, {"from_user_id": "no-such-user", "to_user_id": "x", "credits": 1}, format="json"
+    )
+
+    for response in (adjust, revoke, moved):
+        assert_error(response, 403, "forbidden")
+
+
 def test_a_manager_naming_an_unknown_department_is_404(api_client, team, make_funded_member):
     other_org, _, _ = make_funded_member(pool=100, allocation=1)
     foreign = create_department(org_id=other_org.id, name="Eng", budget=mc(10))
