@@ -106,11 +106,13 @@ class FloorDeducer:
     def __call__(self, target: Target, request_id: str, input_tokens: int, output_tokens: int) -> None:
         from billing.ledger.sql import CHARGE_ALLOCATION, CHARGE_POOL, INSERT_ORG_CHARGE
 
+        now = datetime.now(UTC)
         params = {
             "org_id": target.org_id,
             "user_id": target.user_id,
             "amount": AMOUNT,
-            "now": datetime.now(UTC),
+            "now": now,
+            "today": now.date(),
             "request_id": request_id,
             "service_type": "llm",
             "service_name": SERVICE_NAME,

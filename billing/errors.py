@@ -6,6 +6,7 @@ from organizations.errors import NotAMember, OrganizationInactive, OrganizationN
 from orgbilling.errors import (
     ApplicationError,
     Conflict,
+    Forbidden,
     InvalidAmount,
     NotFound,
     ServiceUnavailable,
@@ -14,13 +15,21 @@ from orgbilling.errors import (
 
 __all__ = [
     "AllocationBelowCommitted",
+    "AllocationExceedsDepartmentBudget",
     "AllocationExceedsPool",
     "AllocationExpired",
     "AllocationHasHolds",
+    "AllocationInOtherDepartment",
     "AutoTopUpNeedsCard",
     "BillingBackendRejected",
     "BillingBackendUnavailable",
     "ByokDisabled",
+    "DailyCapReached",
+    "DepartmentAccessDenied",
+    "DepartmentBudgetBelowAllocated",
+    "DepartmentHasAllocations",
+    "DepartmentNameTaken",
+    "DepartmentNotFound",
     "DuplicateSubscription",
     "GatewayNotConfigured",
     "InsufficientCredits",
@@ -277,3 +286,50 @@ class AutoTopUpNeedsCard(Conflict):
 class PurchaseNotFound(NotFound):
     code = "purchase_not_found"
     default_message = "No credit purchase matches this payment."
+
+
+class DepartmentNotFound(NotFound):
+    code = "department_not_found"
+    default_message = "No such department in this organization."
+
+
+class DepartmentAccessDenied(Forbidden):
+    code = "department_access_denied"
+    default_message = (
+        "Department managers act only on allocations of the departments they manage; "
+        "the organization's pool and other departments are for its admins."
+    )
+
+
+class AllocationExceedsDepartmentBudget(Conflict):
+    code = "allocation_exceeds_department_budget"
+    default_message = "The department's budget does not have that many unallocated credits."
+
+
+class AllocationInOtherDepartment(Conflict):
+    code = "allocation_in_other_department"
+    default_message = (
+        "The member's active allocation belongs to another department (or to none); "
+        "revoke it first to move the member."
+    )
+
+
+class DepartmentBudgetBelowAllocated(Conflict):
+    code = "department_budget_below_allocated"
+    default_message = "A department's budget cannot go below what its allocations hold."
+
+
+class DepartmentHasAllocations(Conflict):
+    code = "department_has_allocations"
+    default_message = "The department still has active allocations; revoke them first."
+
+
+class DepartmentNameTaken(Conflict):
+    code = "department_name_taken"
+    default_message = "The organization already has a department of that name."
+
+
+class DailyCapReached(ApplicationError):
+    status_code = 402
+    code = "daily_cap_reached"
+    default_message = "The member's daily spending cap is reached; it resets at midnight UTC."

@@ -14,8 +14,15 @@ from billing.api.auto_topup import AutoTopUpView
 from billing.api.byok import ByokView
 from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateView
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
+from billing.api.departments import DepartmentDetailView, DepartmentListView
 from billing.api.external_charges import ChargeView
-from billing.api.reports import OrgHistoryView, OrgUsageView, UsageByModelView, UsageByUserView
+from billing.api.reports import (
+    OrgHistoryView,
+    OrgUsageView,
+    UsageByDepartmentView,
+    UsageByModelView,
+    UsageByUserView,
+)
 from billing.api.subscriptions import (
     SubscriptionCancelView,
     SubscriptionCreateView,
@@ -57,6 +64,12 @@ credit_urls = [
         name="org-billing-allocation-detail",
     ),
     path("credits/<str:org_id>/transfer", CreditTransferView.as_view(), name="org-billing-credits-transfer"),
+    path("credits/<str:org_id>/departments", DepartmentListView.as_view(), name="org-billing-departments"),
+    path(
+        "credits/<str:org_id>/departments/<int:department_id>",
+        DepartmentDetailView.as_view(),
+        name="org-billing-department-detail",
+    ),
 ]
 
 external_charge_urls = [
@@ -70,6 +83,11 @@ report_urls = [
     re_path(rf"^billing/org/{ORG_ID}$", OrgDashboardView.as_view(), name="org-billing-org-dashboard"),
     re_path(rf"^usage/{ORG_ID}/by-user$", UsageByUserView.as_view(), name="org-billing-usage-by-user"),
     re_path(rf"^usage/{ORG_ID}/by-model$", UsageByModelView.as_view(), name="org-billing-usage-by-model"),
+    re_path(
+        rf"^usage/{ORG_ID}/by-department$",
+        UsageByDepartmentView.as_view(),
+        name="org-billing-usage-by-department",
+    ),
     re_path(rf"^{ORG_ID}/history$", OrgHistoryView.as_view(), name="org-billing-history"),
 ]
 

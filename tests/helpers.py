@@ -11,6 +11,7 @@ from billing.models import (
     AuditEvent,
     CreditReservation,
     CreditUsageAttribution,
+    Department,
     IndividualCreditBalance,
     OrganizationCreditPool,
     OrgBillingHistory,
@@ -42,6 +43,9 @@ def snapshot_balances() -> dict[str, object]:
             UserCreditAllocation.objects.values_list(
                 "id", "allocated_credits", "used_credits", "reserved_credits", "is_active"
             )
+        ),
+        "departments": sorted(
+            Department.objects.values_list("id", "name", "budget_credits", "allocated_credits", "deleted_at")
         ),
         "individual": sorted(
             IndividualCreditBalance.objects.values_list(

@@ -17,10 +17,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from billing.admin.forms import AddCreditsForm, AllocateCreditsForm
+from billing.admin.forms import AddCreditsForm, AllocateCreditsForm, DepartmentBudgetForm
 from billing.models import OrganizationCreditPool, UserCreditAllocation
 from billing.money import millicredits_to_credits
-from billing.services import add_credits_to_pool, allocate_credits_to_user, revoke_allocation
+from billing.services import (
+    add_credits_to_pool,
+    allocate_credits_to_user,
+    delete_department,
+    revoke_allocation,
+    update_department,
+)
 from organizations.models import Organization, User
 from orgbilling.errors import ApplicationError
 
@@ -248,3 +254,71 @@ def revoke_allocations(
                 messages.SUCCESS,
             )
     return None
+
+
+@admin.action(description="Set the department's budget", permissions=["manage_credits"])
+def set_department_budget(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    departments = list(queryset.select_related("org")[:2])
+    if len(departments) != 1:
+        modeladmin.message_user(request, "Select exactly one department for this action.", messages.WARNING)
+        return None
+    department = departments[0]
+    form = DepartmentBudgetForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        try:
+            changed = update_department(
+                org_id=department.org_id,
+                department_id=department.pk,
+                budget=form.cleaned_data["budget"],
+                actor=_actor(request),
+                actor_label=ADMIN_ACTOR_LABEL,
+            )
+        except ApplicationError as error:
+            _report_refusal(modeladmin, request, error)
+        else:
+            modeladmin.message_user(
+                request,
+                f"{changed.name}: budget {millicredits_to_credits(changed.budget_credits)} credits, "
+                f"{millicredits_to_credits(changed.allocated_credits)} of them allocated.",
+                messages.SUCCESS,
+            )
+            return None
+    return _render(
+        modeladmin,
+        request,
+        template=ACTION_TEMPLATE,
+        action="set_department_budget",
+        title=f"Set the budget of {department.name} ({department.org_id})",
+        selected=[department.pk],
+        form=form,
+        org=department.org,
+        pool=_pool_summary(department.org),
+        submit_label="Set budget",
+    )
+
+
+@admin.action(
+    description="Delete department (its unallocated budget returns to the pool)",
+    permissions=["manage_credits"],
+)
+def delete_departments(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    actor = _actor(request)
+    for department in queryset.filter(deleted_at__isnull=True).order_by("org_id", "pk"):
+        try:
+            result = delete_department(
+                org_id=department.org_id,
+                department_id=department.pk,
+                actor=actor,
+                actor_label=ADMIN_ACTOR_LABEL,
+            )
+        except ApplicationError as error:
+            modeladmin.message_user(request, f"{department}: {error.message} ({error.code})", messages.ERROR)
+        else:
+            modeladmin.message_user(
+                request,
+                f"Deleted {department}: {millicredits_to_credits(result.returned_to_pool)} credits "
+                f"returned to the pool of {department.org_id}.",
+                messages.SUCCESS,
+            )

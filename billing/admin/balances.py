@@ -1,12 +1,21 @@
-"""Admin of the balances (pools, allocations, individual credits): read-only; credits move only
-through the actions of ``billing.admin.actions``, which call the ledger services."""
+"""Admin of the balances (pools, departments, allocations, individual credits): read-only;
+credits move only through the actions of ``billing.admin.actions``, which call the ledger
+services."""
 
 from django.contrib import admin
-from django.db.models import F
+from django.db.models import F, QuerySet, Sum
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest
 
-from billing.admin.actions import ManagesCreditsMixin, add_credits, revoke_allocations
+from billing.admin.actions import (
+    ManagesCreditsMixin,
+    add_credits,
+    delete_departments,
+    revoke_allocations,
+    set_department_budget,
+)
 from billing.admin.base import ReadOnlyAdmin, credits_display
-from billing.models import IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
+from billing.models import Department, IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
 
 
 @admin.register(OrganizationCreditPool)
@@ -27,6 +36,39 @@ class OrganizationCreditPoolAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     actions = (add_credits,)
 
 
+@admin.register(Department)
+class DepartmentAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
+    budget = credits_display("budget_credits", "Budget (credits)")
+    allocated = credits_display("allocated_credits", "Allocated (credits)")
+    free = credits_display(
+        "free_credits", "Unallocated (credits)", ordering=F("budget_credits") - F("allocated_credits")
+    )
+    used = credits_display("used", "Used (credits)", ordering="used")
+
+    list_display = ("id", "org", "name", "budget", "allocated", "free", "used", "deleted_at")
+    list_select_related = ("org",)
+    list_filter = (("deleted_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=org__id", "org__org_name", "name")
+    fields = (
+        "org",
+        "name",
+        "budget",
+        "allocated",
+        "free",
+        "used",
+        "managers",
+        "deleted_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+    actions = (set_department_budget, delete_departments)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Department]:
+        # What the department's allocations used (a charge never writes the department row).
+        return super().get_queryset(request).annotate(used=Coalesce(Sum("allocations__used_credits"), 0))
+
+
 @admin.register(UserCreditAllocation)
 class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     allocated = credits_display("allocated_credits", "Allocated (credits)")
@@ -42,6 +84,7 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
         "id",
         "org",
         "user",
+        "department",
         "allocated",
         "used",
         "reserved",
@@ -51,11 +94,12 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
         "revoked_at",
     )
     list_filter = ("is_active", "expires_at", "created_at")
-    list_select_related = ("org", "user")
+    list_select_related = ("org", "user", "department")
     search_fields = ("=org__id", "org__org_name", "user__username", "user__email")
     fields = (
         "org",
         "user",
+        "department",
         "allocated",
         "used",
         "reserved",

@@ -79,3 +79,10 @@ class AllocateCreditsForm(forms.Form):
         if expires_at is not None and expires_at <= timezone.now():
             raise ValidationError("The expiry must be in the future.", code="expiry_in_past")
         return expires_at
+
+
+class DepartmentBudgetForm(forms.Form):
+    budget = CreditAmountFormField(
+        help_text="The department's new budget in credits: more draws on the pool's available credits, "
+        "less hands the difference back (never below what its allocations hold)."
+    )

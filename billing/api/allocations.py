@@ -23,10 +23,12 @@ from billing.api.serializers.allocations import (
 )
 from billing.api.serializers.credits import AllocationChangeSerializer, AllocationSerializer
 from billing.models import UserCreditAllocation
+from billing.permissions import AllocationAuthority, allocation_access, allocation_writer_access
+from billing.selectors.departments import allocation_department_id
 from billing.selectors.ledger import allocations_visible_to
-from billing.services import adjust_allocation, revoke_allocation, transfer_credits
+from billing.services import KEEP, adjust_allocation, revoke_allocation, transfer_credits
 from organizations.api.common import caller
-from organizations.permissions import org_access, org_admin_access
+from organizations.permissions import org_access
 from orgbilling.api.idempotency import idempotent
 
 
@@ -66,13 +68,26 @@ class AllocationListView(ListAPIView):
         return allocations_visible_to(org=access.org, user=user, is_admin=access.is_admin)
 
 
+def _authority_over(request: Request, org_id: str, user_id: str) -> AllocationAuthority:
+    """Who may write the member's active allocation: org admins, or the manager of its
+    department (the service re-checks the department under its locks)."""
+    access = allocation_writer_access(user=caller(request), org_id=org_id)
+    department_id = allocation_department_id(org_id=access.org.id, user=user_by_id(user_id))
+    return allocation_access(user=caller(request), org_id=org_id, department_id=department_id)
+
+
 class AllocationDetailView(APIView):
     @ALLOCATION_ADJUST_SCHEMA
     def patch(self, request: Request, org_id: str, user_id: str) -> Response:
-        access = org_admin_access(user=caller(request), org_id=org_id)
+        authority = _authority_over(request, org_id, user_id)
         data = valid_input(AllocationAdjustInput, request)
         change = adjust_allocation(
-            org_id=access.org.id, user=user_by_id(user_id), allocated=data["credits"], actor=caller(request)
+            org_id=authority.access.org.id,
+            user=user_by_id(user_id),
+            allocated=data["credits"],
+            actor=caller(request),
+            only_department_id=authority.department_id,
+            daily_cap=data.get("daily_cap_credits", KEEP),
         )
         return Response(
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data
@@ -80,8 +95,13 @@ class AllocationDetailView(APIView):
 
     @ALLOCATION_REVOKE_SCHEMA
     def delete(self, request: Request, org_id: str, user_id: str) -> Response:
-        access = org_admin_access(user=caller(request), org_id=org_id)
-        change = revoke_allocation(org_id=access.org.id, user=user_by_id(user_id), actor=caller(request))
+        authority = _authority_over(request, org_id, user_id)
+        change = revoke_allocation(
+            org_id=authority.access.org.id,
+            user=user_by_id(user_id),
+            actor=caller(request),
+            only_department_id=authority.department_id,
+        )
         return Response(
             AllocationRevokedSerializer(
                 {
@@ -98,14 +118,16 @@ class CreditTransferView(APIView):
     @CREDITS_TRANSFER_SCHEMA
     @idempotent
     def post(self, request: Request, org_id: str) -> Response:
-        access = org_admin_access(user=caller(request), org_id=org_id)
+        allocation_writer_access(user=caller(request), org_id=org_id)  # 404, then 403, before input
         data = valid_input(TransferInput, request)
+        authority = _authority_over(request, org_id, data["from_user_id"])
         result = transfer_credits(
-            org_id=access.org.id,
+            org_id=authority.access.org.id,
             from_user=user_by_id(data["from_user_id"]),
             to_user=user_by_id(data["to_user_id"]),
             amount=data["credits"],
             actor=caller(request),
+            only_department_id=authority.department_id,
         )
         return Response(
             TransferSerializer(

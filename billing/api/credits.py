@@ -18,8 +18,9 @@ from billing.api.serializers.credits import (
     PoolStatusSerializer,
 )
 from billing.models import CreditPurchase
+from billing.permissions import allocation_access, allocation_writer_access
 from billing.selectors.ledger import active_allocation, pool_of
-from billing.services import allocate_credits_to_user
+from billing.services import KEEP, allocate_credits_to_user
 from billing.services.credits import credits_add
 from organizations.api.common import caller
 from organizations.permissions import org_access, org_admin_access
@@ -67,14 +68,19 @@ class CreditsAllocateView(APIView):
     @CREDITS_ALLOCATE_SCHEMA
     @idempotent
     def post(self, request: Request, org_id: str) -> Response:
-        access = org_admin_access(user=caller(request), org_id=org_id)
+        allocation_writer_access(user=caller(request), org_id=org_id)  # 404, then 403, before input
         data = valid_input(AllocateInput, request)
+        authority = allocation_access(
+            user=caller(request), org_id=org_id, department_id=data.get("department_id")
+        )
         change = allocate_credits_to_user(
-            org_id=access.org.id,
+            org_id=authority.access.org.id,
             user=user_by_id(data["user_id"]),
             amount=data["credits"],
             actor=caller(request),
             expires_at=data.get("expires_at"),
+            department_id=data.get("department_id"),
+            daily_cap=data.get("daily_cap_credits", KEEP),
         )
         return Response(
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data

@@ -24,8 +24,10 @@ from billing.api.serializers.reports import (
     BILLING_HISTORY_SCHEMA,
     CSV_EXPORT_MAX_ROWS,
     ORG_USAGE_SCHEMA,
+    USAGE_BY_DEPARTMENT_SCHEMA,
     USAGE_BY_MODEL_SCHEMA,
     USAGE_BY_USER_SCHEMA,
+    DepartmentSeriesRowSerializer,
     HistoryEventSerializer,
     ModelSeriesRowSerializer,
     PeriodSerializer,
@@ -202,6 +204,13 @@ class UsageByModelView(_UsageSeriesView):
     group_by = "model"
     key_column = "model"
     row_serializer = ModelSeriesRowSerializer
+
+
+@extend_schema_view(get=USAGE_BY_DEPARTMENT_SCHEMA)
+class UsageByDepartmentView(_UsageSeriesView):
+    group_by = "department"
+    key_column = "department"
+    row_serializer = DepartmentSeriesRowSerializer
 
 
 class HistoryFilter(django_filters.FilterSet):

@@ -13,7 +13,9 @@ from typing import Any
 
 from billing.audit import record_audit_event
 from billing.errors import RequestIdConflict
+from billing.ledger.eligibility import day_spent, utc_day
 from billing.models import (
+    CreditReservation,
     CreditUsageAttribution,
     IndividualCreditBalance,
     OrganizationCreditPool,
@@ -46,6 +48,32 @@ class ReservationResult:
     replayed: bool = False
 
 
+# An individual balance has no daily cap: ``DAY_FIELDS`` are saved only for allocations.
+DAY_FIELDS_OF_ALLOCATION = ["cap_day", "cap_day_spent"]
+
+
+def day_fields(account: UserCreditAllocation | IndividualCreditBalance) -> list[str]:
+    return DAY_FIELDS_OF_ALLOCATION if isinstance(account, UserCreditAllocation) else []
+
+
+def count_in_day(account: UserCreditAllocation | IndividualCreditBalance, amount: int) -> None:
+    """Count a charge or a hold in the allocation's spend of today (UTC), for its daily cap."""
+    if isinstance(account, UserCreditAllocation):
+        today = utc_day()
+        account.cap_day_spent = day_spent(account, today) + amount
+        account.cap_day = today
+
+
+def uncount_hold(
+    account: UserCreditAllocation | IndividualCreditBalance, reservation: CreditReservation
+) -> None:
+    """A hold that ends (released, or traded for its charge) leaves the day it was counted in;
+    a hold of an earlier day left with that day's counter. ``max`` covers holds placed before
+    the counter existed."""
+    if isinstance(account, UserCreditAllocation) and account.cap_day == utc_day(reservation.created_at):
+        account.cap_day_spent = max(account.cap_day_spent - reservation.amount, 0)
+
+
 @dataclass
 class Payer:
     """The locked rows a charge writes: pool + allocation, or an individual balance."""
@@ -58,7 +86,9 @@ class Payer:
         return self.account if isinstance(self.account, UserCreditAllocation) else None
 
     def save(self) -> None:
-        self.account.save(update_fields=["used_credits", "reserved_credits", "updated_at"])
+        self.account.save(
+            update_fields=["used_credits", "reserved_credits", *day_fields(self.account), "updated_at"]
+        )
         if self.pool is not None:
             self.pool.save(update_fields=["used_credits", "updated_at"])
 
@@ -179,6 +209,7 @@ def record_charge(
     payer: Payer, *, org_id: str | None, user: User, amount: int, request_id: str, charge: Charge
 ) -> CreditUsageAttribution:
     payer.account.used_credits += amount
+    count_in_day(payer.account, amount)
     if payer.pool is not None:
         payer.pool.used_credits += amount
     payer.save()

@@ -34,7 +34,7 @@ from billing.ledger.charges import (
     token_detail_params,
     validate_charge_fields,
 )
-from billing.ledger.eligibility import spend_refusal
+from billing.ledger.eligibility import spend_refusal, utc_day
 from billing.ledger.sql import (
     CHARGE_ALLOCATION,
     CHARGE_INDIVIDUAL,
@@ -128,6 +128,7 @@ def deduct_credits(
     }
     for _attempt in range(3):
         params["now"] = timezone.now()
+        params["today"] = utc_day(params["now"])
         try:
             return _try_charge(dict(params), user=user)
         except NotApplied:

@@ -7,16 +7,17 @@ fragments that the fast paths (``billing.ledger.sql``, ``billing.ledger.holds``)
 
 Precedence of the refusals (callers and tests rely on it): organization missing → organization
 inactive → not an active member → no active allocation → allocation expired → insufficient
-credits. The step functions below are the parts; ``context`` uses them in its own order (it
-picks among the user's memberships, so the membership is judged first).
+credits → daily cap reached. The step functions below are the parts; ``context`` uses them in
+its own order (it picks among the user's memberships, so the membership is judged first).
 """
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from django.utils import timezone
 
 from billing.errors import (
     AllocationExpired,
+    DailyCapReached,
     InsufficientCredits,
     NoActiveAllocation,
     NotAMember,
@@ -30,12 +31,20 @@ from orgbilling.errors import ApplicationError
 # The organization ``%(org_id)s`` exists and is active.
 ACTIVE_ORG = "EXISTS (SELECT 1 FROM organizations o WHERE o.id = %(org_id)s AND o.is_active)"
 
-# Which allocation may spend ``amount`` for ``user_id`` in ``org_id`` (the table aliased ``a``):
-# the active, unexpired allocation of an active member, with that much free.
-SPENDABLE_ALLOCATION = """
+
+def day_spent_sql(alias: str = "a") -> str:
+    """What the allocation (``alias``) charged or holds on the UTC day ``%(today)s``."""
+    return f"(CASE WHEN {alias}.cap_day = %(today)s THEN {alias}.cap_day_spent ELSE 0 END)"
+
+
+# Which allocation may spend ``amount`` for ``user_id`` in ``org_id`` (the table aliased ``a``)
+# on the UTC day ``today``: the active, unexpired allocation of an active member, with that much
+# free, and within its daily cap if it has one.
+SPENDABLE_ALLOCATION = f"""
     a.org_id = %(org_id)s AND a.user_id = %(user_id)s AND a.is_active
     AND (a.expires_at IS NULL OR a.expires_at > %(now)s)
     AND a.allocated_credits - a.used_credits - a.reserved_credits >= %(amount)s
+    AND (a.daily_cap_credits IS NULL OR {day_spent_sql()} + %(amount)s <= a.daily_cap_credits)
     AND EXISTS (
         SELECT 1 FROM organization_members m
          WHERE m.org_id = a.org_id AND m.user_id = a.user_id AND m.status = 'active'
@@ -91,6 +100,32 @@ def funds_refusal(free: int, amount: int) -> ApplicationError | None:
     return None
 
 
+def utc_day(now: datetime | None = None) -> date:
+    return (now or timezone.now()).astimezone(UTC).date()
+
+
+def day_spent(allocation: UserCreditAllocation, today: date) -> int:
+    """What the allocation charged or holds on ``today`` (the ORM twin of ``day_spent_sql``)."""
+    return allocation.cap_day_spent if allocation.cap_day == today else 0
+
+
+def daily_cap_refusal(
+    allocation: UserCreditAllocation, amount: int, now: datetime | None = None
+) -> ApplicationError | None:
+    cap = allocation.daily_cap_credits
+    today = utc_day(now)
+    if cap is not None and day_spent(allocation, today) + amount > cap:
+        return DailyCapReached(
+            details={
+                "daily_cap": cap,
+                "spent_today": day_spent(allocation, today),
+                "required": amount,
+                "day": today.isoformat(),
+            }
+        )
+    return None
+
+
 def spend_refusal(*, org_id: str | None, user: User, amount: int) -> ApplicationError | None:
     """Why ``user`` may not spend ``amount`` millicredits in ``org_id`` (None: their individual
     credits) right now, or None when they may. Reads without locking: a diagnosis or a hint."""
@@ -112,4 +147,8 @@ def spend_refusal(*, org_id: str | None, user: User, amount: int) -> Application
     allocation = UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).first()
     if allocation is None:
         return NoActiveAllocation(details={"org_id": org_id, "user_id": user.username})
-    return expiry_refusal(allocation) or funds_refusal(allocation.free_credits, amount)
+    return (
+        expiry_refusal(allocation)
+        or funds_refusal(allocation.free_credits, amount)
+        or daily_cap_refusal(allocation, amount)
+    )

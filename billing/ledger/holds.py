@@ -28,8 +28,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from billing.ledger.charges import TOKEN_DETAILS
-from billing.ledger.eligibility import ACTIVE_ORG, SPENDABLE_ALLOCATION, SPENDABLE_INDIVIDUAL
-from billing.ledger.sql import INSERT_INDIVIDUAL_CHARGE, INSERT_ORG_CHARGE, NotApplied, fetch_one
+from billing.ledger.eligibility import (
+    ACTIVE_ORG,
+    SPENDABLE_ALLOCATION,
+    SPENDABLE_INDIVIDUAL,
+    day_spent_sql,
+    utc_day,
+)
+from billing.ledger.sql import (
+    COUNT_IN_DAY,
+    INSERT_INDIVIDUAL_CHARGE,
+    INSERT_ORG_CHARGE,
+    NotApplied,
+    fetch_one,
+)
 
 _HOLD = """
     WITH held AS ({lock})
@@ -49,7 +61,7 @@ _HOLD = """
 HOLD_ORG = _HOLD.format(
     lock=f"""
         UPDATE user_credit_allocations AS a
-           SET reserved_credits = a.reserved_credits + %(amount)s, updated_at = %(now)s
+           SET reserved_credits = a.reserved_credits + %(amount)s, {COUNT_IN_DAY}, updated_at = %(now)s
          WHERE {SPENDABLE_ALLOCATION}
            AND {ACTIVE_ORG}
         RETURNING a.id, a.allocated_credits - a.used_credits - a.reserved_credits AS free
@@ -71,7 +83,7 @@ HOLD_INDIVIDUAL = _HOLD.format(
 # The reservation (if still held) and, for an org, the pool charged: 1 when the pool took it.
 SETTLE_POOL = """
     WITH r AS (
-        SELECT org_id, user_id, allocation_id, amount, request_id
+        SELECT org_id, user_id, allocation_id, amount, request_id, created_at
           FROM credit_reservations WHERE id = %(reservation_id)s AND status = 'held'
     ), pool AS (
         UPDATE organization_credit_pools p
@@ -80,14 +92,20 @@ SETTLE_POOL = """
          WHERE p.org_id = r.org_id AND p.used_credits + %(amount)s <= p.allocated_credits
         RETURNING p.org_id
     )
-    SELECT r.org_id, r.user_id, r.allocation_id, r.amount, r.request_id, (SELECT count(*) FROM pool)
+    SELECT r.org_id, r.user_id, r.allocation_id, r.amount, r.request_id, r.created_at,
+           (SELECT count(*) FROM pool)
       FROM r
 """
 
 _SETTLE_FREE = "- {used} - reserved_credits + %(held)s >= %(amount)s AND reserved_credits >= %(held)s"
+# The day's spend trades the hold (``held_today``: the held amount if it was counted today) for
+# the charge. A settlement is never refused by the cap: the call has run. GREATEST covers holds
+# placed before the counter existed.
 SETTLE_ALLOCATION = f"""
-    UPDATE user_credit_allocations
+    UPDATE user_credit_allocations AS a
        SET used_credits = used_credits + %(amount)s, reserved_credits = reserved_credits - %(held)s,
+           cap_day = %(today)s,
+           cap_day_spent = GREATEST({day_spent_sql()} - %(held_today)s, 0) + %(amount)s,
            updated_at = %(now)s
      WHERE id = %(allocation_id)s AND allocated_credits {_SETTLE_FREE.format(used="used_credits")}
     RETURNING id, allocated_credits, used_credits, allocated_credits - used_credits - reserved_credits
@@ -138,6 +156,7 @@ def hold(cursor: Any, params: dict[str, Any]) -> tuple[int, int]:
     """Hold ``amount`` for ``user_id`` in ``org_id`` (None: individual credits) under a new
     ``request_id``. Returns (reservation id, free credits after the hold)."""
     sql = HOLD_INDIVIDUAL if params["org_id"] is None else HOLD_ORG
+    params["today"] = utc_day(params["now"])  # the day the hold counts in (daily cap)
     reservation_id, free = fetch_one(cursor, sql, params)
     return reservation_id, free
 
@@ -151,12 +170,20 @@ def settle(
     params["reservation_id"] = reservation_id
     for name in TOKEN_DETAILS:
         params.setdefault(name, 0)
-    org_id, user_id, allocation_id, amount, request_id, pool_charged = fetch_one(cursor, SETTLE_POOL, params)
+    row = fetch_one(cursor, SETTLE_POOL, params)
+    org_id, user_id, allocation_id, amount, request_id, held_at, pool_charged = row
     if org_id is not None and not pool_charged:
         raise NotApplied
     held = HeldReservation(reservation_id, org_id, user_id, allocation_id, amount, request_id)
+    today = utc_day(params["now"])
     params.update(
-        org_id=org_id, user_id=user_id, allocation_id=allocation_id, held=amount, request_id=request_id
+        org_id=org_id,
+        user_id=user_id,
+        allocation_id=allocation_id,
+        held=amount,
+        request_id=request_id,
+        today=today,
+        held_today=amount if utc_day(held_at) == today else 0,
     )
     row = fetch_one(cursor, SETTLE_INDIVIDUAL if org_id is None else SETTLE_ALLOCATION, params)
     allocation_id, allocated, used, free = row

@@ -4,11 +4,13 @@ Locking policy (the one rule that keeps the ledger deadlock-free):
 
 1. Locks are taken inside the service's own ``transaction.atomic()`` block with
    ``SELECT … FOR UPDATE`` (``of=("self",)``, so joined rows are never locked by accident).
-2. Order: the organization's **credit pool** first, then its **allocations in ascending
-   primary key order**, then **reservations**. An individual balance stands in for pool and
-   allocation when the user bills without an organization. A service may skip a level it does
-   not write (``reserve_credits`` touches only the allocation), but never takes a lock of an
-   earlier level after one of a later level.
+2. Order: the organization's **credit pool** first, then the **department** whose budget
+   the write touches (one at most), then its **allocations in ascending primary key order**,
+   then **reservations**. An allocation's department is fixed when it is created, so a service
+   reads it before locking the allocation and locks the department first. An individual
+   balance stands in for pool and allocation when the user bills without an organization. A
+   service may skip a level it does not write (``reserve_credits`` touches only the
+   allocation), but never takes a lock of an earlier level after one of a later level.
 3. Idempotency checks (``request_id`` lookups) run *after* the first lock is held: everyone
    who could write the same key holds that lock first, so a committed earlier write is always
    visible to the check (READ COMMITTED takes a fresh snapshot per statement).
@@ -21,10 +23,11 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from billing.errors import NoActiveAllocation, OrganizationNotFound
+from billing.errors import DepartmentNotFound, NoActiveAllocation, OrganizationNotFound
 from billing.ledger.eligibility import member_refusal
 from billing.models import (
     CreditReservation,
+    Department,
     IndividualCreditBalance,
     OrganizationCreditPool,
     UserCreditAllocation,
@@ -44,6 +47,20 @@ def lock_pool(org_id: str) -> OrganizationCreditPool:
         return OrganizationCreditPool.objects.select_for_update(of=("self",)).get(org_id=org_id)
     except OrganizationCreditPool.DoesNotExist:
         raise OrganizationNotFound(details={"org_id": org_id}) from None
+
+
+def lock_department(org_id: str, department_id: int) -> Department:
+    """Lock a live department of the organization (after its pool, before allocations), or
+    raise ``DepartmentNotFound`` (a deleted one, or one of another organization, is not found)."""
+    _assert_in_transaction()
+    department = (
+        Department.objects.select_for_update(of=("self",))
+        .filter(org_id=org_id, pk=department_id, deleted_at__isnull=True)
+        .first()
+    )
+    if department is None:
+        raise DepartmentNotFound(details={"org_id": org_id, "department_id": department_id})
+    return department
 
 
 def lock_active_allocation(org_id: str, user_id: int) -> UserCreditAllocation:

@@ -1,13 +1,16 @@
 """Administrative ledger services: fund the pool and move credits between pool and members.
 
 Each function is one transaction that locks in the order of ``billing.ledger.locks`` and
-writes its audit event before it commits.
+writes its audit event before it commits. An allocation that belongs to a department is carved
+from the department's budget (the department's ``allocated_credits`` moves) instead of the
+pool's free credits; the budget itself is already counted in the pool's ``allocated_credits``.
 """
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import Enum
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,9 +18,12 @@ from django.utils import timezone
 from billing.audit import record_audit_event
 from billing.errors import (
     AllocationBelowCommitted,
+    AllocationExceedsDepartmentBudget,
     AllocationExceedsPool,
     AllocationExpired,
     AllocationHasHolds,
+    AllocationInOtherDepartment,
+    DepartmentAccessDenied,
     InsufficientCredits,
     InvalidTransfer,
     NoActiveAllocation,
@@ -25,11 +31,37 @@ from billing.errors import (
     OrganizationNotFound,
 )
 from billing.ledger.eligibility import org_refusal, require_active_member
-from billing.ledger.locks import lock_allocations, lock_pool
-from billing.models import OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
+from billing.ledger.locks import lock_allocations, lock_department, lock_pool
+from billing.models import Department, OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
 from billing.money import parse_usd, validate_millicredits
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, ValidationFailed
+
+
+class Keep(Enum):
+    """``daily_cap=KEEP``: leave the allocation's daily cap as it is (None removes it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def _valid_daily_cap(daily_cap: int | Keep | None) -> int | Keep | None:
+    if daily_cap is None or daily_cap is KEEP:
+        return daily_cap
+    assert not isinstance(daily_cap, Keep)
+    return validate_millicredits(daily_cap, allow_zero=True)
+
+
+def _set_daily_cap(allocation: UserCreditAllocation, daily_cap: int | Keep | None) -> dict[str, int | None]:
+    """Apply ``daily_cap`` (unless KEEP); return the audit metadata of the change."""
+    if daily_cap is KEEP or daily_cap == allocation.daily_cap_credits:
+        return {}
+    assert not isinstance(daily_cap, Keep)
+    allocation.daily_cap_credits = daily_cap
+    allocation.save(update_fields=["daily_cap_credits", "updated_at"])
+    return {"daily_cap": daily_cap}
 
 
 @dataclass(frozen=True)
@@ -63,23 +95,65 @@ def _active_org(org_id: str) -> Organization:
     return org
 
 
-def _active_allocation_id(org_id: str, user: User) -> int | None:
-    # Allocations are created and deactivated only under the pool lock, so once the caller
-    # holds it this id stays the member's active allocation until commit.
+def _active_allocation_ref(org_id: str, user: User) -> tuple[int, int | None] | None:
+    """With the pool locked: (id, department id) of the member's active allocation, or None.
+    Allocations are created and deactivated only under the pool lock, so both stay true until
+    commit (and the department is fixed at creation)."""
     return (
         UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True)
-        .values_list("pk", flat=True)
+        .values_list("pk", "department_id")
         .first()
     )
 
 
-def _lock_member_allocation(org_id: str, user: User) -> UserCreditAllocation:
-    """With the pool locked: lock the member's active allocation, or raise."""
-    allocation_id = _active_allocation_id(org_id, user)
-    allocation = lock_allocations([allocation_id]).get(allocation_id) if allocation_id else None
-    if allocation is None:
+def _require_department(actual: int | None, required: int | None) -> None:
+    """A department manager's write (``required`` = their department) must stay inside it."""
+    if required is not None and actual != required:
+        raise DepartmentAccessDenied(details={"department_id": required})
+
+
+def _lock_member_allocation(
+    org_id: str, user: User, *, only_department_id: int | None = None
+) -> tuple[UserCreditAllocation, Department | None]:
+    """With the pool locked: lock the department of the member's active allocation (if any),
+    then the allocation, or raise."""
+    ref = _active_allocation_ref(org_id, user)
+    if ref is None:
         raise NoActiveAllocation(details={"org_id": org_id, "user_id": user.username})
-    return allocation
+    allocation_id, department_id = ref
+    _require_department(department_id, only_department_id)
+    department = lock_department(org_id, department_id) if department_id is not None else None
+    return lock_allocations([allocation_id])[allocation_id], department
+
+
+def _check_room(pool: OrganizationCreditPool, department: Department | None, increase: int) -> None:
+    """Refuse an increase the department's budget (or, outside departments, the pool) lacks."""
+    if increase <= 0:
+        return
+    if department is not None:
+        if increase > department.free_credits:
+            raise AllocationExceedsDepartmentBudget(
+                details={
+                    "requested": increase,
+                    "available": department.free_credits,
+                    "department_id": department.pk,
+                }
+            )
+    elif increase > pool.available_credits:
+        raise AllocationExceedsPool(
+            details={"requested": increase, "available": pool.available_credits, "org_id": pool.org_id}
+        )
+
+
+def _carve(pool: OrganizationCreditPool, department: Department | None, delta: int) -> None:
+    """Count ``delta`` more (or, negative, fewer) allocated credits where they come from: the
+    department's budget, or the pool."""
+    if department is not None:
+        department.allocated_credits += delta
+        department.save(update_fields=["allocated_credits", "updated_at"])
+    else:
+        pool.allocated_credits += delta
+        _save_pool(pool)
 
 
 def _save_pool(pool: OrganizationCreditPool) -> None:
@@ -182,10 +256,15 @@ def allocate_credits_to_user(
     actor: User | None = None,
     actor_label: str = "",
     expires_at: datetime | None = None,
+    department_id: int | None = None,
+    daily_cap: int | Keep | None = KEEP,
 ) -> AllocationChange:
-    """Give a member ``amount`` more millicredits from the pool's unallocated credits, creating
-    their allocation or raising the active one (and moving its expiry when given)."""
+    """Give a member ``amount`` more millicredits from the pool's unallocated credits (or from
+    the budget of ``department_id``), creating their allocation or raising the active one (and
+    moving its expiry when given). The active allocation must belong to that same department.
+    ``daily_cap``: millicredits the member may charge or hold per UTC day (None: no cap)."""
     amount = validate_millicredits(amount)
+    daily_cap = _valid_daily_cap(daily_cap)
     now = timezone.now()
     if expires_at is not None and expires_at <= now:
         raise ValidationFailed(
@@ -194,18 +273,22 @@ def allocate_credits_to_user(
     _active_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
+        department = lock_department(org_id, department_id) if department_id is not None else None
         # Checked under the pool lock: removing a member takes it first, so a member removed
         # concurrently cannot be handed a new allocation.
         require_active_member(org_id, user)
-        if amount > pool.available_credits:
-            raise AllocationExceedsPool(
-                details={"requested": amount, "available": pool.available_credits, "org_id": org_id}
-            )
+        _check_room(pool, department, amount)
         allocation, created = _raise_or_create_allocation(
-            org_id=org_id, user=user, amount=amount, actor=actor, expires_at=expires_at, now=now
+            org_id=org_id,
+            user=user,
+            amount=amount,
+            actor=actor,
+            expires_at=expires_at,
+            now=now,
+            department=department,
         )
-        pool.allocated_credits += amount
-        _save_pool(pool)
+        _carve(pool, department, amount)
+        cap_change = _set_daily_cap(allocation, daily_cap)
         record_audit_event(
             action="allocation.created" if created else "allocation.increased",
             actor=actor,
@@ -218,16 +301,31 @@ def allocate_credits_to_user(
                 "credits": amount,
                 "allocated_after": allocation.allocated_credits,
                 "pool_available_after": pool.available_credits,
+                **_department_metadata(department),
+                **cap_change,
             },
         )
     return AllocationChange(allocation=allocation, pool=pool, created=created)
 
 
+def _department_metadata(department: Department | None) -> dict[str, int]:
+    if department is None:
+        return {}
+    return {"department_id": department.pk, "department_free_after": department.free_credits}
+
+
 def _raise_or_create_allocation(
-    *, org_id: str, user: User, amount: int, actor: User | None, expires_at: datetime | None, now: datetime
+    *,
+    org_id: str,
+    user: User,
+    amount: int,
+    actor: User | None,
+    expires_at: datetime | None,
+    now: datetime,
+    department: Department | None,
 ) -> tuple[UserCreditAllocation, bool]:
-    """With the pool locked: create the member's allocation, or add ``amount`` to the active one
-    (moving its expiry when given). Returns (allocation, created)."""
+    """With the pool (and department) locked: create the member's allocation, or add ``amount``
+    to the active one (moving its expiry when given). Returns (allocation, created)."""
     existing = (
         UserCreditAllocation.objects.select_for_update(of=("self",))
         .filter(org_id=org_id, user=user, is_active=True)
@@ -235,9 +333,19 @@ def _raise_or_create_allocation(
     )
     if existing is None:
         allocation = UserCreditAllocation.objects.create(
-            org_id=org_id, user=user, allocated_credits=amount, allocated_by=actor, expires_at=expires_at
+            org_id=org_id,
+            user=user,
+            allocated_credits=amount,
+            allocated_by=actor,
+            expires_at=expires_at,
+            department=department,
         )
         return allocation, True
+    department_id = department.pk if department is not None else None
+    if existing.department_id != department_id:
+        raise AllocationInOtherDepartment(
+            details={"user_id": user.username, "allocation_department_id": existing.department_id}
+        )
     if expires_at is None and existing.expires_at is not None and existing.expires_at <= now:
         # Credits added to an expired allocation could never be spent.
         raise AllocationExpired(
@@ -259,14 +367,19 @@ def adjust_allocation(
     allocated: int,
     actor: User | None = None,
     actor_label: str = "",
+    only_department_id: int | None = None,
+    daily_cap: int | Keep | None = KEEP,
 ) -> AllocationChange:
-    """Set a member's allocation to ``allocated`` millicredits. Raising it draws on the pool;
-    lowering it returns the difference, but never below what is already used or held."""
+    """Set a member's allocation to ``allocated`` millicredits (and its daily cap, unless KEEP).
+    Raising it draws on the pool (or its department's budget); lowering it returns the
+    difference there, but never below what is already used or held. ``only_department_id``:
+    refuse (403) an allocation outside it."""
     allocated = validate_millicredits(allocated, allow_zero=True)
+    daily_cap = _valid_daily_cap(daily_cap)
     org = _existing_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
-        allocation = _lock_member_allocation(org_id, user)
+        allocation, department = _lock_member_allocation(org_id, user, only_department_id=only_department_id)
         committed = allocation.used_credits + allocation.reserved_credits
         if allocated < committed:
             raise AllocationBelowCommitted(
@@ -280,15 +393,12 @@ def adjust_allocation(
         if delta > 0 and not org.is_active:
             # A deactivated organization may shrink allocations but not hand out more.
             raise OrganizationInactive(details={"org_id": org_id})
-        if delta > pool.available_credits:
-            raise AllocationExceedsPool(
-                details={"requested_increase": delta, "available": pool.available_credits, "org_id": org_id}
-            )
+        _check_room(pool, department, delta)
         before = allocation.allocated_credits
         allocation.allocated_credits = allocated
         _save_allocation(allocation)
-        pool.allocated_credits += delta
-        _save_pool(pool)
+        _carve(pool, department, delta)
+        cap_change = _set_daily_cap(allocation, daily_cap)
         record_audit_event(
             action="allocation.adjusted",
             actor=actor,
@@ -296,7 +406,13 @@ def adjust_allocation(
             org_id=org_id,
             target_type="allocation",
             target_id=allocation.pk,
-            metadata={"user_id": user.username, "allocated_before": before, "allocated_after": allocated},
+            metadata={
+                "user_id": user.username,
+                "allocated_before": before,
+                "allocated_after": allocated,
+                **_department_metadata(department),
+                **cap_change,
+            },
         )
     return AllocationChange(allocation=allocation, pool=pool)
 
@@ -307,14 +423,15 @@ def revoke_allocation(
     user: User,
     actor: User | None = None,
     actor_label: str = "",
+    only_department_id: int | None = None,
 ) -> AllocationChange:
-    """Deactivate a member's allocation; its unused credits return to the pool. The revoked
-    row keeps what it consumed (``allocated = used``) so pool sums stay exact. Allowed on a
-    deactivated organization: stopping spend is always possible."""
+    """Deactivate a member's allocation; its unused credits return to the pool (or to its
+    department's budget). The revoked row keeps what it consumed (``allocated = used``) so pool
+    sums stay exact. Allowed on a deactivated organization: stopping spend is always possible."""
     _existing_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
-        allocation = _lock_member_allocation(org_id, user)
+        allocation, department = _lock_member_allocation(org_id, user, only_department_id=only_department_id)
         if allocation.reserved_credits:
             raise AllocationHasHolds(details={"reserved": allocation.reserved_credits})
         returned = allocation.allocated_credits - allocation.used_credits
@@ -322,8 +439,7 @@ def revoke_allocation(
         allocation.is_active = False
         allocation.revoked_at = timezone.now()
         _save_allocation(allocation, "is_active", "revoked_at")
-        pool.allocated_credits -= returned
-        _save_pool(pool)
+        _carve(pool, department, -returned)
         record_audit_event(
             action="allocation.revoked",
             actor=actor,
@@ -335,6 +451,7 @@ def revoke_allocation(
                 "user_id": user.username,
                 "returned_to_pool": returned,
                 "used": allocation.used_credits,
+                **_department_metadata(department),
             },
         )
     return AllocationChange(allocation=allocation, pool=pool, returned_to_pool=returned)
@@ -355,9 +472,11 @@ def transfer_credits(
     amount: int,
     actor: User | None = None,
     actor_label: str = "",
+    only_department_id: int | None = None,
 ) -> TransferResult:
     """Move ``amount`` free millicredits from one member's allocation to another's (created if
-    the target has none). The pool's totals do not change."""
+    the target has none, in the source's department). Both must be in the same department (or
+    both outside any): the pool's and the departments' totals do not change."""
     amount = validate_millicredits(amount)
     if from_user.pk == to_user.pk:
         raise InvalidTransfer(details={"user_id": from_user.username})
@@ -365,10 +484,17 @@ def transfer_credits(
     with transaction.atomic():
         pool = lock_pool(org_id)
         require_active_member(org_id, to_user)
-        source_id = _active_allocation_id(org_id, from_user)
-        if source_id is None:
+        source_ref = _active_allocation_ref(org_id, from_user)
+        if source_ref is None:
             raise NoActiveAllocation(details={"org_id": org_id, "user_id": from_user.username})
-        target_id = _active_allocation_id(org_id, to_user)
+        source_id, department_id = source_ref
+        _require_department(department_id, only_department_id)
+        target_ref = _active_allocation_ref(org_id, to_user)
+        target_id = target_ref[0] if target_ref else None
+        if target_ref is not None and target_ref[1] != department_id:
+            raise AllocationInOtherDepartment(
+                details={"user_id": to_user.username, "allocation_department_id": target_ref[1]}
+            )
         locked = lock_allocations([source_id] + ([target_id] if target_id else []))
         source = locked[source_id]
         if amount > source.free_credits:
@@ -386,7 +512,11 @@ def transfer_credits(
         if target is None:
             # Creating under the pool lock: no one else can create this member's allocation now.
             target = UserCreditAllocation.objects.create(
-                org_id=org_id, user=to_user, allocated_credits=amount, allocated_by=actor
+                org_id=org_id,
+                user=to_user,
+                allocated_credits=amount,
+                allocated_by=actor,
+                department_id=department_id,
             )
         else:
             target.allocated_credits += amount
@@ -405,6 +535,7 @@ def transfer_credits(
                 "from_allocation": source.pk,
                 "to_allocation": target.pk,
                 "pool_allocated": pool.allocated_credits,
+                "department_id": department_id,
             },
         )
     return TransferResult(source=source, target=target, amount=amount)

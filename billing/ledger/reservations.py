@@ -22,13 +22,21 @@ from billing.ledger.charges import (
     Payer,
     ReservationResult,
     audit_exhaustion,
+    count_in_day,
+    day_fields,
     find_charge,
     record_charge,
     replay_charge,
     token_detail_params,
+    uncount_hold,
     validate_charge_fields,
 )
-from billing.ledger.eligibility import expiry_refusal, funds_refusal, require_active_org
+from billing.ledger.eligibility import (
+    daily_cap_refusal,
+    expiry_refusal,
+    funds_refusal,
+    require_active_org,
+)
 from billing.ledger.locks import (
     lock_active_allocation,
     lock_individual_balance,
@@ -138,10 +146,13 @@ def _hold_locked(
                 "This request id was already charged.", details={"request_id": request_id}
             )
         refusal = funds_refusal(account.free_credits, amount)
+        if refusal is None and isinstance(account, UserCreditAllocation):
+            refusal = daily_cap_refusal(account, amount)
         if refusal is not None:
             raise refusal
         account.reserved_credits += amount
-        account.save(update_fields=["reserved_credits", "updated_at"])
+        count_in_day(account, amount)
+        account.save(update_fields=["reserved_credits", *day_fields(account), "updated_at"])
         reservation = CreditReservation.objects.create(
             org_id=org_id,
             user=user,
@@ -281,6 +292,7 @@ def _settle_locked(reservation_id: int, actual_amount: int, charge: Charge) -> D
         late = reservation.status == CreditReservation.Status.EXPIRED
         if not late:
             payer.account.reserved_credits -= reservation.amount
+            uncount_hold(payer.account, reservation)
         previous = find_charge(reservation.org_id, user, reservation.request_id)
         if previous is not None:
             _drop_hold_paid_elsewhere(reservation, payer)
@@ -313,7 +325,7 @@ def _settlement_replay(reservation: CreditReservation, actual_amount: int) -> De
 def _drop_hold_paid_elsewhere(reservation: CreditReservation, payer: Payer) -> None:
     """Charged directly under the same request id while the hold was open: the call is paid
     once, by that charge; the hold just goes away."""
-    payer.account.save(update_fields=["reserved_credits", "updated_at"])
+    payer.account.save(update_fields=["reserved_credits", *day_fields(payer.account), "updated_at"])
     reservation.status = CreditReservation.Status.RELEASED
     reservation.finished_at = timezone.now()
     reservation.save(update_fields=["status", "finished_at"])
@@ -368,7 +380,8 @@ def release_reservation(
         if reservation.status != CreditReservation.Status.HELD:
             raise ReservationNotHeld(details={"reservation_id": reservation_id, "status": reservation.status})
         payer.account.reserved_credits -= reservation.amount
-        payer.account.save(update_fields=["reserved_credits", "updated_at"])
+        uncount_hold(payer.account, reservation)
+        payer.account.save(update_fields=["reserved_credits", *day_fields(payer.account), "updated_at"])
         reservation.status = status
         reservation.finished_at = timezone.now()
         reservation.save(update_fields=["status", "finished_at"])

@@ -10,7 +10,7 @@ Statements are prepared once per connection (``orgbilling.db``, ``LEDGER_PREPARE
 
 from typing import Any
 
-from billing.ledger.eligibility import ACTIVE_ORG, SPENDABLE_ALLOCATION, SPENDABLE_INDIVIDUAL
+from billing.ledger.eligibility import ACTIVE_ORG, SPENDABLE_ALLOCATION, SPENDABLE_INDIVIDUAL, day_spent_sql
 from orgbilling.db import execute
 from orgbilling.db import prepared_cursor as ledger_cursor
 
@@ -45,9 +45,12 @@ CHARGE_POOL = f"""
     RETURNING org_id
 """
 
+# Every charge and hold also counts in the allocation's spend of the day (its daily cap).
+COUNT_IN_DAY = f"cap_day = %(today)s, cap_day_spent = {day_spent_sql()} + %(amount)s"
+
 CHARGE_ALLOCATION = f"""
     UPDATE user_credit_allocations AS a
-       SET used_credits = a.used_credits + %(amount)s, updated_at = %(now)s
+       SET used_credits = a.used_credits + %(amount)s, {COUNT_IN_DAY}, updated_at = %(now)s
      WHERE {SPENDABLE_ALLOCATION}
     RETURNING a.id, a.allocated_credits, a.used_credits,
               a.allocated_credits - a.used_credits - a.reserved_credits

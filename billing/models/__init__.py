@@ -3,7 +3,7 @@
 ``billing.models``, sees them all).
 
 - ``subscriptions``: plans and organizations' subscriptions;
-- ``balances``: the credit pool, members' allocations, individual credits;
+- ``balances``: the credit pool, departments, members' allocations, individual credits;
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
 - ``webhooks``, ``audit``, ``idempotency``, ``prices``: one model each;
@@ -16,7 +16,12 @@ Balances are written only by ``billing.services``.
 """
 
 from billing.models.audit import AuditEvent
-from billing.models.balances import IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
+from billing.models.balances import (
+    Department,
+    IndividualCreditBalance,
+    OrganizationCreditPool,
+    UserCreditAllocation,
+)
 from billing.models.idempotency import IdempotencyRecord
 from billing.models.ledger import CreditReservation, CreditUsageAttribution, OrgBillingHistory, ServiceType
 from billing.models.payments import AutoTopUpSettings, CreditPurchase
@@ -32,6 +37,7 @@ __all__ = [
     "CreditPurchase",
     "CreditReservation",
     "CreditUsageAttribution",
+    "Department",
     "IdempotencyRecord",
     "IndividualCreditBalance",
     "ModelPrice",

@@ -13,9 +13,10 @@ from organizations.models import Organization
 class OrganizationCreditPool(models.Model):
     """An organization's shared credits.
 
-    ``total_credits`` is everything ever put in; ``allocated_credits`` is what is committed to
-    allocations (the sum of all allocations' ``allocated_credits``; a revoked allocation keeps
-    only what it used); ``used_credits`` is what was consumed. Available = total − allocated.
+    ``total_credits`` is everything ever put in; ``allocated_credits`` is what is committed: the
+    ``allocated_credits`` of every allocation outside a department (a revoked allocation keeps
+    only what it used) plus every department's ``budget_credits``; ``used_credits`` is what was
+    consumed (by every allocation). Available = total − allocated.
     """
 
     org = models.OneToOneField(
@@ -48,8 +49,61 @@ class OrganizationCreditPool(models.Model):
         return self.total_credits - self.allocated_credits
 
 
+class Department(models.Model):
+    """A part of an organization (org → department → member) with a budget carved from the pool.
+
+    ``budget_credits`` is counted in the pool's ``allocated_credits`` as one block, like an
+    allocation; the department's own allocations are carved from the budget (``allocated_credits``
+    here is the sum of their ``allocated_credits``, a revoked one keeping what it used), never from
+    the pool a second time. What they used is read from the allocations, so a charge never locks
+    this row. A deleted department keeps its row (``deleted_at``) with ``budget = allocated``: the
+    credits its revoked allocations consumed stay accounted for.
+    """
+
+    org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="departments")
+    name = models.CharField(max_length=100)
+    budget_credits = models.BigIntegerField(default=0)
+    allocated_credits = models.BigIntegerField(default=0)
+    managers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="managed_departments",
+        db_table="department_managers",
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "departments"
+        ordering = ["org_id", "id"]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["org", "name"],
+                condition=Q(deleted_at__isnull=True),
+                name="departments_unique_live_name",
+            ),
+            models.CheckConstraint(
+                condition=Q(allocated_credits__gte=0) & Q(allocated_credits__lte=F("budget_credits")),
+                name="departments_allocated_within_budget",
+            ),
+            models.CheckConstraint(
+                condition=Q(deleted_at__isnull=True) | Q(budget_credits=F("allocated_credits")),
+                name="departments_deleted_keeps_only_allocated",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"department {self.name} of {self.org_id}"
+
+    @property
+    def free_credits(self) -> int:
+        return self.budget_credits - self.allocated_credits
+
+
 class UserCreditAllocation(models.Model):
-    """A member's share of the pool. At most one active allocation per (org, user).
+    """A member's share of the pool, or of a department's budget when ``department`` is set
+    (fixed at creation). At most one active allocation per (org, user).
 
     ``used + reserved ≤ allocated`` always; free = allocated − used − reserved.
     """
@@ -58,11 +112,20 @@ class UserCreditAllocation(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="credit_allocations"
     )
+    department = models.ForeignKey(
+        Department, null=True, blank=True, on_delete=models.PROTECT, related_name="allocations"
+    )
     allocated_credits = models.BigIntegerField(default=0)
     used_credits = models.BigIntegerField(default=0)
     reserved_credits = models.BigIntegerField(default=0)
     is_active = models.BooleanField(default=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Optional per-member daily cap: what may be charged or held per UTC day. ``cap_day_spent``
+    # is what was charged or is held on ``cap_day`` (kept whether or not a cap is set, so a cap
+    # set mid-day counts the day so far); a later day starts from 0.
+    daily_cap_credits = models.BigIntegerField(null=True, blank=True)
+    cap_day = models.DateField(null=True, blank=True)
+    cap_day_spent = models.BigIntegerField(default=0)
     allocated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -90,6 +153,11 @@ class UserCreditAllocation(models.Model):
             models.CheckConstraint(
                 condition=Q(allocated_credits__gte=F("used_credits") + F("reserved_credits")),
                 name="allocations_used_reserved_within_allocated",
+            ),
+            models.CheckConstraint(
+                condition=(Q(daily_cap_credits__isnull=True) | Q(daily_cap_credits__gte=0))
+                & Q(cap_day_spent__gte=0),
+                name="allocations_daily_cap_nonnegative",
             ),
             # A revoked allocation keeps exactly what it consumed and holds nothing.
             models.CheckConstraint(

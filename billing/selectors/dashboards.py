@@ -15,12 +15,14 @@ from django.db.models import Case, IntegerField, Q, Value, When
 from django.utils import timezone
 
 from billing.models import (
+    Department,
     IndividualCreditBalance,
     OrganizationCreditPool,
     OrganizationSubscription,
     OrgBillingHistory,
     UserCreditAllocation,
 )
+from billing.selectors.departments import live_departments
 from billing.selectors.history import org_billing_history
 from billing.selectors.usage import (
     ModelUsage,
@@ -42,6 +44,7 @@ MEMBER_LIMIT = 100
 TOP_USERS_LIMIT = 10
 TOP_MODELS_LIMIT = 20
 HISTORY_LIMIT = 10
+DEPARTMENT_LIMIT = 100
 
 
 def percent(part: int, whole: int) -> Decimal:
@@ -222,6 +225,7 @@ class OrgDashboard:
     daily_usage: list[DailyUsage]
     recent_history: list[OrgBillingHistory]
     subscription: SubscriptionSummary | None
+    departments: list[Department]
 
 
 def pool_summary(*, org_id: str) -> PoolSummary:
@@ -327,7 +331,7 @@ def org_dashboard(
     *, org: Organization, now: datetime | None = None, member_offset: int = 0, member_search: str = ""
 ) -> OrgDashboard:
     """An org admin's view: pool, members (a page of them, optionally searched), the last 30
-    days' usage, history, subscription."""
+    days' usage, history, subscription, and the live departments' figures."""
     start, end = dashboard_window(now or timezone.now())
     window = UsageFilters(start=start, end=end)
     sources = usage_sources(start=start, end=end)
@@ -347,4 +351,5 @@ def org_dashboard(
         daily_usage=daily_usage(org_id=org.id, start=start, end=end, sources=sources),
         recent_history=list(org_billing_history(org_id=org.id)[:HISTORY_LIMIT]),
         subscription=subscription_summary(org_id=org.id),
+        departments=list(live_departments(org=org)[:DEPARTMENT_LIMIT]),
     )

@@ -1,9 +1,9 @@
 """Reads of pools, allocations and subscriptions for the API (writes live in services)."""
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from billing.errors import SubscriptionNotFound
-from billing.models import OrganizationCreditPool, OrganizationSubscription, UserCreditAllocation
+from billing.models import Department, OrganizationCreditPool, OrganizationSubscription, UserCreditAllocation
 from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES as LIVE
 from organizations.models import Organization, User
 
@@ -24,11 +24,17 @@ def active_allocation(*, org: Organization, user: User) -> UserCreditAllocation 
 def allocations_visible_to(
     *, org: Organization, user: User, is_admin: bool
 ) -> QuerySet[UserCreditAllocation]:
-    """Every allocation of the org for its admins; a member sees only their own."""
+    """Every allocation of the org for its admins; a member sees their own, and a department
+    manager also those of the departments they manage."""
     allocations = (
         UserCreditAllocation.objects.select_related("user", "allocated_by").filter(org=org).order_by("id")
     )
-    return allocations if is_admin else allocations.filter(user=user)
+    if is_admin:
+        return allocations
+    managed = Department.managers.through.objects.filter(
+        department_id=OuterRef("department_id"), user_id=user.pk
+    )
+    return allocations.filter(Q(user=user) | Q(Exists(managed)))
 
 
 def live_subscription(*, org: Organization) -> OrganizationSubscription:

@@ -32,13 +32,42 @@ class Drift:
 # Each query takes the batch of org ids twice at most and returns
 # (org_id, target, expected, actual) rows for every violation.
 _ORG_CHECKS: dict[str, str] = {
+    # The pool's allocated credits are its allocations outside departments plus every
+    # department's budget (a department's allocations are carved from its budget).
     "pool_allocated_equals_sum_of_allocations": """
-        SELECT p.org_id, 'pool', COALESCE(SUM(a.allocated_credits), 0), p.allocated_credits
-        FROM organization_credit_pools p
-        LEFT JOIN user_credit_allocations a ON a.org_id = p.org_id
-        WHERE p.org_id = ANY(%(orgs)s)
-        GROUP BY p.org_id, p.allocated_credits
-        HAVING p.allocated_credits <> COALESCE(SUM(a.allocated_credits), 0)
+        SELECT org_id, 'pool', expected, actual FROM (
+            SELECT p.org_id, p.allocated_credits AS actual,
+                   COALESCE((SELECT SUM(a.allocated_credits) FROM user_credit_allocations a
+                             WHERE a.org_id = p.org_id AND a.department_id IS NULL), 0)
+                 + COALESCE((SELECT SUM(d.budget_credits) FROM departments d
+                             WHERE d.org_id = p.org_id), 0) AS expected
+            FROM organization_credit_pools p
+            WHERE p.org_id = ANY(%(orgs)s)
+        ) t
+        WHERE expected <> actual
+    """,
+    "department_allocated_equals_sum_of_allocations": """
+        SELECT d.org_id, 'department #' || d.id || ' (' || d.name || ')',
+               COALESCE(SUM(a.allocated_credits), 0), d.allocated_credits
+        FROM departments d
+        LEFT JOIN user_credit_allocations a ON a.department_id = d.id
+        WHERE d.org_id = ANY(%(orgs)s)
+        GROUP BY d.id, d.org_id, d.name, d.allocated_credits
+        HAVING d.allocated_credits <> COALESCE(SUM(a.allocated_credits), 0)
+    """,
+    "department_within_bounds": """
+        SELECT org_id, 'department #' || id || ' (' || name || ')', budget_credits, allocated_credits
+        FROM departments
+        WHERE org_id = ANY(%(orgs)s)
+          AND NOT (0 <= allocated_credits AND allocated_credits <= budget_credits
+                   AND (deleted_at IS NULL OR allocated_credits = budget_credits))
+    """,
+    "allocation_matches_its_department": """
+        SELECT a.org_id, 'allocation #' || a.id || ' (department #' || d.id || ')', 0, 1
+        FROM user_credit_allocations a
+        JOIN departments d ON d.id = a.department_id
+        WHERE a.org_id = ANY(%(orgs)s)
+          AND (d.org_id <> a.org_id OR (a.is_active AND d.deleted_at IS NOT NULL))
     """,
     "pool_used_equals_sum_of_allocations": """
         SELECT p.org_id, 'pool', COALESCE(SUM(a.used_credits), 0), p.used_credits

@@ -22,7 +22,7 @@ from billing.selectors.usage_sources import UsageSources, usage_rows_sql, usage_
 from organizations.models import User
 
 Granularity = Literal["day", "week", "month"]
-GroupBy = Literal["user", "model"]
+GroupBy = Literal["user", "model", "department"]
 GRANULARITIES: tuple[Granularity, ...] = ("day", "week", "month")
 
 # Inner lists of a summary are bounded; the counts say how many there are in all.
@@ -169,6 +169,14 @@ _SUMS = (
     + "COALESCE(SUM(u.credits_used), 0)::bigint AS credits_used"
 )
 _JOIN_USERS = f"JOIN {User._meta.db_table} usr ON usr.id = u.user_id"
+# A member's usage counts for the department of their active allocation in the org, else of
+# their latest one (the daily rollups keep no allocation): a member moved to another department
+# takes their history with them. Usage outside every department has no department (NULL).
+_JOIN_DEPARTMENTS = (
+    "LEFT JOIN LATERAL (SELECT a.department_id FROM user_credit_allocations a "
+    "WHERE a.org_id = %s AND a.user_id = u.user_id ORDER BY a.is_active DESC, a.id DESC LIMIT 1) ad "
+    "ON true LEFT JOIN departments d ON d.id = ad.department_id"
+)
 
 
 def _fetch(sql: str, params: list[Any]) -> list[dict[str, Any]]:
@@ -276,10 +284,18 @@ def usage_series(
     group_by: GroupBy,
     sources: UsageSources | None = None,
 ) -> UsageSeriesRows:
-    """One row per (bucket, user) or (bucket, model) with usage: ``period_start``, ``key``
-    (the user id or model), ``requests``, ``input_tokens``, ``output_tokens``,
-    ``credits_used``; ordered by bucket then key, ready to paginate or export."""
+    """One row per (bucket, user), (bucket, model) or (bucket, department) with usage:
+    ``period_start``, ``key`` (the user id, model or department name, ``""`` outside
+    departments), ``department_id`` (departments only), ``requests``, ``input_tokens``,
+    ``output_tokens``, ``credits_used``; ordered by bucket then key, ready to paginate or export."""
     rows, params = usage_rows(org_id=org_id, filters=filters, sources=sources)
+    if group_by == "department":
+        return UsageSeriesRows(
+            f"SELECT {_bucket(granularity)} AS period_start, COALESCE(d.name, '') AS key, "
+            f"d.id AS department_id, {_SUMS} FROM ({rows}) u {_JOIN_DEPARTMENTS} "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            [*params, org_id],
+        )
     key, join = ("usr.username", _JOIN_USERS) if group_by == "user" else ("u.model", "")
     return UsageSeriesRows(
         f"SELECT {_bucket(granularity)} AS period_start, {key} AS key, {_SUMS} FROM ({rows}) u {join} "

@@ -6,9 +6,16 @@ package is the public facade that the API, the gateway, tasks and commands impor
 
 from billing.ledger.charges import DeductionResult, ReservationResult
 from billing.ledger.deduction import deduct_credits, has_sufficient_credits
+from billing.ledger.departments import (
+    DepartmentDeleted,
+    create_department,
+    delete_department,
+    update_department,
+)
 from billing.ledger.individual import add_individual_credits
 from billing.ledger.past_usage import PastCharge, record_past_usage
 from billing.ledger.pool import (
+    KEEP,
     AllocationChange,
     PoolChange,
     TransferResult,
@@ -27,10 +34,12 @@ from billing.ledger.reservations import (
 from billing.services.context import BillingContext, resolve_billing_context
 
 __all__ = [
+    "KEEP",
     "AllocationChange",
     "BillingContext",
     "DeductionResult",
     "PastCharge",
+    "DepartmentDeleted",
     "PoolChange",
     "ReservationResult",
     "TransferResult",
@@ -38,7 +47,9 @@ __all__ = [
     "add_individual_credits",
     "adjust_allocation",
     "allocate_credits_to_user",
+    "create_department",
     "deduct_credits",
+    "delete_department",
     "expire_reservations",
     "has_sufficient_credits",
     "record_past_usage",
@@ -48,4 +59,5 @@ __all__ = [
     "revoke_allocation",
     "settle_reservation",
     "transfer_credits",
+    "update_department",
 ]

@@ -3,7 +3,8 @@
 An expired allocation already refuses new charges and holds (the charging services check
 ``expires_at``); expiring it deactivates the row the way ``revoke_allocation`` does, so the
 pool's sums stay exact: the row keeps what it consumed (``allocated = used``) and the rest is
-handed back. Locks follow ``billing.ledger.locks`` (pool, then the allocation).
+handed back (to its department's budget when it has one). Locks follow ``billing.ledger.locks``
+(pool, then the department, then the allocation).
 """
 
 import logging
@@ -17,7 +18,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from billing.audit import record_audit_event
-from billing.ledger.locks import lock_allocations, lock_pool
+from billing.errors import DepartmentNotFound
+from billing.ledger.locks import lock_allocations, lock_department, lock_pool
 from billing.models import UserCreditAllocation
 
 logger = logging.getLogger(__name__)
@@ -71,11 +73,19 @@ def expire_allocation(
     settles or expires within ``CREDIT_RESERVATION_TTL_SECONDS`` (then the next pass expires it).
     """
     cutoff = now or timezone.now()
-    org_id = UserCreditAllocation.objects.filter(pk=allocation_id).values_list("org_id", flat=True).first()
-    if org_id is None:
+    ref = UserCreditAllocation.objects.filter(pk=allocation_id).values_list("org_id", "department_id").first()
+    if ref is None:
         return Skipped.GONE
+    org_id, department_id = ref
     with transaction.atomic():
         pool = lock_pool(org_id)
+        # The department is fixed at creation, so it is locked before the allocation (lock
+        # order). A department with an active allocation cannot be deleted: a deleted one means
+        # the allocation was revoked meanwhile.
+        try:
+            department = lock_department(org_id, department_id) if department_id is not None else None
+        except DepartmentNotFound:
+            return Skipped.GONE
         allocation = lock_allocations([allocation_id]).get(allocation_id)
         # Re-checked under the locks: an admin may have extended or revoked it meanwhile.
         if allocation is None or not allocation.is_active:
@@ -89,8 +99,13 @@ def expire_allocation(
         allocation.is_active = False
         allocation.revoked_at = cutoff
         allocation.save(update_fields=["allocated_credits", "is_active", "revoked_at", "updated_at"])
-        pool.allocated_credits -= returned
-        pool.save(update_fields=["allocated_credits", "updated_at"])
+        if department is not None:
+            # Back to the department's budget, which stays carved from the pool.
+            department.allocated_credits -= returned
+            department.save(update_fields=["allocated_credits", "updated_at"])
+        else:
+            pool.allocated_credits -= returned
+            pool.save(update_fields=["allocated_credits", "updated_at"])
         record_audit_event(
             action="allocation.expired",
             actor_label=actor_label,
@@ -103,6 +118,7 @@ def expire_allocation(
                 "returned_to_pool": returned,
                 "used": allocation.used_credits,
                 "pool_available_after": pool.available_credits,
+                "department_id": department_id,
             },
         )
     return ExpiredAllocation(

@@ -20,6 +20,7 @@ from billing.models import (
     CreditPurchase,
     CreditReservation,
     CreditUsageAttribution,
+    Department,
     IndividualCreditBalance,
     OrganizationCreditPool,
     OrganizationSubscription,
@@ -31,8 +32,10 @@ from billing.services import (
     add_credits_to_pool,
     add_individual_credits,
     allocate_credits_to_user,
+    create_department,
     deduct_credits,
     reserve_credits,
+    update_department,
 )
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
@@ -63,6 +66,7 @@ def ledger(make_funded_member: Callable[..., Any]) -> Ledger:
     staff = UserFactory(is_staff=True)
     create_subscription(org_id=org.id, plan_code="starter", owner=staff, actor=staff, actor_label="test")
     add_individual_credits(user=UserFactory(), amount=mc(10), actor_label="test")
+    create_department(org_id=org.id, name="Engineering", budget=0, managers=[member])
     # No purchase service exists yet (checkout lands with Stripe); a pending row is test data.
     CreditPurchase.objects.create(org=org, purchased_by=member, credits=mc(5000), amount=Decimal("50.00"))
     return Ledger(org=org, member=member, allocation=allocation)
@@ -87,6 +91,7 @@ REGISTERED = [
     Plan,
     OrganizationSubscription,
     OrganizationCreditPool,
+    Department,
     UserCreditAllocation,
     CreditUsageAttribution,
     OrgBillingHistory,
@@ -98,6 +103,7 @@ REGISTERED = [
 READ_ONLY = [
     OrganizationSubscription,
     OrganizationCreditPool,
+    Department,
     UserCreditAllocation,
     CreditUsageAttribution,
     OrgBillingHistory,
@@ -683,3 +689,62 @@ def test_admin_pages_queries_do_not_grow_with_members(admin_client: Client):
     large_counts = [queries_for(change_url(large))] + [queries_for(changelist_url(m)) for m in listings]
 
     assert large_counts == small_counts
+
+
+# --- departments ------------------------------------------------------------------------------
+
+
+def test_department_figures_are_shown_in_credits(admin_client: Client, ledger: Ledger):
+    department = Department.objects.get(org=ledger.org)
+    update_department(org_id=ledger.org.id, department_id=department.pk, budget=mc(300))
+    allocate_credits_to_user(
+        org_id=ledger.org.id, user=_new_member(ledger), amount=mc("12.5"), department_id=department.pk
+    )
+
+    page = admin_client.get(changelist_url(Department)).content.decode()
+
+    assert "300.000" in page and "12.500" in page and "287.500" in page
+
+
+def _new_member(ledger: Ledger) -> User:
+    user = UserFactory()
+    add_member(org_id=ledger.org.id, user=user)
+    return user
+
+
+def test_set_department_budget_action_resizes_through_the_service(
+    admin_client: Client, admin_user: User, ledger: Ledger
+):
+    department = Department.objects.get(org=ledger.org)
+
+    response = run_action(admin_client, Department, "set_department_budget", [department.pk], budget="450")
+
+    assert response.status_code == 302
+    department.refresh_from_db()
+    assert department.budget_credits == mc(450)
+    assert pool_of(ledger.org).allocated_credits == mc(100) + mc(450)
+    event = AuditEvent.objects.get(action="department.updated", target_id=str(department.pk))
+    assert event.actor == admin_user
+
+
+def test_set_department_budget_beyond_the_pool_shows_the_refusal(admin_client: Client, ledger: Ledger):
+    department = Department.objects.get(org=ledger.org)
+    before = snapshot_balances()
+
+    response = run_action(admin_client, Department, "set_department_budget", [department.pk], budget="901")
+
+    assert any("allocation_exceeds_pool" in m for m in messages_of(response))
+    assert snapshot_balances() == before
+
+
+def test_delete_department_action_returns_the_budget(admin_client: Client, ledger: Ledger):
+    department = Department.objects.get(org=ledger.org)
+    update_department(org_id=ledger.org.id, department_id=department.pk, budget=mc(300))
+
+    response = run_action(admin_client, Department, "delete_departments", [department.pk])
+
+    assert response.status_code == 302
+    department.refresh_from_db()
+    assert department.deleted_at is not None
+    assert pool_of(ledger.org).allocated_credits == mc(100)
+    assert any("300.000 credits returned" in m for m in messages_of(response))

@@ -12,6 +12,7 @@ from django.utils import timezone
 from billing.models import (
     AuditEvent,
     CreditUsageAttribution,
+    Department,
     OrganizationCreditPool,
     OrganizationSubscription,
     UsageDailyRollup,
@@ -134,6 +135,21 @@ def test_seed_demo_builds_the_three_use_cases_and_is_idempotent(django_capture_o
 
     assert OrganizationMember.objects.filter(org_id="enterprise-corp").count() == 101
     assert OrganizationCreditPool.objects.get(org_id="enterprise-corp").total_credits == mc(100_000)
+    # Four departments, each managed by its first member, who allocated to its 25 members.
+    departments = Department.objects.filter(org_id="enterprise-corp").prefetch_related("managers")
+    assert {d.name: [m.username for m in d.managers.all()] for d in departments} == {
+        "Engineering": ["ent-eng-01"],
+        "Marketing": ["ent-marketing-01"],
+        "Sales": ["ent-sales-01"],
+        "Support": ["ent-support-01"],
+    }
+    engineering = departments.get(name="Engineering")
+    assert engineering.allocated_credits == 25 * mc(1500)
+    assert set(
+        UserCreditAllocation.objects.filter(user__username__startswith="ent-eng-").values_list(
+            "department_id", flat=True
+        )
+    ) == {engineering.pk}
     assert Organization.objects.count() == 5
     assert CreditUsageAttribution.objects.exists()
     assert "no drift" in run("reconcile_credits", "--no-progress")

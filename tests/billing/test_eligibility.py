@@ -3,7 +3,7 @@ SQL fragments the fast paths compose, and the fast paths themselves agree on eve
 
 import itertools
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -30,11 +30,25 @@ pytestmark = pytest.mark.django_db
 AMOUNT = mc(10)
 MEMBER_STATES = ("active", "suspended", "invited", "none")
 ORG_STATES = ("active", "inactive")
-ALLOCATION_STATES = ("fits", "insufficient", "held", "expired", "revoked", "none")
+ALLOCATION_STATES = (
+    "fits",
+    "insufficient",
+    "held",
+    "expired",
+    "revoked",
+    "none",
+    "capped",
+    "capped_yesterday",
+    "capped_and_insufficient",
+)
 
-# The precedence every path must keep: org → membership → allocation → expiry → free credits.
+# The precedence every path must keep: org → membership → allocation → expiry → free credits
+# → daily cap.
 ALLOCATION_REFUSALS = {
     "fits": None,
+    "capped": "daily_cap_reached",
+    "capped_yesterday": None,  # yesterday's spend does not count today
+    "capped_and_insufficient": "insufficient_credits",
     "insufficient": "insufficient_credits",
     "held": "insufficient_credits",
     "expired": "allocation_expired",
@@ -66,6 +80,14 @@ def build_state(
         revoke_allocation(org_id=org.pk, user=user, actor_label="test")
     elif allocation_state == "none":
         rows.delete()
+    elif allocation_state.startswith("capped"):
+        # 95 spent today against a cap of 100: 10 more do not fit; yesterday's 95 do not count.
+        day = timezone.now().astimezone(UTC).date()
+        if allocation_state == "capped_yesterday":
+            day -= timedelta(days=1)
+        rows.update(daily_cap_credits=mc(100), cap_day=day, cap_day_spent=mc(95))
+        if allocation_state == "capped_and_insufficient":
+            rows.update(used_credits=mc(95))
     members = OrganizationMember.objects.filter(org=org, user=user)
     if member_state == "none":
         members.delete()
@@ -86,7 +108,14 @@ def build_state(
 
 def sql_allows(org_id: str | None, user: User, amount: int) -> bool:
     """The fast paths' rule, run alone: is there a row the conditional UPDATE would charge?"""
-    params: dict[str, Any] = {"org_id": org_id, "user_id": user.pk, "amount": amount, "now": timezone.now()}
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "org_id": org_id,
+        "user_id": user.pk,
+        "amount": amount,
+        "now": now,
+        "today": now.astimezone(UTC).date(),
+    }
     if org_id is None:
         rows = f"individual_credit_balances WHERE user_id = %(user_id)s AND {SPENDABLE_INDIVIDUAL}"
     else:

@@ -1,5 +1,6 @@
 """A hypothesis state machine drives the ledger services in random order against a model of
-what every balance should be, and checks every invariant after each step."""
+what every balance should be, and checks every invariant after each step. Departments take part:
+their budgets are carved from the pool, their allocations from the budgets."""
 
 import itertools
 from dataclasses import dataclass
@@ -9,19 +10,22 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from billing.models import IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
+from billing.models import Department, IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import (
     add_credits_to_pool,
     add_individual_credits,
     adjust_allocation,
     allocate_credits_to_user,
+    create_department,
     deduct_credits,
+    delete_department,
     release_reservation,
     reserve_credits,
     revoke_allocation,
     settle_reservation,
     transfer_credits,
+    update_department,
 )
 from organizations.services import add_member, create_organization
 from orgbilling.errors import ApplicationError
@@ -29,7 +33,7 @@ from tests.factories import UserFactory
 
 RUN = itertools.count()
 amounts = st.integers(min_value=1, max_value=5_000)
-ORGS, USERS = 2, 3
+ORGS, USERS, DEPTS = 2, 3, 2
 
 
 @dataclass
@@ -37,6 +41,14 @@ class Alloc:
     allocated: int = 0
     used: int = 0
     reserved: int = 0
+    dept: int | None = None  # index of its department, None: carved from the pool
+
+
+@dataclass
+class Dept:
+    pk: int
+    budget: int
+    allocated: int = 0
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -51,6 +63,7 @@ class LedgerMachine(RuleBasedStateMachine):
                 add_member(org_id=org_id, user=user)
         self.pools = {org: [0, 0, 0] for org in self.orgs}  # total, allocated, used
         self.allocs: dict[tuple[str, int], Alloc] = {}
+        self.depts: dict[tuple[str, int], Dept] = {}  # live departments by (org, index)
         self.individual = {u.pk: [0, 0, 0] for u in self.users}  # total, used, reserved
         self.holds: dict[int, tuple[str | None, int, int]] = {}  # reservation id → org, user idx, amount
         self.charges: dict[tuple[str | None, int, str], int] = {}
@@ -71,6 +84,20 @@ class LedgerMachine(RuleBasedStateMachine):
         a = self.allocs.get((org, u))
         return -1 if a is None else a.allocated - a.used - a.reserved
 
+    def room(self, org_id: str, dept: int | None) -> int:
+        """What can still be carved: the department's unallocated budget, or the pool's."""
+        if dept is None:
+            pool = self.pools[org_id]
+            return pool[0] - pool[1]
+        d = self.depts.get((org_id, dept))
+        return -1 if d is None else d.budget - d.allocated
+
+    def carve(self, org_id: str, dept: int | None, delta: int) -> None:
+        if dept is None:
+            self.pools[org_id][1] += delta
+        else:
+            self.depts[(org_id, dept)].allocated += delta
+
     # -- rules -------------------------------------------------------------------------------
     @rule(org=st.integers(0, ORGS - 1), amount=amounts)
     def add_credits(self, org: int, amount: int) -> None:
@@ -81,26 +108,76 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1), amount=amounts)
     def allocate(self, org: int, u: int, amount: int) -> None:
         org_id = self.orgs[org]
-        pool = self.pools[org_id]
-        ok = amount <= pool[0] - pool[1]
+        existing = self.allocs.get((org_id, u))
+        ok = amount <= self.room(org_id, None) and (existing is None or existing.dept is None)
         if self.expect(
             ok, lambda: allocate_credits_to_user(org_id=org_id, user=self.users[u], amount=amount)
         ):
             self.allocs.setdefault((org_id, u), Alloc()).allocated += amount
-            pool[1] += amount
+            self.carve(org_id, None, amount)
+
+    @rule(org=st.integers(0, ORGS - 1), d=st.integers(0, DEPTS - 1), budget=st.integers(0, 8_000))
+    def create_dept(self, org: int, d: int, budget: int) -> None:
+        org_id = self.orgs[org]
+        ok = (org_id, d) not in self.depts and budget <= self.room(org_id, None)
+        call = lambda: create_department(org_id=org_id, name=f"D{d}", budget=budget)  # noqa: E731
+        department = self.expect(ok, call)
+        if department is not None:
+            self.depts[(org_id, d)] = Dept(pk=department.pk, budget=budget)  # type: ignore[attr-defined]
+            self.pools[org_id][1] += budget
+
+    @rule(org=st.integers(0, ORGS - 1), d=st.integers(0, DEPTS - 1), budget=st.integers(0, 8_000))
+    def resize_dept(self, org: int, d: int, budget: int) -> None:
+        org_id = self.orgs[org]
+        dept = self.depts.get((org_id, d))
+        if dept is None:
+            return
+        ok = budget >= dept.allocated and budget - dept.budget <= self.room(org_id, None)
+        if self.expect(ok, lambda: update_department(org_id=org_id, department_id=dept.pk, budget=budget)):
+            self.pools[org_id][1] += budget - dept.budget
+            dept.budget = budget
+
+    @rule(org=st.integers(0, ORGS - 1), d=st.integers(0, DEPTS - 1))
+    def delete_dept(self, org: int, d: int) -> None:
+        org_id = self.orgs[org]
+        dept = self.depts.get((org_id, d))
+        if dept is None:
+            return
+        ok = not any(k[0] == org_id and a.dept == d for k, a in self.allocs.items())
+        if self.expect(ok, lambda: delete_department(org_id=org_id, department_id=dept.pk)):
+            # The deleted row keeps budget = allocated (what its revoked allocations used).
+            self.pools[org_id][1] -= dept.budget - dept.allocated
+            del self.depts[(org_id, d)]
+
+    @rule(
+        org=st.integers(0, ORGS - 1), d=st.integers(0, DEPTS - 1), u=st.integers(0, USERS - 1), amount=amounts
+    )
+    def allocate_in_dept(self, org: int, d: int, u: int, amount: int) -> None:
+        org_id = self.orgs[org]
+        dept = self.depts.get((org_id, d))
+        if dept is None:
+            return
+        existing = self.allocs.get((org_id, u))
+        ok = amount <= self.room(org_id, d) and (existing is None or existing.dept == d)
+        call = lambda: allocate_credits_to_user(  # noqa: E731
+            org_id=org_id, user=self.users[u], amount=amount, department_id=dept.pk
+        )
+        if self.expect(ok, call):
+            self.allocs.setdefault((org_id, u), Alloc(dept=d)).allocated += amount
+            self.carve(org_id, d, amount)
 
     @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1), new_total=st.integers(0, 8_000))
     def adjust(self, org: int, u: int, new_total: int) -> None:
         org_id = self.orgs[org]
-        a, pool = self.allocs.get((org_id, u)), self.pools[org_id]
+        a = self.allocs.get((org_id, u))
         ok = (
             a is not None
             and new_total >= a.used + a.reserved
-            and new_total - a.allocated <= pool[0] - pool[1]
+            and new_total - a.allocated <= self.room(org_id, a.dept)
         )
         if self.expect(ok, lambda: adjust_allocation(org_id=org_id, user=self.users[u], allocated=new_total)):
             assert a is not None
-            pool[1] += new_total - a.allocated
+            self.carve(org_id, a.dept, new_total - a.allocated)
             a.allocated = new_total
 
     @rule(org=st.integers(0, ORGS - 1), u=st.integers(0, USERS - 1))
@@ -110,7 +187,7 @@ class LedgerMachine(RuleBasedStateMachine):
         ok = a is not None and a.reserved == 0
         if self.expect(ok, lambda: revoke_allocation(org_id=org_id, user=self.users[u])):
             assert a is not None
-            self.pools[org_id][1] -= a.allocated - a.used
+            self.carve(org_id, a.dept, -(a.allocated - a.used))
             del self.allocs[(org_id, u)]  # the revoked row keeps allocated == used: no free credits
 
     @rule(
@@ -118,13 +195,20 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def transfer(self, org: int, a: int, b: int, amount: int) -> None:
         org_id = self.orgs[org]
-        ok = a != b and (org_id, a) in self.allocs and amount <= self.free(org_id, a)
+        source, target = self.allocs.get((org_id, a)), self.allocs.get((org_id, b))
+        ok = (
+            a != b
+            and source is not None
+            and amount <= self.free(org_id, a)
+            and (target is None or target.dept == source.dept)
+        )
         call = lambda: transfer_credits(  # noqa: E731
             org_id=org_id, from_user=self.users[a], to_user=self.users[b], amount=amount
         )
         if self.expect(ok, call):
-            self.allocs[(org_id, a)].allocated -= amount
-            self.allocs.setdefault((org_id, b), Alloc()).allocated += amount
+            assert source is not None
+            source.allocated -= amount
+            self.allocs.setdefault((org_id, b), Alloc(dept=source.dept)).allocated += amount
 
     @rule(org=st.integers(-1, ORGS - 1), u=st.integers(0, USERS - 1), amount=amounts, replay=st.booleans())
     def deduct(self, org: int, u: int, amount: int, replay: bool) -> None:
@@ -207,6 +291,13 @@ class LedgerMachine(RuleBasedStateMachine):
                 model.used,
                 model.reserved,
             )
+            expected_department = None if model.dept is None else self.depts[(org_id, model.dept)].pk
+            assert row.department_id == expected_department
+        for dept in self.depts.values():
+            department = Department.objects.get(pk=dept.pk)
+            assert (department.budget_credits, department.allocated_credits) == (dept.budget, dept.allocated)
+        live = Department.objects.filter(org_id__in=self.orgs, deleted_at__isnull=True).count()
+        assert live == len(self.depts)
         active = UserCreditAllocation.objects.filter(org_id__in=self.orgs, is_active=True).count()
         assert active == len(self.allocs)
         for user_id, (total, used, reserved) in self.individual.items():

@@ -26,6 +26,11 @@ class AllocationAdjustInput(StrictSerializer):
     # This PATCH is never partial: ``credits`` is required. ``partial`` is pinned to False so
     # neither DRF nor the OpenAPI schema (which marks PATCH bodies partial) makes it optional.
     credits = CreditsOrZeroIn(help_text="The member's new allocated total (not a delta).")
+    daily_cap_credits = CreditsOrZeroIn(
+        required=False,
+        allow_null=True,
+        help_text="Credits per UTC day (402 `daily_cap_reached` beyond); null removes it; omit to keep it.",
+    )
 
     @property
     def partial(self) -> bool:
@@ -76,7 +81,10 @@ ALLOCATION_LIST_SCHEMA = extend_schema(
 
 ALLOCATION_ADJUST_SCHEMA = extend_schema(
     operation_id="org_billing_allocation_adjust",
-    summary="Set a member's allocated total (org admins); never below what is used or held",
+    summary=(
+        "Set a member's allocated total (org admins, or the manager of its department); never "
+        "below what is used or held"
+    ),
     tags=TAGS,
     parameters=[ORG_ID_PARAM, USER_ID_PARAM],
     request=AllocationAdjustInput,
@@ -103,7 +111,10 @@ ALLOCATION_ADJUST_SCHEMA = extend_schema(
 
 ALLOCATION_REVOKE_SCHEMA = extend_schema(
     operation_id="org_billing_allocation_revoke",
-    summary="Revoke a member's allocation (org admins); its unused credits return to the pool",
+    summary=(
+        "Revoke a member's allocation (org admins, or the manager of its department); its unused "
+        "credits return to the pool, or to the department's budget"
+    ),
     tags=TAGS,
     parameters=[ORG_ID_PARAM, USER_ID_PARAM],
     request=None,
@@ -133,7 +144,10 @@ ALLOCATION_REVOKE_SCHEMA = extend_schema(
 
 CREDITS_TRANSFER_SCHEMA = extend_schema(
     operation_id="org_billing_credits_transfer",
-    summary="Move free credits from one member's allocation to another's (org admins)",
+    summary=(
+        "Move free credits from one member's allocation to another's in the same department "
+        "(org admins, or its manager)"
+    ),
     description="The pool's totals do not change. Accepts an `Idempotency-Key` header.",
     tags=TAGS,
     parameters=[ORG_ID_PARAM],

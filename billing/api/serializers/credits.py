@@ -9,8 +9,18 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 
 from billing.api.serializers import examples
-from billing.api.serializers.fields import ORG_ID_PARAM, Credits, CreditsIn, UsdIn, user_id_field
+from billing.api.serializers.departments import DepartmentIdField
+from billing.api.serializers.fields import (
+    ORG_ID_PARAM,
+    Credits,
+    CreditsIn,
+    CreditsOrZeroIn,
+    UsdIn,
+    user_id_field,
+)
+from billing.ledger.eligibility import day_spent, utc_day
 from billing.models import CreditPurchase, UserCreditAllocation
+from billing.money import millicredits_to_credits
 from orgbilling.api.fields import StrictCharField, StrictSerializer
 from orgbilling.api.schema import error_responses, example
 
@@ -43,6 +53,23 @@ class AllocateInput(StrictSerializer):
     expires_at = serializers.DateTimeField(
         required=False, allow_null=True, help_text="Must be in the future; omit for no expiry."
     )
+    department_id = DepartmentIdField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Carve the credits from this department's budget instead of the pool (department "
+            "managers: required, one of theirs). The member's active allocation must be in it."
+        ),
+    )
+
+    daily_cap_credits = CreditsOrZeroIn(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "Credits the member may charge or hold per UTC day (402 `daily_cap_reached` beyond); "
+            "null removes the cap; omit to keep it."
+        ),
+    )
 
     def validate_expires_at(self, value: Any) -> Any:
         if value is not None and value <= timezone.now():
@@ -66,16 +93,27 @@ class AllocationSerializer(serializers.Serializer):
     org_id = serializers.CharField()
     user_id = serializers.CharField(source="user.username")
     user_email = serializers.CharField(source="user.email", allow_blank=True)
+    department_id = serializers.IntegerField(
+        allow_null=True, help_text="The department whose budget it is carved from (null: the pool)"
+    )
     allocated_credits = Credits()
     used_credits = Credits()
     reserved_credits = Credits(help_text="held by calls in flight")
     remaining_credits = Credits(source="free_credits", help_text="allocated - used - reserved")
     is_active = serializers.BooleanField()
     expires_at = serializers.DateTimeField(allow_null=True)
+    daily_cap_credits = Credits(allow_null=True, help_text="Per UTC day; null: no cap")
+    spent_today_credits = serializers.SerializerMethodField(
+        help_text="Charged or held today (UTC), what the daily cap counts"
+    )
     allocated_by = serializers.CharField(source="allocated_by.username", allow_null=True, default=None)
     revoked_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(Credits())
+    def get_spent_today_credits(self, allocation: UserCreditAllocation) -> Decimal:
+        return millicredits_to_credits(day_spent(allocation, utc_day()))
 
 
 class PoolStatusSerializer(CreditPoolSerializer):
@@ -204,7 +242,12 @@ CREDITS_ADD_SCHEMA = extend_schema(
 CREDITS_ALLOCATE_SCHEMA = extend_schema(
     operation_id="org_billing_credits_allocate",
     summary="Allocate pool credits to a member (org admins); raises an existing allocation",
-    description="Accepts an `Idempotency-Key` header.",
+    description=(
+        "With `department_id` the credits come from that department's budget (409 "
+        "`allocation_exceeds_department_budget` beyond it); department managers may allocate only "
+        "that way, in their own departments (403 `department_access_denied` otherwise). Accepts an "
+        "`Idempotency-Key` header."
+    ),
     tags=TAGS,
     parameters=[ORG_ID_PARAM],
     request=AllocateInput,

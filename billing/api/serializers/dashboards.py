@@ -6,6 +6,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 
+from billing.api.serializers.departments import DepartmentSerializer
 from billing.api.serializers.fields import ORG_ID_PARAM, Credits, percent_field, usd_field
 from billing.api.serializers.reports import (
     HistoryEventSerializer,
@@ -120,6 +121,7 @@ class OrgDashboardSerializer(serializers.Serializer):
     daily_usage = DailyUsageSerializer(many=True, help_text="every UTC day of the last 30, zeros included")
     recent_history = HistoryEventSerializer(many=True, help_text="the last 10 billing events")
     subscription = SubscriptionSummarySerializer(allow_null=True)
+    departments = DepartmentSerializer(many=True, help_text="the live departments (the first 100)")
 
     @extend_schema_field(PeriodSerializer)
     def get_period(self, dashboard: Any) -> dict[str, Any]:
@@ -298,6 +300,16 @@ _ORG_DASHBOARD_EXAMPLE = {
         "current_period_end": "2025-02-01T00:00:00Z",
         "canceled_at": None,
     },
+    "departments": [
+        {
+            "department_id": 3,
+            "name": "Engineering",
+            "budget_credits": 4000.0,
+            "allocated_credits": 1500.0,
+            "used_credits": 120.5,
+            "managers": ["eng-manager"],
+        }
+    ],
 }
 
 

@@ -208,6 +208,14 @@ class ModelSeriesRowSerializer(_UsageFigures):
     model = serializers.CharField(source="key")
 
 
+class DepartmentSeriesRowSerializer(_UsageFigures):
+    period_start = serializers.DateField(help_text="First day of the bucket (UTC)")
+    department_id = serializers.IntegerField(allow_null=True, help_text="null: usage outside departments")
+    department = serializers.CharField(
+        source="key", help_text='The department\'s name ("" outside departments)'
+    )
+
+
 class _SeriesPage(serializers.Serializer):
     count = serializers.IntegerField()
     next = serializers.URLField(allow_null=True)
@@ -222,6 +230,10 @@ class UserSeriesPageSerializer(_SeriesPage):
 
 class ModelSeriesPageSerializer(_SeriesPage):
     results = ModelSeriesRowSerializer(many=True)
+
+
+class DepartmentSeriesPageSerializer(_SeriesPage):
+    results = DepartmentSeriesRowSerializer(many=True)
 
 
 # --- history -------------------------------------------------------------------------------
@@ -328,22 +340,32 @@ _FORMAT_PARAM = OpenApiParameter(
 )
 
 
+_DEPARTMENT_NOTE = (
+    " A member's usage counts for the department of their active allocation (else their latest);"
+    ' usage outside departments has `department_id` null and `department` "".'
+)
+
+
 def _usage_series_schema(group_by: GroupBy, page: type[serializers.Serializer]) -> Any:
     """The schema of a usage series endpoint: paginated JSON, or every row as CSV."""
-    key = "user_id" if group_by == "user" else "model"
-    value = "alice" if group_by == "user" else "gpt-4o"
+    key, value = {"user": ("user_id", "alice"), "model": ("model", "gpt-4o")}.get(
+        group_by, ("department", "Engineering")
+    )
     row = {"period_start": "2025-01-13", key: value, "requests": 12}
+    if group_by == "department":
+        row = {"period_start": "2025-01-13", "department_id": 3, key: value, "requests": 12}
     row |= {"input_tokens": 30000, "output_tokens": 8000, **BREAKDOWN_EXAMPLE, "credits_used": 32.5}
     csv_text = (
         f"period_start,{key},requests,input_tokens,output_tokens,{','.join(BREAKDOWN_EXAMPLE)},credits_used\r\n"
         f"2025-01-13,{value},12,30000,8000,{','.join(map(str, BREAKDOWN_EXAMPLE.values()))},32.500\r\n"
     )
+    note = _DEPARTMENT_NOTE if group_by == "department" else ""
     return extend_schema(
         operation_id=f"usage_by_{group_by}",
         tags=["usage"],
         summary=f"Usage time series by {group_by}",
         description=f"One row per time bucket and {group_by}, oldest first. Members see only their own "
-        "usage. `Accept: text/csv` or `?format=csv` downloads every row as CSV (credits with 3 "
+        f"usage.{note} `Accept: text/csv` or `?format=csv` downloads every row as CSV (credits with 3 "
         f"decimals; at most {CSV_EXPORT_MAX_ROWS} rows).",
         parameters=[ORG_ID_PARAM, UsageSeriesQuerySerializer, _FORMAT_PARAM],
         responses={
@@ -380,6 +402,7 @@ def _usage_series_schema(group_by: GroupBy, page: type[serializers.Serializer]) 
 
 USAGE_BY_USER_SCHEMA = _usage_series_schema("user", UserSeriesPageSerializer)
 USAGE_BY_MODEL_SCHEMA = _usage_series_schema("model", ModelSeriesPageSerializer)
+USAGE_BY_DEPARTMENT_SCHEMA = _usage_series_schema("department", DepartmentSeriesPageSerializer)
 
 BILLING_HISTORY_SCHEMA = extend_schema(
     operation_id="billing_history",

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from billing.management.commands._common import run_service
 from billing.models import (
     CreditUsageAttribution,
+    Department,
     OrganizationSubscription,
     OrgBillingHistory,
     UserCreditAllocation,
@@ -24,6 +25,7 @@ from billing.services import (
     PastCharge,
     add_credits_to_pool,
     allocate_credits_to_user,
+    create_department,
     deduct_credits,
     record_past_usage,
 )
@@ -59,6 +61,13 @@ HISTORY_PROFILE = {
 }
 # Of their free credits, members spend at most this share in the history.
 HISTORY_BUDGET_SHARE = Decimal("0.6")
+# The enterprise's departments (the demo usernames' middle part): name, budget, credits per member.
+ENTERPRISE_DEPARTMENTS = {
+    "eng": ("Engineering", 40_000, 1500),
+    "marketing": ("Marketing", 22_000, 800),
+    "sales": ("Sales", 16_000, 600),
+    "support": ("Support", 14_000, 500),
+}
 
 
 class Command(BaseCommand):
@@ -130,13 +139,52 @@ class Command(BaseCommand):
         if is_default:
             run_service(lambda: set_default_organization(user=user, org_id=org_id))
 
-    def allocation(self, org_id: str, user: User, credits: int) -> None:
+    def allocation(
+        self,
+        org_id: str,
+        user: User,
+        credits: int,
+        department_id: int | None = None,
+        actor: User | None = None,
+    ) -> None:
         if not UserCreditAllocation.objects.filter(org_id=org_id, user=user, is_active=True).exists():
             run_service(
                 lambda: allocate_credits_to_user(
-                    org_id=org_id, user=user, amount=credits_to_millicredits(credits), actor_label=LABEL
+                    org_id=org_id,
+                    user=user,
+                    amount=credits_to_millicredits(credits),
+                    actor=actor,
+                    actor_label=LABEL,
+                    department_id=department_id,
                 )
             )
+
+    def department(self, org_id: str, name: str, budget: int, manager: User) -> int | None:
+        """The live department of that name (created with its budget and manager if missing).
+        None when the org was seeded before departments existed: its members hold allocations
+        from the pool already, which leaves no room for the budget; the demo then goes on
+        without that department rather than failing ``make run`` on an existing database."""
+        existing = Department.objects.filter(org_id=org_id, name=name, deleted_at__isnull=True).first()
+        if existing is not None:
+            return existing.pk
+        if UserCreditAllocation.objects.filter(
+            org_id=org_id, department__isnull=True, is_active=True, user=manager
+        ).exists():
+            self.stderr.write(
+                f"{org_id} was seeded before departments: {name} left out (a fresh database has it: "
+                "make db-stop && rm -rf .pg/dev)"
+            )
+            return None
+        department = run_service(
+            lambda: create_department(
+                org_id=org_id,
+                name=name,
+                budget=credits_to_millicredits(budget),
+                managers=[manager],
+                actor_label=LABEL,
+            )
+        )
+        return int(department.pk)
 
     def usage(self, org_id: str, user: User, calls: int) -> None:
         for n in range(calls):
@@ -197,17 +245,29 @@ class Command(BaseCommand):
             self.usage(org_id, carol, 3 + index)
 
     def enterprise(self) -> None:
-        """Use case 3: enterprise plan, 100,000 credits, 100 members in 4 departments."""
-        departments = [("eng", 1500), ("marketing", 800), ("sales", 600), ("support", 500)]
+        """Use case 3: enterprise plan, 100,000 credits, 100 members in 4 departments, each
+        department with a budget carved from the pool and its first member as its manager, who
+        allocates to the department's members from the budget."""
         admin = ensure_user(username="enterprise-admin", email="admin@enterprise.example", first_name="Erin")
         self.org("enterprise-corp", "Enterprise Corp", admin, "enterprise", 100_000, "1000.00")
-        seats = [(dept, credits, n) for dept, credits in departments for n in range(1, 26)]
-        for dept, credits, n in tqdm(
+        seats = [(dept, n) for dept in ENTERPRISE_DEPARTMENTS for n in range(1, 26)]
+        department_ids: dict[str, int | None] = {}
+        for dept, n in tqdm(
             seats, desc="enterprise-corp members", unit="member", file=sys.stderr, disable=None
         ):
+            name, budget, credits = ENTERPRISE_DEPARTMENTS[dept]
             user = ensure_user(username=f"ent-{dept}-{n:02d}", email=f"{dept}{n:02d}@enterprise.example")
             self.member("enterprise-corp", user)
-            self.allocation("enterprise-corp", user, credits)
+            if n == 1:
+                department_ids[dept] = self.department("enterprise-corp", name, budget, manager=user)
+            manager = User.objects.get(username=f"ent-{dept}-01")
+            self.allocation(
+                "enterprise-corp",
+                user,
+                credits,
+                department_id=department_ids[dept],
+                actor=manager if department_ids[dept] is not None else None,
+            )
             if n <= 5:
                 self.usage("enterprise-corp", user, 2)
 

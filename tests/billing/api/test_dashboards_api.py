@@ -9,7 +9,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.services import add_credits_to_pool, add_individual_credits, allocate_credits_to_user
+from billing.services import (
+    add_credits_to_pool,
+    add_individual_credits,
+    allocate_credits_to_user,
+    create_department,
+)
 from billing.services.subscriptions import create_subscription
 from organizations.services import add_member
 from tests.billing.test_selectors import charge
@@ -147,17 +152,19 @@ def test_org_dashboard_query_count_does_not_grow_with_members(
 ):
     api_client.force_login(team.admin)
     charge(team.member, team.org, 1)
+    create_department(org_id=team.org.id, name="D", budget=mc(1), managers=[team.admin])
     with CaptureQueriesContext(connection) as baseline:
         assert api_client.get(org_url(team.org.id)).status_code == 200
-    # session, user, org access, then the dashboard's eleven queries (the usage window's
-    # rollup markers, then ten) in the report's own transaction (orgbilling.db.report_timeout:
-    # a savepoint and its release under the test's)
-    assert len(baseline.captured_queries) <= 16, [q["sql"][:80] for q in baseline.captured_queries]
+    # session, user, org access, then the dashboard's thirteen queries (the usage window's
+    # rollup markers, then ten, then the departments and their managers) in the report's own
+    # transaction (orgbilling.db.report_timeout: a savepoint and its release under the test's)
+    assert len(baseline.captured_queries) <= 18, [q["sql"][:80] for q in baseline.captured_queries]
 
     for n in range(15):
         user = UserFactory()
         add_member(org_id=team.org.id, user=user)
         allocate_credits_to_user(org_id=team.org.id, user=user, amount=mc(10))
+        create_department(org_id=team.org.id, name=f"D{n}", budget=mc(1), managers=[user])
         charge(user, team.org, "0.5", model=f"model-{n % 4}")
     api_client.force_login(team.admin)  # a fresh session, as for the baseline
 
