@@ -75,28 +75,7 @@ def record_past_usage(*, org_id: str, charges: Sequence[PastCharge], actor_label
                 raise InsufficientCredits(
                     details={"org_id": org_id, "allocation_id": allocation_id, "needed": total}
                 )
-        rows = []
-        used = {allocation_id: allocations[allocation_id].used_credits for allocation_id in totals}
-        for charge in new:
-            allocation = allocations[by_user[charge.user_id]]
-            used[allocation.pk] += charge.amount
-            balance_after = allocation.allocated_credits - used[allocation.pk] - allocation.reserved_credits
-            rows.append(
-                (
-                    org_id,
-                    charge.user_id,
-                    allocation.pk,
-                    ServiceType.LLM,
-                    charge.service_name,
-                    charge.input_tokens,
-                    charge.output_tokens,
-                    charge.amount,
-                    balance_after,
-                    charge.request_id,
-                    json.dumps(charge.metadata),
-                    charge.at,
-                )
-            )
+        rows = _attribution_rows(org_id, new, allocations, by_user, totals)
         with connection.cursor() as cursor:
             cursor.executemany(_INSERT, rows)
         for allocation_id, total in totals.items():
@@ -115,3 +94,36 @@ def record_past_usage(*, org_id: str, charges: Sequence[PastCharge], actor_label
                 metadata={"charges": len(new), "credits_used": sum(totals.values())},
             )
     return len(new)
+
+
+def _attribution_rows(
+    org_id: str,
+    new: Sequence[PastCharge],
+    allocations: dict[int, UserCreditAllocation],
+    by_user: dict[int, int],
+    totals: dict[int, int],
+) -> list[tuple[Any, ...]]:
+    """One attribution row per charge, in time order, each with the balance after it."""
+    rows: list[tuple[Any, ...]] = []
+    used = {allocation_id: allocations[allocation_id].used_credits for allocation_id in totals}
+    for charge in new:
+        allocation = allocations[by_user[charge.user_id]]
+        used[allocation.pk] += charge.amount
+        balance_after = allocation.allocated_credits - used[allocation.pk] - allocation.reserved_credits
+        rows.append(
+            (
+                org_id,
+                charge.user_id,
+                allocation.pk,
+                ServiceType.LLM,
+                charge.service_name,
+                charge.input_tokens,
+                charge.output_tokens,
+                charge.amount,
+                balance_after,
+                charge.request_id,
+                json.dumps(charge.metadata),
+                charge.at,
+            )
+        )
+    return rows

@@ -464,6 +464,33 @@ class TransferResult:
     amount: int
 
 
+def _credit_transfer_target(
+    org_id: str,
+    to_user: User,
+    target: UserCreditAllocation | None,
+    amount: int,
+    actor: User | None,
+    department_id: int | None,
+) -> UserCreditAllocation:
+    """Add ``amount`` to the receiving allocation (locked), or create it in ``department_id``."""
+    if target is not None and target.expires_at is not None and target.expires_at <= timezone.now():
+        raise AllocationExpired(
+            "The receiving allocation has expired.", details={"user_id": to_user.username}
+        )
+    if target is None:
+        # Creating under the pool lock: no one else can create this member's allocation now.
+        return UserCreditAllocation.objects.create(
+            org_id=org_id,
+            user=to_user,
+            allocated_credits=amount,
+            allocated_by=actor,
+            department_id=department_id,
+        )
+    target.allocated_credits += amount
+    _save_allocation(target)
+    return target
+
+
 def transfer_credits(
     *,
     org_id: str,
@@ -504,23 +531,9 @@ def transfer_credits(
             )
         source.allocated_credits -= amount
         _save_allocation(source)
-        target = locked.get(target_id) if target_id else None
-        if target is not None and target.expires_at is not None and target.expires_at <= timezone.now():
-            raise AllocationExpired(
-                "The receiving allocation has expired.", details={"user_id": to_user.username}
-            )
-        if target is None:
-            # Creating under the pool lock: no one else can create this member's allocation now.
-            target = UserCreditAllocation.objects.create(
-                org_id=org_id,
-                user=to_user,
-                allocated_credits=amount,
-                allocated_by=actor,
-                department_id=department_id,
-            )
-        else:
-            target.allocated_credits += amount
-            _save_allocation(target)
+        target = _credit_transfer_target(
+            org_id, to_user, locked.get(target_id) if target_id else None, amount, actor, department_id
+        )
         record_audit_event(
             action="credits.transferred",
             actor=actor,

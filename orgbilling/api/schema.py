@@ -11,6 +11,7 @@ _DESCRIPTIONS = {
     402: "Not enough credits (`insufficient_credits`, `no_active_allocation`, `payment_required`, …)",
     403: "Signed in but not allowed (`forbidden`)",
     404: "Unknown, or not visible to the caller (`organization_not_found`, `not_found`, …)",
+    406: "The `Accept` header asks for a type the API cannot send (`not_acceptable`)",
     409: "Conflicts with the current state (`duplicate_subscription`, `idempotency_key_reused`, …)",
     410: "Gone for good (`invitation_expired`)",
     429: "Rate limited (`rate_limited`); see `Retry-After`",
@@ -68,7 +69,8 @@ def document_input_guard(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
     """Post-processing hook: every operation may answer 400 (NUL or an unpaired surrogate in a
-    query parameter, header or body) and, with a body, 413 (``orgbilling/input_guard.py``)."""
+    query parameter, header or body), 406 (an ``Accept`` header that asks for a type the API
+    cannot send: DRF's content negotiation) and, with a body, 413 (``orgbilling/input_guard.py``)."""
     error_content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path_item in result.get("paths", {}).values():
         for method, operation in path_item.items():
@@ -76,6 +78,7 @@ def document_input_guard(
                 continue
             responses = operation["responses"]
             responses.setdefault("400", {"description": _DESCRIPTIONS[400], "content": error_content})
+            responses.setdefault("406", {"description": _DESCRIPTIONS[406], "content": error_content})
             if method in ("post", "put", "patch"):
                 responses.setdefault(
                     "413",
