@@ -26,6 +26,9 @@ CELERY := $(VENV)/bin/celery
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= orgbilling.settings.dev
+# pytest-xdist processes for `make test` (tests/parallel.py says how they share the machine);
+# `make test PYTEST_ARGS=-n0` (or PYTEST_WORKERS=0) runs the suite in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv db db-stop redis-stop run test lint format bench migrate loadtest loadtest-venv
 
@@ -135,7 +138,7 @@ test: venv loadtest-venv
 	export ORGBILLING_TEST_PG_DIR=$$dir; \
 	export DJANGO_SETTINGS_MODULE=orgbilling.settings.test ORGBILLING_IGNORE_DOTENV=1; \
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null || { echo "Missing migrations: run manage.py makemigrations"; exit 1; }; \
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

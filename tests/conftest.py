@@ -4,7 +4,11 @@ Plain helpers (``mc``, ``assert_error``, ``snapshot_balances``, ``pool_of``) liv
 ``tests/helpers.py``; import them from there."""
 
 import importlib
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +18,44 @@ from organizations.models import Organization, User
 from organizations.services import add_member
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import mc
+from tests.parallel import LOCK_DIR_ENV, place, suite_lock
+
+_suite_lock = None
+_lock_dir_key = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist the controller makes the directory its workers share the suite lock in
+    (tests/parallel.py); the workers, started after this, inherit its path."""
+    if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[LOCK_DIR_ENV] = tempfile.mkdtemp(prefix="orgbilling-test-lock-")
+        config.stash[_lock_dir_key] = Path(os.environ[LOCK_DIR_ENV])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    directory = config.stash.get(_lock_dir_key, None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    place(items, config.rootpath)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Each test holds the suite's locks (tests/parallel.py) from setup to teardown."""
+    global _suite_lock
+    if _suite_lock is None:
+        _suite_lock = suite_lock()
+    if _suite_lock is None:
+        return (yield)
+    with _suite_lock.held(
+        processes=item.get_closest_marker("processes") is not None,
+        exclusive=item.get_closest_marker("exclusive") is not None,
+    ):
+        return (yield)
 
 
 @pytest.fixture

@@ -126,7 +126,8 @@ class _Refusing(BaseHTTPRequestHandler):
 def refusing_upstream(settings):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
     server.status = 400
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits for it (the default 0.5 s, once per test).
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     settings.LLM_UPSTREAM_BASE_URL = f"http://127.0.0.1:{server.server_address[1]}/v1"
     yield server

@@ -1,8 +1,11 @@
 """Fixtures of the payments tests: a real local Lago and a real local Stripe stand-in (each a
 threaded HTTP server started once per session and reset per test), and settings pointing at them."""
 
+import threading
+
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from tests.fakes import lago as fake_lago_module
 from tests.fakes import stripe as fake_stripe_module
@@ -10,9 +13,38 @@ from tests.fakes.lago import FakeLago
 from tests.fakes.stripe import FakeStripe
 
 
+class TrackedHTTPServer(HTTPServer):
+    """An ``HTTPServer`` that knows its requests in flight. A test whose client gave up on a slow
+    answer (a timeout test) leaves the request running; its fixture waits for it to end, or it
+    would land in the request log of whichever test the same process runs next."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._idle = threading.Condition()
+        self._in_flight = 0
+
+    def application(self, request: Request) -> Response:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return super().application(request)  # answers, then appends to the log
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        with self._idle:
+            assert self._idle.wait_for(lambda: self._in_flight == 0, timeout), "a request never ended"
+
+    def clear(self) -> None:
+        self.wait_idle()
+        super().clear()
+
+
 @pytest.fixture(scope="session")
 def _lago_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server = TrackedHTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     yield server
     server.clear()
@@ -21,7 +53,7 @@ def _lago_server():
 
 @pytest.fixture(scope="session")
 def _stripe_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server = TrackedHTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     yield server
     server.clear()
