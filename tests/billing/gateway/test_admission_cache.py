@@ -3,6 +3,8 @@
 call — each case warms the cache with one call, changes one thing, and the very next call sees it.
 """
 
+import threading
+import time
 from decimal import Decimal
 
 import openai
@@ -43,6 +45,50 @@ def test_a_revoked_key_is_refused_on_the_next_call(gateway, upstream, make_funde
         chat(client)
     assert len(upstream.behaviour.requests) == 1
     assert CreditUsageAttribution.objects.count() == 1
+
+
+def test_no_call_started_after_a_revocation_succeeds_under_concurrent_calls(
+    gateway, upstream, make_funded_member
+):
+    """Four threads call in a loop with one key (its cache entry hot in the serving process)
+    while it is revoked: every call that started after the revocation committed is refused."""
+    _, user, _ = make_funded_member()
+    key, raw_key = create_api_key(user=user, name="cache test")
+    results: list[tuple[float, bool]] = []  # (started, succeeded)
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        client = openai_client(gateway, raw_key)
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                chat(client)
+                results.append((started, True))
+            except openai.AuthenticationError:
+                results.append((started, False))
+            except Exception as exc:  # any other outcome fails the test below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while len(results) < 8 and not errors and time.monotonic() < deadline:
+        time.sleep(0.05)  # the key's entry is hot and calls are running
+    revoke_api_key(key_id=key.pk, actor=None, actor_label="test")
+    revoked = time.perf_counter()
+    time.sleep(0.5)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert any(ok for started, ok in results if started < revoked)
+    assert any(started > revoked for started, _ in results)
+    assert [started for started, ok in results if ok and started > revoked] == []
+    assert CreditUsageAttribution.objects.count() == sum(ok for _, ok in results)
 
 
 def test_a_suspended_member_is_refused_on_the_next_call(gateway, upstream, make_funded_member):
