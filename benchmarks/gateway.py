@@ -21,8 +21,9 @@ What runs, each in its own process so no two share a GIL:
 
 Per cell it reports latency p50/p99 of both and the difference (**added**), for streams the
 time to the first content chunk (**TTFT**) likewise, throughput (requests/s) and the ratio
-gateway/direct, and the gateway process's CPU per call. Targets (issue 5, 2-core machine):
-c=1 added p50 ≤ 5 ms; with a 200 ms upstream at c=64, ratio ≥ 0.8. Afterwards it checks the
+gateway/direct, and the gateway process's CPU per call. ``--targets`` prints PASS/FAIL for each
+target of issue 15 §2 (one worker, 200 ms upstream): c=1 added p50 ≤ 3 ms (json) and added TTFT
+p50 ≤ 3 ms (stream); c=64 ratio ≥ 0.9 (json and stream); gateway CPU ≤ 2 ms per call. Afterwards it checks the
 ledger: one attribution row per successful gateway call, no hold left, ``find_all_drifts()``
 empty. A missed target still exits 0; a failed check exits 1.
 """
@@ -346,6 +347,46 @@ def report(cells: list[Cell], args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def target_lines(rows: list[dict]) -> list[tuple[str, str, float | None, bool | None]]:
+    """Issue 15's targets (same run, one worker): (target, how it is measured, the figure, met?).
+    A figure is None (and the target unjudged) when the run had no cell for it."""
+
+    def cell(mode: str, c: int) -> dict | None:
+        return next((r for r in rows if (r["mode"], r["concurrency"]) == (mode, c)), None)
+
+    def ttft(row: dict | None) -> float | None:
+        if row is None or row["gateway"]["ttft_p50_ms"] is None or row["direct"]["ttft_p50_ms"] is None:
+            return None
+        return row["gateway"]["ttft_p50_ms"] - row["direct"]["ttft_p50_ms"]
+
+    json1, stream1, json64, stream64 = (
+        cell("json", 1),
+        cell("stream", 1),
+        cell("json", 64),
+        cell("stream", 64),
+    )
+    cpu = [r["gateway"]["cpu_ms_per_call"].get("gateway", 0.0) for r in (json64, stream64) if r]
+    figures = [
+        ("c=1 added p50 <= 3 ms (json)", "ms", json1["added_p50_ms"] if json1 else None, 3.0, "max"),
+        ("c=1 added TTFT p50 <= 3 ms (stream)", "ms", ttft(stream1), 3.0, "max"),
+        ("c=64 ratio >= 0.9 (json)", "", json64["throughput_ratio"] if json64 else None, 0.9, "min"),
+        ("c=64 ratio >= 0.9 (stream)", "", stream64["throughput_ratio"] if stream64 else None, 0.9, "min"),
+        ("gateway CPU <= 2 ms per call (c=64)", "ms", max(cpu) if cpu else None, 2.0, "max"),
+    ]
+    return [
+        (name, unit, value, None if value is None else (value <= bound if kind == "max" else value >= bound))
+        for name, unit, value, bound, kind in figures
+    ]
+
+
+def print_targets(rows: list[dict]) -> None:
+    print("\ntargets (issue 15 §2, one worker, same run):")
+    for name, unit, value, met in target_lines(rows):
+        verdict = "n/a " if met is None else ("PASS" if met else "FAIL")
+        figure = "not measured in this run" if value is None else f"{value:.2f}{(' ' + unit) if unit else ''}"
+        print(f"  {verdict}  {name:38} {figure}")
+
+
 async def run_all(
     args: argparse.Namespace, urls: dict[str, str], keys: list[str], pids: dict[str, int]
 ) -> list[Cell]:
@@ -390,6 +431,9 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=16, help="organizations the callers are spread over")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument(
+        "--targets", action="store_true", help="print PASS/FAIL for each target of issue 15 §2"
+    )
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -441,6 +485,8 @@ def main() -> None:
                 pids = {"gateway": gateway.pid, "upstream": upstream.pid}
                 cells = asyncio.run(run_all(args, urls, keys, pids))
         rows = report(cells, args)
+        if args.targets:
+            print_targets(rows)
         print(
             "\nthe gateway's database work per call, in-process at c=1: "
             f"admission {breakdown['admit_ms']:.1f} ms, settlement {breakdown['settle_ms']:.1f} ms"
@@ -450,7 +496,7 @@ def main() -> None:
         )  # measured + warm-up calls
         problems = check_ledger(run_tag, gateway_calls)
     if args.json:
-        figures = {"args": vars(args), "breakdown": breakdown, "cells": rows}
+        figures = {"args": vars(args), "breakdown": breakdown, "cells": rows, "targets": target_lines(rows)}
         Path(args.json).write_text(json.dumps(figures, indent=2))
     print("\nledger check:", "clean" if not problems else "; ".join(problems))
     sys.exit(1 if problems else 0)

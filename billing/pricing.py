@@ -147,10 +147,21 @@ def price_for(model: str, *, size: str | None = None, quality: str | None = None
     """The active price of ``model`` now (``unknown_model`` if none). An image request naming
     a size or quality is priced from ``image_prices["size/quality"]``; one with no price there is
     refused (``unpriced_image_option``), before anything is held or sent upstream."""
+    return price_of(model, active_price(model), size=size, quality=quality)
+
+
+def active_price(model: str) -> ModelPrice | None:
+    """The active price row of ``model``, or None (one prepared read)."""
     rows = fetch_instances(_active_price_sql(), {"model": model}, _PRICE)
-    if not rows:
+    return rows[0][0] if rows else None
+
+
+def price_of(
+    model: str, price: ModelPrice | None, *, size: str | None = None, quality: str | None = None
+) -> PriceSnapshot:
+    """``price_for`` from the row ``active_price`` read (None: ``unknown_model``)."""
+    if price is None:
         raise UnknownModel(details={"model": model})
-    (price,) = rows[0]
     image = price.image_credits
     key = image_price_key(size, quality)
     if key is not None:

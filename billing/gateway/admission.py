@@ -26,10 +26,17 @@ from billing.gateway.metering import (
 from billing.ledger.charges import MAX_TOKENS
 from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS
-from billing.pricing import PriceSnapshot, price_for
+from billing.pricing import PriceSnapshot
+from billing.services.gateway_calls import cache as gateway_cache
+from billing.services.gateway_calls.cache import CacheView
 from billing.services.gateway_calls.config import setting
 from billing.services.gateway_calls.holds import Admission, hold_call
-from organizations.auth.api_key_auth import ApiKeyScopePermission, request_api_key
+from organizations.auth.api_key_auth import (
+    ApiKeyAuthentication,
+    ApiKeyScopePermission,
+    presented_key,
+    request_api_key,
+)
 from organizations.models import ApiKey, User
 from orgbilling.observability.request_id import request_id_of
 
@@ -43,9 +50,14 @@ class Caller:
     api_key: ApiKey | None
 
 
-def authenticate(request: HttpRequest, *, scope: str) -> Caller:
+def authenticate(request: HttpRequest, *, scope: str, cached: CacheView | None = None) -> Caller:
     """The REST API's authenticators (API key, Keycloak bearer, session with CSRF), and the
-    API key's scope: ``write`` to spend credits, ``read`` to list models."""
+    API key's scope: ``write`` to spend credits, ``read`` to list models. With ``cached``, an
+    API key (the first authenticator, so the same answer) is looked up through the cache."""
+    if cached is not None:
+        raw_key = presented_key(request)
+        if raw_key is not None:
+            return _key_caller(cached, raw_key, scope=scope)
     classes = cast(list[type[BaseAuthentication]], api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     # Parsers too: the session's CSRF check reads request.POST.
     parsers = cast(list[type[BaseParser]], api_settings.DEFAULT_PARSER_CLASSES)
@@ -63,6 +75,20 @@ def authenticate(request: HttpRequest, *, scope: str) -> Caller:
     if key is not None and scope not in key.scopes:
         raise PermissionDenied(ApiKeyScopePermission.message)
     assert isinstance(user, User)
+    return Caller(user=user, api_key=key)
+
+
+def _key_caller(cached: CacheView, raw_key: str, *, scope: str) -> Caller:
+    """What ``ApiKeyAuthentication`` and the scope check answer, from the cache."""
+    key = gateway_cache.api_key(cached, raw_key)
+    if key is None:
+        refusal = AuthenticationFailed("The API key is invalid, expired or revoked.")
+        refusal.auth_header = f'Bearer realm="{ApiKeyAuthentication.www_authenticate_realm}"'  # type: ignore[attr-defined]
+        raise refusal
+    if scope not in key.scopes:
+        raise PermissionDenied(ApiKeyScopePermission.message)
+    user = key.user
+    user.api_key_scope_org_id = key.org_id  # type: ignore[attr-defined]
     return Caller(user=user, api_key=key)
 
 
@@ -85,9 +111,10 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
     """Authenticate, price the worst case of a chat completion and hold it. Returns the
     admission, the parsed request and the body to send upstream."""
     raw_body = request.body  # before the authenticators: a session's CSRF check reads the stream
-    caller = authenticate(request, scope=ApiKey.Scope.WRITE)
+    cached = gateway_cache.view()
+    caller = authenticate(request, scope=ApiKey.Scope.WRITE, cached=cached)
     chat = chat_request(parse_json_object(raw_body))
-    price = price_for(chat.model)
+    price = gateway_cache.price(cached, chat.model)
     if chat.audio_input and price.audio_input_credits_per_million is None:
         # Audio costs many times text: charged at the text price it would be given away.
         raise UnsupportedParameter(
@@ -113,6 +140,7 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
         service_type=ServiceType.LLM,
         estimated_input_tokens=chat.estimated_input_tokens,
         output_bound=output_bound,
+        cached=cached,
         reasoning_model=chat.reasoning or is_reasoning_model(chat.model, setting("LLM_REASONING_MODELS")),
     )
     return admission, chat, chat.upstream_body(output_cap=output_cap)
@@ -120,9 +148,10 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
 
 def admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRequest]:
     raw_body = request.body  # before the authenticators: a session's CSRF check reads the stream
-    caller = authenticate(request, scope=ApiKey.Scope.WRITE)
+    cached = gateway_cache.view()
+    caller = authenticate(request, scope=ApiKey.Scope.WRITE, cached=cached)
     image = image_request(parse_json_object(raw_body))
-    price = price_for(image.model, size=image.size, quality=image.quality)
+    price = gateway_cache.price(cached, image.model, size=image.size, quality=image.quality)
     worst_case = min(MAX_MILLICREDITS, price.image_cost(count=image.count))
     admission = hold_call(
         user=caller.user,
@@ -134,5 +163,6 @@ def admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRe
         worst_case=worst_case,
         byok=byok,
         service_type=ServiceType.IMAGE,
+        cached=cached,
     )
     return admission, image

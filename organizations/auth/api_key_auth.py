@@ -9,6 +9,7 @@ Requests authenticated by a key are not subject to CSRF (no cookie is involved).
 
 from typing import Any
 
+from django.http import HttpRequest
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed
@@ -22,13 +23,13 @@ from organizations.services import KEY_PREFIX, authenticate_api_key
 API_KEY_HEADER = "HTTP_X_API_KEY"
 
 
-def _presented_key(request: Request) -> str | None:
+def presented_key(request: Request | HttpRequest) -> str | None:
     """The ``obk_`` key the request carries, if any. A bearer token that is not an API key is
     left to the bearer-token authentication (Keycloak access tokens)."""
     header_key = request.META.get(API_KEY_HEADER)
     if header_key is not None:
         return str(header_key).strip()
-    parts = get_authorization_header(request).split()
+    parts = get_authorization_header(request).split()  # type: ignore[arg-type]  # reads META only
     if len(parts) == 2 and parts[0].lower() == b"bearer" and parts[1].startswith(KEY_PREFIX.encode()):
         return parts[1].decode("latin-1")
     return None
@@ -38,7 +39,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     www_authenticate_realm = "orgbilling"
 
     def authenticate(self, request: Request) -> tuple[User, ApiKey] | None:
-        raw_key = _presented_key(request)
+        raw_key = presented_key(request)
         if raw_key is None:
             return None
         key = authenticate_api_key(raw_key)

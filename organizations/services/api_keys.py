@@ -145,11 +145,23 @@ def authenticate_api_key(raw_key: str) -> ApiKey | None:
     (at most once a minute, so a busy key does not write on every request)."""
     if not KEY_PATTERN.fullmatch(raw_key):
         return None
-    rows = fetch_instances(_key_with_user_sql(), {"key_hash": hash_api_key(raw_key)}, _KEY, _KEY_USER)
+    key = key_with_user(hash_api_key(raw_key))
+    return usable_key(key) if key is not None else None
+
+
+def key_with_user(key_hash: str) -> ApiKey | None:
+    """The key stored under ``key_hash`` with its user loaded, usable or not (one prepared read)."""
+    rows = fetch_instances(_key_with_user_sql(), {"key_hash": key_hash}, _KEY, _KEY_USER)
     if not rows:
         return None
     key, user = rows[0]
     key.user = user
+    return key
+
+
+def usable_key(key: ApiKey) -> ApiKey | None:
+    """``key`` if it may be used now (not revoked or expired, its user active), noting the use
+    as ``authenticate_api_key`` does; else None."""
     now = timezone.now()
     if (
         key.revoked_at is not None

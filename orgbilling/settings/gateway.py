@@ -20,6 +20,10 @@ LLM_DEFAULT_MAX_OUTPUT_TOKENS: int = env.int("LLM_DEFAULT_MAX_OUTPUT_TOKENS", de
 # Threads that run the gateway's database work (authenticate, reserve, settle), each with its
 # own connection: at most this many database connections per process for the gateway.
 LLM_GATEWAY_DB_THREADS: int = env.int("LLM_GATEWAY_DB_THREADS", default=8)
+# Cache API key → user, who pays and the model's price in each process, checked against one
+# counter row that every change to them bumps (billing.services.gateway_calls.cache): a change
+# applies to the next call. Off: every call reads the three from the database.
+LLM_GATEWAY_CACHE: bool = env.bool("LLM_GATEWAY_CACHE", default=True)
 # The longest a call may run upstream (a stream included) before the gateway ends it and charges
 # what was generated: kept below the hold's lifetime (CREDIT_RESERVATION_TTL_SECONDS, 900 s) so a
 # hold never expires under a live call. 0: the TTL minus a minute.

@@ -29,6 +29,7 @@ from billing.services import (
     resolve_billing_context,
     settle_reservation,
 )
+from billing.services.gateway_calls.cache import CacheView, payer
 from billing.services.gateway_calls.config import setting
 from billing.services.gateway_calls.quotas import QuotaTicket, take_quota
 from organizations.models import ApiKey, Organization, User
@@ -117,12 +118,17 @@ def hold_call(
     estimated_input_tokens: int = 0,
     output_bound: int = 0,
     reasoning_model: bool = False,
+    cached: CacheView | None = None,
 ) -> Admission:
     """Decide who pays (``requested_org_id``, else the user's default org, else individual
     credits), check BYOK is allowed, count the plan quota and hold ``worst_case`` (0 for BYOK,
     which still checks the payer may spend). ``request_id`` is the call's one id: response,
-    logs, audit, ledger rows."""
-    context = resolve_billing_context(user=user, requested_org_id=requested_org_id)
+    logs, audit, ledger rows. ``cached``: the call's view of the gateway cache (``cache``)."""
+    context = (
+        payer(cached, user=user, requested_org_id=requested_org_id)
+        if cached is not None
+        else resolve_billing_context(user=user, requested_org_id=requested_org_id)
+    )
     if byok:
         _require_byok_allowed(context.org_id)
     amount = 0 if byok else worst_case
