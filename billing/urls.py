@@ -23,7 +23,7 @@ from billing.api.subscriptions import (
     SubscriptionUpgradeView,
 )
 from billing.gateway import views as gateway_views
-from billing.portal import me, org, system
+from billing.portal import me, org, org_members, system
 from billing.portal.signin import SignInView
 from billing.webhooks.views import lago_webhook, stripe_webhook
 
@@ -114,6 +114,9 @@ portal_urls = [
     path("portal/orgs/<str:org_id>/allocate", org.allocate, name="org-allocate"),
     path("portal/orgs/<str:org_id>/transfer", org.transfer, name="org-transfer"),
     path("portal/orgs/<str:org_id>/revoke", org.revoke, name="org-revoke"),
+    path("portal/orgs/<str:org_id>/invite", org_members.invite, name="org-invite"),
+    path("portal/orgs/<str:org_id>/adjust", org_members.adjust, name="org-adjust"),
+    path("portal/orgs/<str:org_id>/remove", org_members.remove, name="org-remove"),
 ]
 
 urlpatterns = [

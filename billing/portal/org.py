@@ -32,6 +32,7 @@ from billing.portal.common import (
 )
 from billing.portal.once import FIELD as FORM_KEY
 from billing.portal.once import form_key, run_once
+from billing.portal.org_usage import chosen_usage
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
 from billing.selectors.usage import UsageFilters, usage_days
@@ -103,7 +104,9 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             context["allocate_error_text"] = " ".join(
                 message for messages_ in errors.fields.values() for message in messages_
             )
+        usage = chosen_usage(request, access)
         context.update(
+            usage=usage,
             dashboard=dashboard,
             pool=dashboard.pool,
             chart_data=_daily_chart(
@@ -122,7 +125,10 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             .first(),
             chart_data=_daily_chart([(day, mine.get(day, (0, 0))[1]) for day, _ in days], "my credits used"),
         )
-    return render(request, "portal/org.html", context, status=errors.status if errors else 200)
+    status = errors.status if errors else 200
+    if status == 200 and "usage" in context and context["usage"].errors:
+        status = context["usage"].errors.status
+    return render(request, "portal/org.html", context, status=status)
 
 
 @require_GET
@@ -131,7 +137,7 @@ def org_billing(request: HttpRequest, org_id: str) -> HttpResponse:
     return _page(request, _access(request, org_id))
 
 
-def _admin_action(
+def admin_action(
     request: HttpRequest,
     org_id: str,
     *,
@@ -176,7 +182,7 @@ def allocate(request: HttpRequest, org_id: str) -> HttpResponse:
             actor=person(request),
         )
 
-    return _admin_action(
+    return admin_action(
         request,
         org_id,
         form="allocate",
@@ -201,7 +207,7 @@ def transfer(request: HttpRequest, org_id: str) -> HttpResponse:
             actor=person(request),
         )
 
-    return _admin_action(
+    return admin_action(
         request,
         org_id,
         form="transfer",
@@ -230,7 +236,7 @@ def revoke(request: HttpRequest, org_id: str) -> HttpResponse:
     def run(access: OrgAccess, data: dict[str, Any]) -> None:
         revoke_allocation(org_id=access.org.id, user=user_by_id(data["user_id"]), actor=person(request))
 
-    return _admin_action(
+    return admin_action(
         request,
         org_id,
         form="allocate",
