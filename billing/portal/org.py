@@ -33,8 +33,10 @@ from billing.portal.common import (
 from billing.portal.once import FIELD as FORM_KEY
 from billing.portal.once import form_key, run_once
 from billing.portal.org_usage import chosen_usage
+from billing.selectors.auto_topup import auto_topup_settings_of
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
+from billing.selectors.plans import active_plans
 from billing.selectors.usage import UsageFilters, usage_days
 from billing.services import allocate_credits_to_user, revoke_allocation, transfer_credits
 from organizations.errors import OrganizationNotFound
@@ -107,6 +109,9 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
         usage = chosen_usage(request, access)
         context.update(
             usage=usage,
+            plans=active_plans(),
+            topup=auto_topup_settings_of(org_id=access.org.id),
+            checkout_return=request.GET.get("checkout", "") if request.method == "GET" else "",
             dashboard=dashboard,
             pool=dashboard.pool,
             chart_data=_daily_chart(
@@ -148,14 +153,17 @@ def admin_action(
     run: Callable[[OrgAccess, dict[str, Any]], Any],
     field_names: tuple[str, ...],
     done: str,
+    authorize: Callable[..., OrgAccess] = org_admin_access,
 ) -> HttpResponse:
+    """Validate with the API's ``serializer``, check the API's access (``authorize``), run the
+    API's service once per rendered form; a refusal re-renders the page with its message."""
     access = _access(request, org_id)
     shown = {name: str(value) for name, value in values.items()}
     data = serializer(data=values)
     if not data.is_valid():
         return _page(request, access, errors=validation_errors(form, data.errors, shown, target))
     try:
-        admin = org_admin_access(user=person(request), org_id=org_id)
+        admin = authorize(user=person(request), org_id=org_id)
         ran = run_once(
             user=person(request),
             key=request.POST.get(FORM_KEY, ""),
