@@ -23,7 +23,7 @@ from billing.api.subscriptions import (
     SubscriptionUpgradeView,
 )
 from billing.gateway import views as gateway_views
-from billing.portal import me, org, org_billing, org_members, system
+from billing.portal import me, org, org_audit, org_billing, org_members, system
 from billing.portal.signin import SignInView
 from billing.webhooks.views import lago_webhook, stripe_webhook
 
@@ -121,6 +121,7 @@ portal_urls = [
     path("portal/orgs/<str:org_id>/plan", org_billing.change_plan, name="org-plan"),
     path("portal/orgs/<str:org_id>/cancel", org_billing.cancel_plan, name="org-cancel"),
     path("portal/orgs/<str:org_id>/auto-topup", org_billing.auto_topup, name="org-auto-topup"),
+    path("portal/orgs/<str:org_id>/audit", org_audit.audit_log, name="org-audit"),
 ]
 
 urlpatterns = [

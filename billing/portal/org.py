@@ -36,6 +36,7 @@ from billing.portal.org_usage import chosen_usage
 from billing.selectors.auto_topup import auto_topup_settings_of
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
+from billing.selectors.org_activity import org_usage_alerts
 from billing.selectors.plans import active_plans
 from billing.selectors.usage import UsageFilters, usage_days
 from billing.services import allocate_credits_to_user, revoke_allocation, transfer_credits
@@ -110,6 +111,7 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
         context.update(
             usage=usage,
             plans=active_plans(),
+            alerts=org_usage_alerts(org_id=access.org.id),
             topup=auto_topup_settings_of(org_id=access.org.id),
             checkout_return=request.GET.get("checkout", "") if request.method == "GET" else "",
             dashboard=dashboard,
