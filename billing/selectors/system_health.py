@@ -88,4 +88,7 @@ def top_users(*, since: datetime, until: datetime, limit: int = TOP_USERS_LIMIT)
         )
         .order_by("-credits_used", "username")[:limit]
     )
-    return [UserUsageRank(user_id=row.pop("username"), **row) for row in rows]
+    return [
+        UserUsageRank(user_id=row["username"], credits_used=row["credits_used"], requests=row["requests"])
+        for row in rows
+    ]
