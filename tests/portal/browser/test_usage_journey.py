@@ -16,7 +16,8 @@ from organizations.services import add_member
 from tests.billing.gateway.conftest import api_key, chat, openai_client
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import mc
-from tests.portal.browser.conftest import axe_violations, sign_in
+from tests.portal.browser.conftest import DESKTOP, PHONE, axe_violations, sign_in
+from tests.portal.browser.test_member_journey import _wider_than_the_screen
 
 PASSWORD = "a-long-portal-password"
 
@@ -85,3 +86,14 @@ def test_a_gateway_call_shows_in_the_range_charts_and_the_admin_invites_and_remo
     expect(page.locator("#audit")).to_contain_text("member.removed")
     assert axe_violations(page) == []
     page.screenshot(path=artifacts / "org-audit.png", full_page=True)
+
+    # The org page on a phone: nothing wider than the screen once the charts follow the width.
+    page.go_back()
+    page.set_viewport_size(PHONE)
+    fits = "() => document.querySelector('#range-model-chart').getBoundingClientRect().right <= innerWidth"
+    for _ in range(50):
+        if page.evaluate(fits):
+            break
+        page.wait_for_timeout(100)
+    assert _wider_than_the_screen(page) == []
+    page.set_viewport_size(DESKTOP)
