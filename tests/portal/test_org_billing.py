@@ -186,3 +186,16 @@ def test_invoices_link_to_their_pdf_and_only_web_addresses_become_links(client: 
         '<a href="https://lago.example/inv-1.pdf" rel="noopener noreferrer">Invoice INV-0 (PDF)</a>' in body
     )
     assert "javascript:alert" not in body
+
+
+def test_a_system_admin_is_told_the_form_grants_without_payment(client: Client, acme, fake_stripe) -> None:
+    org, _, _ = acme
+    client.force_login(UserFactory(is_staff=True))
+    assert ">Grant credits</button>" in client.get("/portal/orgs/acme/").content.decode()
+
+    response = client.post("/portal/orgs/acme/buy", {"credits": "50"})
+
+    assert response.status_code == 302
+    assert response["Location"] == "/portal/orgs/acme/"
+    assert pool_of(org).total_credits == mc(1050)  # the API's grant for system admins
+    assert fake_stripe.created == []
