@@ -30,7 +30,7 @@ from billing.api.subscriptions import (
     SubscriptionUpgradeView,
 )
 from billing.gateway import views as gateway_views
-from billing.portal import me, org, system
+from billing.portal import me, org, org_audit, org_billing, org_members, system
 from billing.portal.signin import SignInView
 from billing.webhooks.views import lago_webhook, stripe_webhook
 
@@ -132,6 +132,14 @@ portal_urls = [
     path("portal/orgs/<str:org_id>/allocate", org.allocate, name="org-allocate"),
     path("portal/orgs/<str:org_id>/transfer", org.transfer, name="org-transfer"),
     path("portal/orgs/<str:org_id>/revoke", org.revoke, name="org-revoke"),
+    path("portal/orgs/<str:org_id>/invite", org_members.invite, name="org-invite"),
+    path("portal/orgs/<str:org_id>/adjust", org_members.adjust, name="org-adjust"),
+    path("portal/orgs/<str:org_id>/remove", org_members.remove, name="org-remove"),
+    path("portal/orgs/<str:org_id>/buy", org_billing.buy, name="org-buy"),
+    path("portal/orgs/<str:org_id>/plan", org_billing.change_plan, name="org-plan"),
+    path("portal/orgs/<str:org_id>/cancel", org_billing.cancel_plan, name="org-cancel"),
+    path("portal/orgs/<str:org_id>/auto-topup", org_billing.auto_topup, name="org-auto-topup"),
+    path("portal/orgs/<str:org_id>/audit", org_audit.audit_log, name="org-audit"),
 ]
 
 urlpatterns = [

@@ -32,8 +32,12 @@ from billing.portal.common import (
 )
 from billing.portal.once import FIELD as FORM_KEY
 from billing.portal.once import form_key, run_once
+from billing.portal.org_usage import chosen_usage
+from billing.selectors.auto_topup import auto_topup_settings_of
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
 from billing.selectors.ledger import allocations_visible_to
+from billing.selectors.org_activity import org_usage_alerts
+from billing.selectors.plans import active_plans
 from billing.selectors.usage import UsageFilters, usage_days
 from billing.services import allocate_credits_to_user, revoke_allocation, transfer_credits
 from organizations.errors import OrganizationNotFound
@@ -103,7 +107,13 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             context["allocate_error_text"] = " ".join(
                 message for messages_ in errors.fields.values() for message in messages_
             )
+        usage = chosen_usage(request, access)
         context.update(
+            usage=usage,
+            plans=active_plans(),
+            alerts=org_usage_alerts(org_id=access.org.id),
+            topup=auto_topup_settings_of(org_id=access.org.id),
+            checkout_return=request.GET.get("checkout", "") if request.method == "GET" else "",
             dashboard=dashboard,
             pool=dashboard.pool,
             chart_data=_daily_chart(
@@ -122,7 +132,10 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             .first(),
             chart_data=_daily_chart([(day, mine.get(day, (0, 0))[1]) for day, _ in days], "my credits used"),
         )
-    return render(request, "portal/org.html", context, status=errors.status if errors else 200)
+    status = errors.status if errors else 200
+    if status == 200 and "usage" in context and context["usage"].errors:
+        status = context["usage"].errors.status
+    return render(request, "portal/org.html", context, status=status)
 
 
 @require_GET
@@ -131,7 +144,7 @@ def org_billing(request: HttpRequest, org_id: str) -> HttpResponse:
     return _page(request, _access(request, org_id))
 
 
-def _admin_action(
+def admin_action(
     request: HttpRequest,
     org_id: str,
     *,
@@ -142,14 +155,17 @@ def _admin_action(
     run: Callable[[OrgAccess, dict[str, Any]], Any],
     field_names: tuple[str, ...],
     done: str,
+    authorize: Callable[..., OrgAccess] = org_admin_access,
 ) -> HttpResponse:
+    """Validate with the API's ``serializer``, check the API's access (``authorize``), run the
+    API's service once per rendered form; a refusal re-renders the page with its message."""
     access = _access(request, org_id)
     shown = {name: str(value) for name, value in values.items()}
     data = serializer(data=values)
     if not data.is_valid():
         return _page(request, access, errors=validation_errors(form, data.errors, shown, target))
     try:
-        admin = org_admin_access(user=person(request), org_id=org_id)
+        admin = authorize(user=person(request), org_id=org_id)
         ran = run_once(
             user=person(request),
             key=request.POST.get(FORM_KEY, ""),
@@ -176,7 +192,7 @@ def allocate(request: HttpRequest, org_id: str) -> HttpResponse:
             actor=person(request),
         )
 
-    return _admin_action(
+    return admin_action(
         request,
         org_id,
         form="allocate",
@@ -201,7 +217,7 @@ def transfer(request: HttpRequest, org_id: str) -> HttpResponse:
             actor=person(request),
         )
 
-    return _admin_action(
+    return admin_action(
         request,
         org_id,
         form="transfer",
@@ -230,7 +246,7 @@ def revoke(request: HttpRequest, org_id: str) -> HttpResponse:
     def run(access: OrgAccess, data: dict[str, Any]) -> None:
         revoke_allocation(org_id=access.org.id, user=user_by_id(data["user_id"]), actor=person(request))
 
-    return _admin_action(
+    return admin_action(
         request,
         org_id,
         form="allocate",

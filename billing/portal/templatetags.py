@@ -20,3 +20,18 @@ def percent_of(part: int | None, whole: int | None) -> int:
     if not whole:
         return 0
     return max(0, min(100, round(100 * int(part or 0) / int(whole))))
+
+
+@register.filter
+def web_link(url: object) -> str:
+    """``url`` when it is an http(s) address (an invoice's PDF from the billing backend), else
+    empty: a stored ``javascript:`` address must never become a link."""
+    text = str(url or "")
+    return text if text.startswith(("https://", "http://")) else ""
+
+
+@register.filter
+def plain_credits(millicredits: int | None) -> str:
+    """Millicredits as a plain number of credits for a form's number input (no grouping)."""
+    text = f"{millicredits_to_credits(int(millicredits or 0)):.3f}"
+    return text.rstrip("0").rstrip(".")

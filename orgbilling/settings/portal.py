@@ -32,7 +32,8 @@ CONTENT_SECURITY_POLICY = {
         "base-uri": [SELF],
         # Signing out posts to /oidc/logout/, which redirects to Keycloak's end-session
         # endpoint: browsers check form-action on that redirect too.
-        "form-action": [SELF, *_origin(OIDC_OP_LOGOUT_ENDPOINT)],
+        # Buying credits posts to the portal, which redirects to Stripe Checkout.
+        "form-action": [SELF, *_origin(OIDC_OP_LOGOUT_ENDPOINT), "https://checkout.stripe.com"],
         "frame-ancestors": [NONE],
     },
 }

@@ -26,7 +26,7 @@ def test_a_system_admin_sees_every_org(client: Client, django_assert_max_num_que
         _busy_org(f"busy-{n}", members=3)
     client.force_login(UserFactory(is_staff=True))
 
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(18):
         response = client.get("/portal/system/")
 
     assert response.status_code == 200

@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+# The gateway tests' uvicorn server, fake upstream and price: a call through the real gateway
+# shows in the portal's charts (test_usage_journey.py).
+from tests.billing.gateway.conftest import gateway, gateway_server, model_price, upstream  # noqa: F401
+
 CHROMIUM = "/usr/bin/chromium"
 # The flags that work on this kind of machine (RECIPES.md, "Browser tests").
 CHROMIUM_FLAGS = [
