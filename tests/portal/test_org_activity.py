@@ -8,23 +8,10 @@ from django.test import Client
 
 from billing.audit import record_audit_event
 from billing.models import UsageAlert
-from billing.services import add_credits_to_pool, allocate_credits_to_user
-from organizations.services import add_member
-from tests.factories import OrganizationFactory, UserFactory
+from tests.factories import OrganizationFactory
 from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def acme():
-    admin = UserFactory(username="boss")
-    org = OrganizationFactory(id="acme", org_name="Acme", created_by=admin)
-    add_credits_to_pool(org_id=org.id, amount=mc(1000), actor_label="test")
-    member = UserFactory(username="mia")
-    add_member(org_id=org.id, user=member, actor_label="test")
-    allocate_credits_to_user(org_id=org.id, user=member, amount=mc(100), actor_label="test")
-    return org, admin, member
 
 
 def test_an_admin_sees_the_orgs_usage_alerts(client: Client, acme) -> None:

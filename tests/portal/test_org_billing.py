@@ -8,23 +8,19 @@ import pytest
 from django.test import Client
 
 from billing.models import AutoTopUpSettings, CreditPurchase, OrganizationSubscription, OrgBillingHistory
-from billing.services import add_credits_to_pool, allocate_credits_to_user
 from billing.services.subscriptions import create_subscription
-from organizations.services import add_member
-from tests.factories import OrganizationFactory, UserFactory
+from tests.factories import UserFactory
 from tests.helpers import mc, pool_of
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def acme():
-    admin = UserFactory(username="boss", email="boss@example.com")
-    org = OrganizationFactory(id="acme", org_name="Acme", created_by=admin)
-    add_credits_to_pool(org_id=org.id, amount=mc(1000), actor_label="test")
-    member = UserFactory(username="mia")
-    add_member(org_id=org.id, user=member, actor_label="test")
-    allocate_credits_to_user(org_id=org.id, user=member, amount=mc(100), actor_label="test")
+def acme(acme):
+    """The portal's "acme", its admin with an e-mail address (Stripe Checkout gets it)."""
+    org, admin, member = acme
+    admin.email = "boss@example.com"
+    admin.save(update_fields=["email"])
     return org, admin, member
 
 

@@ -7,22 +7,16 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
-from organizations.services import add_member
-from tests.factories import OrganizationFactory, UserFactory
+from billing.services import deduct_credits
 from tests.helpers import mc
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def acme():
-    admin = UserFactory(username="boss")
-    org = OrganizationFactory(id="acme", org_name="Acme", created_by=admin)
-    add_credits_to_pool(org_id=org.id, amount=mc(1000), actor_label="test")
-    member = UserFactory(username="mia")
-    add_member(org_id=org.id, user=member, actor_label="test")
-    allocate_credits_to_user(org_id=org.id, user=member, amount=mc(100), actor_label="test")
+def acme(acme):
+    """The portal's "acme", with 7 credits spent by mia."""
+    org, admin, member = acme
     deduct_credits(user=member, org_id=org.id, amount=mc(7), request_id="r1", service_name="gpt-x")
     return org, admin, member
 
