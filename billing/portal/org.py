@@ -38,6 +38,7 @@ from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_das
 from billing.selectors.ledger import allocations_visible_to
 from billing.selectors.org_activity import org_usage_alerts
 from billing.selectors.plans import active_plans
+from billing.selectors.pool_history import PoolDay, pool_history
 from billing.selectors.usage import UsageFilters, usage_days
 from billing.services import allocate_credits_to_user, revoke_allocation, transfer_credits
 from organizations.errors import OrganizationNotFound
@@ -64,6 +65,22 @@ def _daily_chart(days: list[tuple[Any, int]], label: str) -> dict[str, Any]:
     return {
         "labels": [day.isoformat() for day, _ in days],
         "series": [{"label": label, "data": [millicredits_to_credits(mc) for _, mc in days]}],
+        "unit": "credits",
+    }
+
+
+def _pool_chart(history: list[PoolDay]) -> dict[str, Any]:
+    """The pool's total and used credits at the end of each day, drawn as two lines."""
+    return {
+        "type": "line",
+        "labels": [entry.day.isoformat() for entry in history],
+        "series": [
+            {
+                "label": "credits in the pool",
+                "data": [millicredits_to_credits(e.total_credits) for e in history],
+            },
+            {"label": "credits used", "data": [millicredits_to_credits(e.used_credits) for e in history]},
+        ],
         "unit": "credits",
     }
 
@@ -118,6 +135,13 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             pool=dashboard.pool,
             chart_data=_daily_chart(
                 [(d.date, d.credits_used) for d in dashboard.daily_usage], "credits used"
+            ),
+            pool_chart_data=_pool_chart(
+                pool_history(
+                    org_id=access.org.id,
+                    used_credits=dashboard.pool.used_credits,
+                    daily_used=[(d.date, d.credits_used) for d in dashboard.daily_usage],
+                )
             ),
             transferable=[m for m in dashboard.members if m.status == "active"],
         )

@@ -20,15 +20,17 @@
       var source = document.getElementById(canvas.getAttribute("data-chart"));
       if (!source) { return; }
       var data = JSON.parse(source.textContent);
+      var line = data.type === "line";  // a running figure: lines, not stacked
       var chart = new window.Chart(canvas, {
-        type: "bar",
+        type: line ? "line" : "bar",
         data: {
           labels: data.labels,
           datasets: data.series.map(function (series, n) {
             return {
               label: series.label,
               data: series.data.map(Number),
-              backgroundColor: PALETTE[n % PALETTE.length]
+              backgroundColor: PALETTE[n % PALETTE.length],
+              borderColor: PALETTE[n % PALETTE.length]
             };
           })
         },
@@ -37,8 +39,8 @@
           maintainAspectRatio: false,
           animation: false,
           scales: {
-            x: { stacked: true },
-            y: { stacked: true, beginAtZero: true, title: { display: true, text: data.unit } }
+            x: { stacked: !line },
+            y: { stacked: !line, beginAtZero: true, title: { display: true, text: data.unit } }
           },
           plugins: { legend: { position: "bottom" } }
         }
