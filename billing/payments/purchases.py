@@ -16,6 +16,7 @@ import logging
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
@@ -107,6 +108,13 @@ def _record_pending_purchase(org: Organization, actor: User, quote: Quote) -> Cr
     return purchase
 
 
+def checkout_return_url(template: str, *, org_id: str) -> str:
+    """The Checkout return address for this org: ``{org_id}`` in the setting becomes the org's id
+    (URL-quoted), so a deployment can send the buyer back to the org's own portal page. Stripe's
+    own placeholders (``{CHECKOUT_SESSION_ID}``) are left for Stripe to fill."""
+    return template.replace("{org_id}", quote(org_id, safe=""))
+
+
 def _checkout_params(org: Organization, actor: User, purchase: CreditPurchase) -> dict[str, Any]:
     """The Checkout Session Stripe is asked for: one line item, our references, the customer."""
     references = {"purchase_id": str(purchase.pk), "org_id": org.id}
@@ -126,8 +134,8 @@ def _checkout_params(org: Organization, actor: User, purchase: CreditPurchase) -
                 "quantity": 1,
             }
         ],
-        "success_url": settings.STRIPE_CHECKOUT_SUCCESS_URL,
-        "cancel_url": settings.STRIPE_CHECKOUT_CANCEL_URL,
+        "success_url": checkout_return_url(settings.STRIPE_CHECKOUT_SUCCESS_URL, org_id=org.id),
+        "cancel_url": checkout_return_url(settings.STRIPE_CHECKOUT_CANCEL_URL, org_id=org.id),
         "client_reference_id": str(purchase.pk),
         "metadata": references,
         "payment_intent_data": {"metadata": references},

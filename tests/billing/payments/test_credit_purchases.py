@@ -181,3 +181,23 @@ def test_the_same_idempotency_key_returns_the_same_checkout(api_client, org_team
     assert second.headers["Idempotent-Replayed"] == "true"
     assert second.json() == first.json()
     assert CreditPurchase.objects.count() == 1 and len(fake_stripe.created) == 1
+
+
+def test_the_checkout_returns_to_the_buying_orgs_own_page(api_client, org_team, fake_stripe, settings):
+    """``{org_id}`` in the return addresses becomes the buying org's id (the portal's org page);
+    Stripe's own ``{CHECKOUT_SESSION_ID}`` is left for Stripe."""
+    settings.STRIPE_CHECKOUT_SUCCESS_URL = (
+        "https://app.example.test/portal/orgs/{org_id}/?checkout=success&session={CHECKOUT_SESSION_ID}"
+    )
+    settings.STRIPE_CHECKOUT_CANCEL_URL = "https://app.example.test/portal/orgs/{org_id}/?checkout=canceled"
+    api_client.force_login(org_team.admin)
+
+    response = api_client.post(add_url(org_team.org.id), {"credits": 1000}, format="json")
+
+    assert response.status_code == 201, response.content
+    (sent,) = fake_stripe.created
+    org_id = org_team.org.id
+    assert sent["success_url"] == (
+        f"https://app.example.test/portal/orgs/{org_id}/?checkout=success&session={{CHECKOUT_SESSION_ID}}"
+    )
+    assert sent["cancel_url"] == f"https://app.example.test/portal/orgs/{org_id}/?checkout=canceled"
