@@ -130,6 +130,10 @@ class ConnectionMonitor:
                 next_heartbeat += self.heartbeat
             self._stop.wait(self.interval)
 
+    def latest(self) -> int | None:
+        """The connection count of the latest sample (None before the first)."""
+        return self._counts[-1][1] if self._counts else None
+
     def result(self) -> ConnectionPeak:
         database, max_connections, reserved = self._settings
         counts = self._counts or [(0.0, 0, 0, 0)]
