@@ -85,6 +85,50 @@ def _pool_chart(history: list[PoolDay]) -> dict[str, Any]:
     }
 
 
+def _admin_context(
+    request: HttpRequest, access: OrgAccess, errors: FormErrors, context: dict[str, Any]
+) -> None:
+    """What an admin's page adds: the members table (a page of it), usage, billing and settings."""
+    page, search = _member_page(request)
+    dashboard = org_dashboard(org=access.org, member_offset=(page - 1) * MEMBER_LIMIT, member_search=search)
+    pages = max(1, -(-dashboard.member_count // MEMBER_LIMIT))
+    context.update(
+        member_page=page,
+        member_pages=pages,
+        member_search=search,
+        member_first=(page - 1) * MEMBER_LIMIT + 1 if dashboard.members else 0,
+        member_last=(page - 1) * MEMBER_LIMIT + len(dashboard.members),
+        previous_page=page - 1 if page > 1 else None,
+        next_page=page + 1 if page < pages else None,
+    )
+    if errors.form == "allocate" and any(m.user_id == errors.target for m in dashboard.members):
+        context["unplaced_errors"] = []
+        # Worked out here rather than per row in the template: 100 rows render in time.
+        context["allocate_error_user"] = errors.target
+        context["allocate_error_text"] = " ".join(
+            message for messages_ in errors.fields.values() for message in messages_
+        )
+    usage = chosen_usage(request, access)
+    context.update(
+        usage=usage,
+        plans=active_plans(),
+        alerts=org_usage_alerts(org_id=access.org.id),
+        topup=auto_topup_settings_of(org_id=access.org.id),
+        checkout_return=request.GET.get("checkout", "") if request.method == "GET" else "",
+        dashboard=dashboard,
+        pool=dashboard.pool,
+        chart_data=_daily_chart([(d.date, d.credits_used) for d in dashboard.daily_usage], "credits used"),
+        pool_chart_data=_pool_chart(
+            pool_history(
+                org_id=access.org.id,
+                used_credits=dashboard.pool.used_credits,
+                daily_used=[(d.date, d.credits_used) for d in dashboard.daily_usage],
+            )
+        ),
+        transferable=[m for m in dashboard.members if m.status == "active"],
+    )
+
+
 def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None = None) -> HttpResponse:
     user = person(request)
     errors = errors or FormErrors()
@@ -103,48 +147,7 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
             message for messages_ in errors.fields.values() for message in messages_
         ]
     if access.is_admin:
-        page, search = _member_page(request)
-        dashboard = org_dashboard(
-            org=access.org, member_offset=(page - 1) * MEMBER_LIMIT, member_search=search
-        )
-        pages = max(1, -(-dashboard.member_count // MEMBER_LIMIT))
-        context.update(
-            member_page=page,
-            member_pages=pages,
-            member_search=search,
-            member_first=(page - 1) * MEMBER_LIMIT + 1 if dashboard.members else 0,
-            member_last=(page - 1) * MEMBER_LIMIT + len(dashboard.members),
-            previous_page=page - 1 if page > 1 else None,
-            next_page=page + 1 if page < pages else None,
-        )
-        if errors.form == "allocate" and any(m.user_id == errors.target for m in dashboard.members):
-            context["unplaced_errors"] = []
-            # Worked out here rather than per row in the template: 100 rows render in time.
-            context["allocate_error_user"] = errors.target
-            context["allocate_error_text"] = " ".join(
-                message for messages_ in errors.fields.values() for message in messages_
-            )
-        usage = chosen_usage(request, access)
-        context.update(
-            usage=usage,
-            plans=active_plans(),
-            alerts=org_usage_alerts(org_id=access.org.id),
-            topup=auto_topup_settings_of(org_id=access.org.id),
-            checkout_return=request.GET.get("checkout", "") if request.method == "GET" else "",
-            dashboard=dashboard,
-            pool=dashboard.pool,
-            chart_data=_daily_chart(
-                [(d.date, d.credits_used) for d in dashboard.daily_usage], "credits used"
-            ),
-            pool_chart_data=_pool_chart(
-                pool_history(
-                    org_id=access.org.id,
-                    used_credits=dashboard.pool.used_credits,
-                    daily_used=[(d.date, d.credits_used) for d in dashboard.daily_usage],
-                )
-            ),
-            transferable=[m for m in dashboard.members if m.status == "active"],
-        )
+        _admin_context(request, access, errors, context)
     else:
         start, end = dashboard_window(timezone.now())
         mine = usage_days(org_id=access.org.id, filters=UsageFilters(start=start, end=end, user_pk=user.pk))
