@@ -12,6 +12,12 @@ from django.urls import include, path, re_path
 from billing.api.allocations import AllocationDetailView, AllocationListView, CreditTransferView
 from billing.api.auto_topup import AutoTopUpView
 from billing.api.byok import ByokView
+from billing.api.credit_requests import (
+    CreditRequestApproveView,
+    CreditRequestCancelView,
+    CreditRequestDeclineView,
+    CreditRequestListView,
+)
 from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateView
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
 from billing.api.departments import DepartmentDetailView, DepartmentListView
@@ -69,6 +75,24 @@ credit_urls = [
         "credits/<str:org_id>/departments/<int:department_id>",
         DepartmentDetailView.as_view(),
         name="org-billing-department-detail",
+    ),
+    path(
+        "credits/<str:org_id>/requests", CreditRequestListView.as_view(), name="org-billing-credit-requests"
+    ),
+    path(
+        "credits/<str:org_id>/requests/<int:request_id>/approve",
+        CreditRequestApproveView.as_view(),
+        name="org-billing-credit-request-approve",
+    ),
+    path(
+        "credits/<str:org_id>/requests/<int:request_id>/decline",
+        CreditRequestDeclineView.as_view(),
+        name="org-billing-credit-request-decline",
+    ),
+    path(
+        "credits/<str:org_id>/requests/<int:request_id>/cancel",
+        CreditRequestCancelView.as_view(),
+        name="org-billing-credit-request-cancel",
     ),
 ]
 
