@@ -36,7 +36,7 @@ from billing.api.subscriptions import (
     SubscriptionUpgradeView,
 )
 from billing.gateway import views as gateway_views
-from billing.portal import me, org, org_audit, org_billing, org_members, system
+from billing.portal import me, org, org_audit, org_billing, org_members, org_requests, system
 from billing.portal.signin import SignInView
 from billing.webhooks.views import lago_webhook, stripe_webhook
 
@@ -164,6 +164,16 @@ portal_urls = [
     path("portal/orgs/<str:org_id>/cancel", org_billing.cancel_plan, name="org-cancel"),
     path("portal/orgs/<str:org_id>/auto-topup", org_billing.auto_topup, name="org-auto-topup"),
     path("portal/orgs/<str:org_id>/audit", org_audit.audit_log, name="org-audit"),
+    path("portal/orgs/<str:org_id>/requests", org_requests.ask, name="org-request"),
+    path("portal/orgs/<str:org_id>/requests/cancel", org_requests.cancel, name="org-request-cancel"),
+    path("portal/orgs/<str:org_id>/requests/approve", org_requests.approve, name="org-request-approve"),
+    path("portal/orgs/<str:org_id>/requests/decline", org_requests.decline, name="org-request-decline"),
+    path(
+        "portal/orgs/<str:org_id>/departments", org_requests.department_create, name="org-department-create"
+    ),
+    path(
+        "portal/orgs/<str:org_id>/departments/edit", org_requests.department_edit, name="org-department-edit"
+    ),
 ]
 
 urlpatterns = [
