@@ -8,7 +8,7 @@ from django.core import mail
 from django.urls import reverse
 
 from billing.models import AuditEvent, CreditRequest, UserCreditAllocation
-from billing.services import allocate_credits_to_user, create_department
+from billing.services import allocate_credits_to_user, create_department, revoke_allocation
 from organizations.services import add_member
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import assert_error, mc, pool_of, snapshot_balances
@@ -271,6 +271,31 @@ def test_a_manager_cannot_decide_other_departments_or_the_pools_requests(api_cli
                 "credit_request_not_found",
             )
     assert set(CreditRequest.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_a_manager_cannot_approve_once_the_member_moved_to_another_department(api_client, team):
+    # given: the engineer asked while in Engineering, then was moved to Sales
+    request_id = ask(api_client, team, team.engineer, credits=10)["request_id"]
+    revoke_allocation(org_id=team.org.id, user=team.engineer)
+    allocate_credits_to_user(
+        org_id=team.org.id, user=team.engineer, amount=mc(5), department_id=team.sales.pk
+    )
+    before = snapshot_balances()
+    api_client.force_login(team.eng_manager)
+
+    # when: Engineering's manager (who still sees the request) approves
+    response = api_client.post(decide_url(team.org.id, request_id, "approve"))
+
+    # then: the raise would land in Sales, which they do not manage
+    assert_error(response, 403, "department_access_denied")
+    assert snapshot_balances() == before
+    api_client.force_login(team.sales_manager)
+    assert api_client.post(decide_url(team.org.id, request_id, "approve")).status_code == 404  # asked in Eng
+    api_client.force_login(team.admin)
+    assert api_client.post(decide_url(team.org.id, request_id, "approve")).json()["status"] == "approved"
+    assert allocated(team.org, team.engineer) == mc(15)
+    team.sales.refresh_from_db()
+    assert team.sales.allocated_credits == mc(40) + mc(15)
 
 
 def test_a_plain_member_cannot_decide_and_an_unknown_request_is_404(api_client, team):
