@@ -24,6 +24,10 @@ __all__ = [
     "BillingBackendRejected",
     "BillingBackendUnavailable",
     "ByokDisabled",
+    "CreditRequestAlreadyOpen",
+    "CreditRequestNotFound",
+    "CreditRequestNotPending",
+    "CreditRequestNotYours",
     "DailyCapReached",
     "DepartmentAccessDenied",
     "DepartmentBudgetBelowAllocated",
@@ -43,6 +47,7 @@ __all__ = [
     "NotAMember",
     "OrganizationInactive",
     "OrganizationNotFound",
+    "OwnCreditRequest",
     "PaymentDeclined",
     "PaymentRequired",
     "PaymentsNotConfigured",
@@ -333,3 +338,30 @@ class DailyCapReached(ApplicationError):
     status_code = 402
     code = "daily_cap_reached"
     default_message = "The member's daily spending cap is reached; it resets at midnight UTC."
+
+
+class CreditRequestNotFound(NotFound):
+    code = "credit_request_not_found"
+    default_message = "No such credit request in this organization (or not one you may see)."
+
+
+class CreditRequestNotPending(Conflict):
+    code = "request_not_pending"
+    default_message = "The credit request was already approved, declined or cancelled."
+
+
+class CreditRequestAlreadyOpen(Conflict):
+    code = "credit_request_already_open"
+    default_message = (
+        "You already have a pending credit request here: cancel it first to ask for a different amount."
+    )
+
+
+class OwnCreditRequest(Forbidden):
+    code = "own_credit_request"
+    default_message = "Nobody approves or declines their own credit request; another admin or manager must."
+
+
+class CreditRequestNotYours(Forbidden):
+    code = "credit_request_not_yours"
+    default_message = "Only the member who asked may cancel a credit request."

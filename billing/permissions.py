@@ -64,3 +64,25 @@ def allocation_access(*, user: User, org_id: str, department_id: int | None) -> 
     if department_id is None or department_id not in managed:
         raise DepartmentAccessDenied(details={"org_id": access.org.id, "department_id": department_id})
     return AllocationAuthority(access=access, department_id=department_id)
+
+
+@dataclass(frozen=True)
+class Deciders:
+    """Whose credit requests a caller may decide: ``department_ids`` None for the organization's
+    admins (every request), else the live departments a manager manages."""
+
+    department_ids: frozenset[int] | None
+
+
+def credit_request_decider_access(*, user: User, org_id: str) -> tuple[OrgAccess, Deciders]:
+    """Who may approve or decline credit requests: org admins (and system admins) every request;
+    a manager of a live department those of its members (the service checks which, under the
+    request's lock: one they may not see is 404). Any other member gets the org admins' 403,
+    before any request is looked up. Nobody decides their own: the service's rule."""
+    access = org_access(user=user, org_id=org_id)
+    if access.is_admin:
+        return access, Deciders(department_ids=None)
+    managed = managed_department_ids(user=user, org_id=access.org.id)
+    if not managed:
+        org_admin_access(user=user, org_id=org_id)  # raises the org admins' 403
+    return access, Deciders(department_ids=frozenset(managed))

@@ -12,6 +12,12 @@ from django.urls import include, path, re_path
 from billing.api.allocations import AllocationDetailView, AllocationListView, CreditTransferView
 from billing.api.auto_topup import AutoTopUpView
 from billing.api.byok import ByokView
+from billing.api.credit_requests import (
+    CreditRequestApproveView,
+    CreditRequestCancelView,
+    CreditRequestDeclineView,
+    CreditRequestListView,
+)
 from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateView
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
 from billing.api.departments import DepartmentDetailView, DepartmentListView
@@ -30,7 +36,7 @@ from billing.api.subscriptions import (
     SubscriptionUpgradeView,
 )
 from billing.gateway import views as gateway_views
-from billing.portal import me, org, org_audit, org_billing, org_members, system
+from billing.portal import me, org, org_audit, org_billing, org_members, org_requests, system
 from billing.portal.signin import SignInView
 from billing.webhooks.views import lago_webhook, stripe_webhook
 
@@ -69,6 +75,24 @@ credit_urls = [
         "credits/<str:org_id>/departments/<int:department_id>",
         DepartmentDetailView.as_view(),
         name="org-billing-department-detail",
+    ),
+    path(
+        "credits/<str:org_id>/requests", CreditRequestListView.as_view(), name="org-billing-credit-requests"
+    ),
+    path(
+        "credits/<str:org_id>/requests/<int:request_id>/approve",
+        CreditRequestApproveView.as_view(),
+        name="org-billing-credit-request-approve",
+    ),
+    path(
+        "credits/<str:org_id>/requests/<int:request_id>/decline",
+        CreditRequestDeclineView.as_view(),
+        name="org-billing-credit-request-decline",
+    ),
+    path(
+        "credits/<str:org_id>/requests/<int:request_id>/cancel",
+        CreditRequestCancelView.as_view(),
+        name="org-billing-credit-request-cancel",
     ),
 ]
 
@@ -140,6 +164,16 @@ portal_urls = [
     path("portal/orgs/<str:org_id>/cancel", org_billing.cancel_plan, name="org-cancel"),
     path("portal/orgs/<str:org_id>/auto-topup", org_billing.auto_topup, name="org-auto-topup"),
     path("portal/orgs/<str:org_id>/audit", org_audit.audit_log, name="org-audit"),
+    path("portal/orgs/<str:org_id>/requests", org_requests.ask, name="org-request"),
+    path("portal/orgs/<str:org_id>/requests/cancel", org_requests.cancel, name="org-request-cancel"),
+    path("portal/orgs/<str:org_id>/requests/approve", org_requests.approve, name="org-request-approve"),
+    path("portal/orgs/<str:org_id>/requests/decline", org_requests.decline, name="org-request-decline"),
+    path(
+        "portal/orgs/<str:org_id>/departments", org_requests.department_create, name="org-department-create"
+    ),
+    path(
+        "portal/orgs/<str:org_id>/departments/edit", org_requests.department_edit, name="org-department-edit"
+    ),
 ]
 
 urlpatterns = [

@@ -15,6 +15,7 @@ from billing.admin import (  # noqa: F401  (imported to register their admins)
     payments,
     prices,
     reconciliation,
+    requests,
     subscriptions,
     usage,
     webhooks,

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from billing.admin.forms import AddCreditsForm, AllocateCreditsForm, DepartmentBudgetForm
 from billing.models import OrganizationCreditPool, UserCreditAllocation
 from billing.money import millicredits_to_credits
+from billing.permissions import Deciders
 from billing.services import (
     add_credits_to_pool,
     allocate_credits_to_user,
@@ -27,6 +28,7 @@ from billing.services import (
     revoke_allocation,
     update_department,
 )
+from billing.services.credit_requests import approve_credit_request, decline_credit_request
 from organizations.models import Organization, User
 from orgbilling.errors import ApplicationError
 
@@ -322,3 +324,39 @@ def delete_departments(modeladmin: admin.ModelAdmin, request: HttpRequest, query
                 f"returned to the pool of {department.org_id}.",
                 messages.SUCCESS,
             )
+
+
+# Staff decide any organization's requests, like its admins (never their own: the service's rule).
+_STAFF = Deciders(department_ids=None)
+
+
+def _decide_requests(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, *, approve: bool
+) -> None:
+    actor = _actor(request)
+    decide = approve_credit_request if approve else decline_credit_request
+    for credit_request in queryset.order_by("pk"):
+        try:
+            decide(org_id=credit_request.org_id, request_id=credit_request.pk, actor=actor, deciders=_STAFF)
+        except ApplicationError as error:
+            modeladmin.message_user(
+                request, f"{credit_request}: {error.message} ({error.code})", messages.ERROR
+            )
+        else:
+            modeladmin.message_user(
+                request,
+                f"Request #{credit_request.pk} {'approved' if approve else 'declined'}: "
+                f"{millicredits_to_credits(credit_request.credits)} credits for "
+                f"{credit_request.requester.username}.",
+                messages.SUCCESS,
+            )
+
+
+@admin.action(description="Approve (raise the requester's allocation)", permissions=["manage_credits"])
+def approve_credit_requests(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    _decide_requests(modeladmin, request, queryset, approve=True)
+
+
+@admin.action(description="Decline", permissions=["manage_credits"])
+def decline_credit_requests(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    _decide_requests(modeladmin, request, queryset, approve=False)

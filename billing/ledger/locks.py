@@ -14,7 +14,10 @@ Locking policy (the one rule that keeps the ledger deadlock-free):
 3. Idempotency checks (``request_id`` lookups) run *after* the first lock is held: everyone
    who could write the same key holds that lock first, so a committed earlier write is always
    visible to the check (READ COMMITTED takes a fresh snapshot per statement).
-4. No outbound call, task or e-mail happens while locks are held; those go through
+4. A **credit request** row (``lock_credit_request``) is locked before everything above: its
+   approval then raises the allocation through the usual services (like a purchase row before
+   the pool, ``billing.payments.purchases``).
+5. No outbound call, task or e-mail happens while locks are held; those go through
    ``transaction.on_commit``.
 """
 
@@ -23,9 +26,10 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from billing.errors import DepartmentNotFound, NoActiveAllocation, OrganizationNotFound
+from billing.errors import CreditRequestNotFound, DepartmentNotFound, NoActiveAllocation, OrganizationNotFound
 from billing.ledger.eligibility import member_refusal
 from billing.models import (
+    CreditRequest,
     CreditReservation,
     Department,
     IndividualCreditBalance,
@@ -110,3 +114,15 @@ def lock_reservation(reservation_id: int) -> CreditReservation:
     """Lock a reservation (level 3). Call after its pool/allocation (or balance) are locked."""
     _assert_in_transaction()
     return CreditReservation.objects.select_for_update(of=("self",)).get(pk=reservation_id)
+
+
+def lock_credit_request(org_id: str, request_id: int) -> CreditRequest:
+    """Lock a credit request of the organization (before its pool), or raise
+    ``CreditRequestNotFound``."""
+    _assert_in_transaction()
+    request = (
+        CreditRequest.objects.select_for_update(of=("self",)).filter(org_id=org_id, pk=request_id).first()
+    )
+    if request is None:
+        raise CreditRequestNotFound(details={"org_id": org_id, "request_id": request_id})
+    return request

@@ -7,7 +7,8 @@
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
 - ``webhooks``, ``audit``, ``idempotency``, ``prices``: one model each;
-- ``usage``: daily rollups and usage alerts; ``reconciliation``: reconciliation runs.
+- ``usage``: daily rollups and usage alerts; ``reconciliation``: reconciliation runs;
+- ``requests``: members' requests for more credits.
 
 All credit columns are integer millicredits (``billing.money``). Single-row invariants are
 database CHECK constraints; cross-row invariants (pool totals equal the sums of their rows) are
@@ -27,6 +28,7 @@ from billing.models.ledger import CreditReservation, CreditUsageAttribution, Org
 from billing.models.payments import AutoTopUpSettings, CreditPurchase
 from billing.models.prices import ModelPrice
 from billing.models.reconciliation import ReconciliationRun
+from billing.models.requests import CreditRequest
 from billing.models.subscriptions import OrganizationSubscription, Plan
 from billing.models.usage import UsageAlert, UsageDailyRollup, UsageRollupDay
 from billing.models.webhooks import WebhookEvent
@@ -35,6 +37,7 @@ __all__ = [
     "AuditEvent",
     "AutoTopUpSettings",
     "CreditPurchase",
+    "CreditRequest",
     "CreditReservation",
     "CreditUsageAttribution",
     "Department",

@@ -32,6 +32,7 @@ from billing.portal.common import (
 )
 from billing.portal.once import FIELD as FORM_KEY
 from billing.portal.once import form_key, run_once
+from billing.portal.org_departments import OWN_FORMS, departments_and_requests
 from billing.portal.org_usage import chosen_usage
 from billing.selectors.auto_topup import auto_topup_settings_of
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
@@ -140,12 +141,13 @@ def _page(request: HttpRequest, access: OrgAccess, *, errors: FormErrors | None 
         # Money-moving forms carry a key of this render: sent twice, they run once (once.py).
         "form_key": form_key(),
     }
-    if errors.form == "allocate" or (errors.form and not access.is_admin):
+    if errors.form == "allocate" or (errors.form and not access.is_admin and errors.form not in OWN_FORMS):
         # A refusal for a member the table does not show, or for a member who has no table
         # (a member posting an admin's form), goes at the top of the page.
         context["unplaced_errors"] = [
             message for messages_ in errors.fields.values() for message in messages_
         ]
+    context.update(departments_and_requests(access=access, user=user))
     if access.is_admin:
         _admin_context(request, access, errors, context)
     else:

@@ -18,6 +18,7 @@ from django.urls import reverse
 from billing.models import (
     AuditEvent,
     CreditPurchase,
+    CreditRequest,
     CreditReservation,
     CreditUsageAttribution,
     Department,
@@ -37,6 +38,7 @@ from billing.services import (
     reserve_credits,
     update_department,
 )
+from billing.services.credit_requests import request_credits
 from billing.services.subscriptions import create_subscription
 from organizations.models import Organization, OrganizationMember, User
 from organizations.services import add_member
@@ -67,6 +69,7 @@ def ledger(make_funded_member: Callable[..., Any]) -> Ledger:
     create_subscription(org_id=org.id, plan_code="starter", owner=staff, actor=staff, actor_label="test")
     add_individual_credits(user=UserFactory(), amount=mc(10), actor_label="test")
     create_department(org_id=org.id, name="Engineering", budget=0, managers=[member])
+    request_credits(org_id=org.id, requester=member, credits=mc(25), reason="More evals")
     # No purchase service exists yet (checkout lands with Stripe); a pending row is test data.
     CreditPurchase.objects.create(org=org, purchased_by=member, credits=mc(5000), amount=Decimal("50.00"))
     return Ledger(org=org, member=member, allocation=allocation)
@@ -99,6 +102,7 @@ REGISTERED = [
     IndividualCreditBalance,
     CreditReservation,
     AuditEvent,
+    CreditRequest,
 ]
 READ_ONLY = [
     OrganizationSubscription,
@@ -111,6 +115,7 @@ READ_ONLY = [
     IndividualCreditBalance,
     CreditReservation,
     AuditEvent,
+    CreditRequest,
 ]
 
 
@@ -748,3 +753,48 @@ def test_delete_department_action_returns_the_budget(admin_client: Client, ledge
     assert department.deleted_at is not None
     assert pool_of(ledger.org).allocated_credits == mc(100)
     assert any("300.000 credits returned" in m for m in messages_of(response))
+
+
+# --- credit requests --------------------------------------------------------------------------
+
+
+def test_approve_action_raises_the_allocation_through_the_service(
+    admin_client: Client, admin_user: User, ledger: Ledger
+):
+    credit_request = CreditRequest.objects.get(org=ledger.org)
+    allocated = UserCreditAllocation.objects.get(pk=ledger.allocation.pk).allocated_credits
+
+    response = run_action(admin_client, CreditRequest, "approve_credit_requests", [credit_request.pk])
+
+    assert response.status_code == 302
+    credit_request.refresh_from_db()
+    assert (credit_request.status, credit_request.decided_by) == ("approved", admin_user)
+    assert UserCreditAllocation.objects.get(pk=ledger.allocation.pk).allocated_credits == allocated + mc(25)
+    assert AuditEvent.objects.filter(action="credit_request.approved", actor=admin_user).exists()
+
+
+def test_staff_cannot_approve_their_own_request_in_the_admin(
+    admin_client: Client, admin_user: User, ledger: Ledger
+):
+    add_member(org_id=ledger.org.id, user=admin_user)
+    own = request_credits(org_id=ledger.org.id, requester=admin_user, credits=mc(5), reason="mine")
+    before = snapshot_balances()
+
+    response = run_action(admin_client, CreditRequest, "approve_credit_requests", [own.pk])
+
+    assert any("own_credit_request" in m for m in messages_of(response))
+    own.refresh_from_db()
+    assert own.status == "pending"
+    assert snapshot_balances() == before
+
+
+def test_decline_action_declines_and_moves_nothing(admin_client: Client, ledger: Ledger):
+    credit_request = CreditRequest.objects.get(org=ledger.org)
+    balances = {k: v for k, v in snapshot_balances().items() if k != "audit"}
+
+    run_action(admin_client, CreditRequest, "decline_credit_requests", [credit_request.pk])
+    run_action(admin_client, CreditRequest, "approve_credit_requests", [credit_request.pk])
+
+    credit_request.refresh_from_db()
+    assert credit_request.status == "declined"
+    assert {k: v for k, v in snapshot_balances().items() if k != "audit"} == balances

@@ -1,6 +1,7 @@
 """A hypothesis state machine drives the ledger services in random order against a model of
 what every balance should be, and checks every invariant after each step. Departments take part:
-their budgets are carved from the pool, their allocations from the budgets."""
+their budgets are carved from the pool, their allocations from the budgets; so do credit
+requests, whose approvals raise allocations."""
 
 import itertools
 from dataclasses import dataclass
@@ -10,7 +11,14 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from billing.models import Department, IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
+from billing.models import (
+    CreditRequest,
+    Department,
+    IndividualCreditBalance,
+    OrganizationCreditPool,
+    UserCreditAllocation,
+)
+from billing.permissions import Deciders
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import (
     add_credits_to_pool,
@@ -26,6 +34,12 @@ from billing.services import (
     settle_reservation,
     transfer_credits,
     update_department,
+)
+from billing.services.credit_requests import (
+    approve_credit_request,
+    cancel_credit_request,
+    decline_credit_request,
+    request_credits,
 )
 from organizations.services import add_member, create_organization
 from orgbilling.errors import ApplicationError
@@ -276,6 +290,34 @@ class LedgerMachine(RuleBasedStateMachine):
             self.pools[org_id][2] += charged
         else:
             release_reservation(reservation_id=reservation_id)
+
+    @rule(
+        org=st.integers(0, ORGS - 1),
+        u=st.integers(0, USERS - 1),
+        v=st.integers(0, USERS - 1),
+        amount=amounts,
+        approve=st.booleans(),
+    )
+    def request_and_decide(self, org: int, u: int, v: int, amount: int, approve: bool) -> None:
+        """Member ``u`` asks for ``amount``; ``v`` (deciding as an org admin) approves or
+        declines. The approval raises ``u``'s allocation where it is carved from (created outside
+        departments if none); nobody decides their own. An undecided request is cancelled."""
+        org_id = self.orgs[org]
+        asked = request_credits(org_id=org_id, requester=self.users[u], credits=amount, reason="sm")
+        existing = self.allocs.get((org_id, u))
+        dept = existing.dept if existing is not None else None
+        decide = approve_credit_request if approve else decline_credit_request
+        ok = u != v and (not approve or amount <= self.room(org_id, dept))
+        call = lambda: decide(  # noqa: E731
+            org_id=org_id, request_id=asked.pk, actor=self.users[v], deciders=Deciders(department_ids=None)
+        )
+        if not self.expect(ok, call):
+            cancel_credit_request(org_id=org_id, request_id=asked.pk, actor=self.users[u])
+        elif approve:
+            self.allocs.setdefault((org_id, u), Alloc(dept=dept)).allocated += amount
+            self.carve(org_id, dept, amount)
+        expected = ("approved" if approve else "declined") if ok else "cancelled"
+        assert CreditRequest.objects.get(pk=asked.pk).status == expected
 
     # -- invariants --------------------------------------------------------------------------
     @invariant()

@@ -26,7 +26,7 @@ def test_the_enterprise_page_runs_bounded_queries_within_200_ms_of_cpu(
     cpu, wall = [], []
     for _ in range(5):
         started_cpu, started = time.process_time(), time.perf_counter()
-        with django_assert_max_num_queries(28):
+        with django_assert_max_num_queries(29):  # 28 + departments and pending requests (issue 14)
             response = client.get("/portal/orgs/enterprise-corp/")
         cpu.append(time.process_time() - started_cpu)
         wall.append(time.perf_counter() - started)
