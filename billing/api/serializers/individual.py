@@ -63,14 +63,14 @@ class IndividualEntrySerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
 
 
-class IndividualBalanceSerializer(serializers.Serializer):
+class IndividualTotalsSerializer(serializers.Serializer):
     total_credits = Credits()
     used_credits = Credits()
     reserved_credits = Credits(help_text="Held for calls in flight.")
     available_credits = Credits()
 
 
-class IndividualCreditsSerializer(IndividualBalanceSerializer):
+class IndividualCreditsSerializer(IndividualTotalsSerializer):
     purchases = IndividualPurchaseSerializer(many=True, help_text="The latest 20, newest first.")
     entries = IndividualEntrySerializer(many=True, help_text="The latest 20 ledger entries, newest first.")
 
@@ -79,7 +79,7 @@ class IndividualGrantedSerializer(serializers.Serializer):
     user_id = serializers.CharField()
     credits_granted = Credits()
     entry = IndividualEntrySerializer()
-    balance = IndividualBalanceSerializer()
+    balance = IndividualTotalsSerializer()
 
 
 # --- OpenAPI -------------------------------------------------------------------------------
