@@ -54,6 +54,7 @@ __all__ = [
     "PlanUnchanged",
     "PurchaseNotFound",
     "QuotaExceeded",
+    "RateLimitExceeded",
     "RequestIdConflict",
     "ReservationNotFound",
     "ReservationNotHeld",
@@ -198,6 +199,13 @@ class QuotaExceeded(ApplicationError):
     ) -> None:
         super().__init__(message, details={**(details or {}), "retry_after_seconds": retry_after})
         self.retry_after = retry_after
+
+
+class RateLimitExceeded(QuotaExceeded):
+    """An organization's per-minute gateway limit (requests or tokens) of its plan's tier."""
+
+    code = "rate_limit_exceeded"
+    default_message = "The organization's per-minute limit of its plan's tier is reached."
 
 
 class ByokDisabled(ApplicationError):

@@ -22,6 +22,7 @@ from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateV
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
 from billing.api.departments import DepartmentDetailView, DepartmentListView
 from billing.api.external_charges import ChargeView
+from billing.api.individual import AdminIndividualGrantView, MyCreditsPurchaseView, MyCreditsView
 from billing.api.reports import (
     OrgHistoryView,
     OrgUsageView,
@@ -127,6 +128,17 @@ gateway_urls = [
     path("models", gateway_views.models, name="models"),
 ]
 
+# A user's own (individual) credits, and the system admins' grant of them.
+individual_urls = [
+    path("me/credits", MyCreditsView.as_view(), name="api-me-credits"),
+    path("me/credits/purchase", MyCreditsPurchaseView.as_view(), name="api-me-credits-purchase"),
+    path(
+        "admin/users/<str:user_id>/individual-credits/grant",
+        AdminIndividualGrantView.as_view(),
+        name="api-admin-individual-credits-grant",
+    ),
+]
+
 webhook_urls = [
     path("lago", lago_webhook, name="webhook-lago"),
     path("stripe", stripe_webhook, name="webhook-stripe"),
@@ -182,6 +194,7 @@ urlpatterns = [
         "api/v1/org-billing/",
         include(subscription_urls + credit_urls + external_charge_urls + report_urls + settings_urls),
     ),
+    path("api/v1/", include(individual_urls)),
     path("api/v1/llm/", include((gateway_urls, "llm"))),
     path("api/v1/webhooks/", include(webhook_urls)),
 ]

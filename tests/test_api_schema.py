@@ -10,12 +10,14 @@ from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
 from drf_spectacular.validation import validate_schema
 from hypothesis import HealthCheck, settings
+from pytest_httpserver import HTTPServer
 from schemathesis import GenerationMode, checks
 
 from billing.money import credits_to_millicredits
 from billing.services import add_credits_to_pool, allocate_credits_to_user
 from organizations.services import add_member, create_organization
 from tests.factories import UserFactory
+from tests.fakes import stripe as fake_stripe_module
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 schema.config.generation.update(modes=[GenerationMode.POSITIVE])
@@ -67,8 +69,27 @@ def test_generated_schema_is_valid_openapi():
             assert operation.get("responses"), f"{method.upper()} {path} documents no responses"
 
 
+@pytest.fixture(scope="module")
+def _stripe_server():
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    fake_stripe_module.FakeStripe(server).install()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def signed_in(transactional_db):
+def stripe_configured(_stripe_server, settings):
+    """Card purchases (``/me/credits/purchase``) against the local Stripe stand-in: the endpoint
+    answers what it answers in production, not 503 ``payments_not_configured``."""
+    settings.STRIPE_SECRET_KEY = fake_stripe_module.SECRET_KEY
+    settings.STRIPE_API_BASE = _stripe_server.url_for("/").rstrip("/")
+    settings.STRIPE_CHECKOUT_SUCCESS_URL = "https://app.example.test/billing?checkout=success"
+    settings.STRIPE_CHECKOUT_CANCEL_URL = "https://app.example.test/billing?checkout=canceled"
+
+
+@pytest.fixture
+def signed_in(transactional_db, stripe_configured):
     """Cookies and headers of a system admin's session, with a funded org to find.
 
     The WSGI app closes the database connection after each request (as in production), so the

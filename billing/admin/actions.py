@@ -17,7 +17,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
-from billing.admin.forms import AddCreditsForm, AllocateCreditsForm, DepartmentBudgetForm
+from billing.admin.forms import (
+    AddCreditsForm,
+    AllocateCreditsForm,
+    DepartmentBudgetForm,
+    GrantIndividualCreditsForm,
+)
 from billing.models import OrganizationCreditPool, UserCreditAllocation
 from billing.money import millicredits_to_credits
 from billing.permissions import Deciders
@@ -25,6 +30,7 @@ from billing.services import (
     add_credits_to_pool,
     allocate_credits_to_user,
     delete_department,
+    grant_individual_credits,
     revoke_allocation,
     update_department,
 )
@@ -360,3 +366,46 @@ def approve_credit_requests(modeladmin: admin.ModelAdmin, request: HttpRequest, 
 @admin.action(description="Decline", permissions=["manage_credits"])
 def decline_credit_requests(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     _decide_requests(modeladmin, request, queryset, approve=False)
+
+@admin.action(description="Grant individual credits", permissions=["manage_credits"])
+def grant_individual_credits_action(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    """Grant credits to one user's own balance (``grant_individual_credits``): a ledger entry
+    and an audit event with the reason."""
+    user_ids = list(queryset.values_list("pk", flat=True)[:2])
+    if len(user_ids) != 1:
+        modeladmin.message_user(request, "Select exactly one balance for this action.", messages.WARNING)
+        return None
+    user = User.objects.get(pk=user_ids[0])
+    form = GrantIndividualCreditsForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            change = grant_individual_credits(
+                user=user,
+                amount=data["credits"],
+                reason=data["reason"],
+                actor=_actor(request),
+                actor_label=ADMIN_ACTOR_LABEL,
+            )
+        except ApplicationError as error:
+            _report_refusal(modeladmin, request, error)
+        else:
+            modeladmin.message_user(
+                request,
+                f"Granted {millicredits_to_credits(data['credits'])} credits to {user.username}: their "
+                f"individual total is {millicredits_to_credits(change.balance.total_credits)} credits.",
+                messages.SUCCESS,
+            )
+            return None
+    return _render(
+        modeladmin,
+        request,
+        template=ACTION_TEMPLATE,
+        action="grant_individual_credits_action",
+        title=f"Grant individual credits to {user.username}",
+        selected=[user.pk],
+        form=form,
+        submit_label="Grant credits",
+    )

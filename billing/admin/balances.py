@@ -11,6 +11,7 @@ from billing.admin.actions import (
     ManagesCreditsMixin,
     add_credits,
     delete_departments,
+    grant_individual_credits_action,
     revoke_allocations,
     set_department_budget,
 )
@@ -116,7 +117,7 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
 
 
 @admin.register(IndividualCreditBalance)
-class IndividualCreditBalanceAdmin(ReadOnlyAdmin):
+class IndividualCreditBalanceAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     total = credits_display("total_credits", "Total (credits)")
     used = credits_display("used_credits", "Used (credits)")
     reserved = credits_display("reserved_credits", "Reserved (credits)")
@@ -131,3 +132,4 @@ class IndividualCreditBalanceAdmin(ReadOnlyAdmin):
     search_fields = ("user__username", "user__email")
     fields = ("user", "total", "used", "reserved", "free", "created_at", "updated_at")
     readonly_fields = fields
+    actions = (grant_individual_credits_action,)

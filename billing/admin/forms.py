@@ -86,3 +86,8 @@ class DepartmentBudgetForm(forms.Form):
         help_text="The department's new budget in credits: more draws on the pool's available credits, "
         "less hands the difference back (never below what its allocations hold)."
     )
+
+
+class GrantIndividualCreditsForm(forms.Form):
+    credits = CreditAmountFormField(help_text="Credits to add to the user's own balance, at most 3 decimals.")
+    reason = forms.CharField(max_length=500, help_text="Why: kept in the ledger entry and the audit log.")

@@ -8,7 +8,9 @@ Locking policy (the one rule that keeps the ledger deadlock-free):
    the write touches (one at most), then its **allocations in ascending primary key order**,
    then **reservations**. An allocation's department is fixed when it is created, so a service
    reads it before locking the allocation and locks the department first. An individual
-   balance stands in for pool and allocation when the user bills without an organization. A
+   balance stands in for pool and allocation when the user bills without an organization (the
+   individual → organization migration, the one writer of both, locks the org's pool, then the
+   individual balance, then the allocation: ``billing.ledger.individual_migration``). A
    service may skip a level it does not write (``reserve_credits`` touches only the
    allocation), but never takes a lock of an earlier level after one of a later level.
 3. Idempotency checks (``request_id`` lookups) run *after* the first lock is held: everyone

@@ -6,6 +6,7 @@
 - ``balances``: the credit pool, departments, members' allocations, individual credits;
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
+- ``individual``: a user's own credit purchases and the ledger of their individual balance;
 - ``webhooks``, ``audit``, ``idempotency``, ``prices``: one model each;
 - ``usage``: daily rollups and usage alerts; ``reconciliation``: reconciliation runs;
 - ``requests``: members' requests for more credits.
@@ -24,6 +25,7 @@ from billing.models.balances import (
     UserCreditAllocation,
 )
 from billing.models.idempotency import IdempotencyRecord
+from billing.models.individual import IndividualCreditEntry, IndividualCreditPurchase
 from billing.models.ledger import CreditReservation, CreditUsageAttribution, OrgBillingHistory, ServiceType
 from billing.models.payments import AutoTopUpSettings, CreditPurchase
 from billing.models.prices import ModelPrice
@@ -43,6 +45,8 @@ __all__ = [
     "Department",
     "IdempotencyRecord",
     "IndividualCreditBalance",
+    "IndividualCreditEntry",
+    "IndividualCreditPurchase",
     "ModelPrice",
     "OrgBillingHistory",
     "OrganizationCreditPool",

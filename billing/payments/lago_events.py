@@ -21,7 +21,7 @@ from billing.backends.base import BackendSubscription
 from billing.clients.lago import cents_to_decimal, fetch_lago_invoices, lago_client, lago_time
 from billing.errors import BillingBackendUnavailable, OrganizationNotFound
 from billing.models import OrganizationSubscription, OrgBillingHistory
-from billing.services.subscriptions import mark_subscription_active
+from billing.services.subscriptions import mark_subscription_active, plan_changes_on_commit
 from organizations.models import Organization
 from orgbilling.errors import ApplicationError, Conflict, ValidationFailed
 
@@ -278,6 +278,7 @@ def record_lago_subscription_terminated(*, subscription: dict[str, Any]) -> bool
                 ours.status = OrganizationSubscription.Status.TERMINATED
                 ours.canceled_at = _occurred(subscription, "terminated_at")
                 ours.save(update_fields=["status", "canceled_at", "updated_at"])
+                plan_changes_on_commit(ours.org_id)
                 record_audit_event(
                     action="subscription.terminated",
                     actor_label="lago webhook",

@@ -20,7 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from billing.models import CreditPurchase, WebhookEvent
-from billing.payments import lago_events, purchases
+from billing.payments import individual_purchases, lago_events, purchases
 from orgbilling.errors import ApplicationError, ValidationFailed
 from orgbilling.observability.metrics import count_webhook_failure
 
@@ -55,32 +55,54 @@ LAGO_HANDLERS: dict[str, Handler] = {
     ),
 }
 
+
+def _session(payload: dict[str, Any]) -> dict[str, Any]:
+    return _object(payload, "data", "object")
+
+
+def _fulfil_session(payload: dict[str, Any], _event_id: str) -> bool:
+    session = _session(payload)
+    return purchases.fulfil_checkout_session(session=session) or (
+        individual_purchases.fulfil_individual_checkout_session(session=session)
+    )
+
+
+def _close_session(status: str, reason: str) -> Handler:
+    def close(payload: dict[str, Any], _event_id: str) -> bool:
+        session = _session(payload)
+        return purchases.close_checkout_session(session=session, status=status, reason=reason) or (
+            individual_purchases.close_individual_checkout_session(
+                session=session, status=status, reason=reason
+            )
+        )
+
+    return close
+
+
 STRIPE_HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": lambda p, _id: purchases.fulfil_checkout_session(
-        session=_object(p, "data", "object")
+    # An individual purchase's events carry no org purchase reference: the org handler answers
+    # False and the individual one takes them (billing.payments.individual_purchases).
+    "checkout.session.completed": _fulfil_session,
+    "checkout.session.async_payment_succeeded": _fulfil_session,
+    "checkout.session.async_payment_failed": _close_session(
+        CreditPurchase.Status.FAILED, "the delayed payment failed"
     ),
-    "checkout.session.async_payment_succeeded": lambda p, _id: purchases.fulfil_checkout_session(
-        session=_object(p, "data", "object")
-    ),
-    "checkout.session.async_payment_failed": lambda p, _id: purchases.close_checkout_session(
-        session=_object(p, "data", "object"),
-        status=CreditPurchase.Status.FAILED,
-        reason="the delayed payment failed",
-    ),
-    "checkout.session.expired": lambda p, _id: purchases.close_checkout_session(
-        session=_object(p, "data", "object"),
-        status=CreditPurchase.Status.CANCELED,
-        reason="the checkout expired unpaid",
-    ),
+    "checkout.session.expired": _close_session(CreditPurchase.Status.CANCELED, "the checkout expired unpaid"),
     "payment_intent.payment_failed": lambda p, event_id: purchases.record_payment_failed(
         payment_intent=_object(p, "data", "object"), event_id=event_id
     ),
     "payment_intent.succeeded": lambda p, _id: purchases.record_payment_succeeded(
         payment_intent=_object(p, "data", "object")
     ),
-    "charge.refunded": lambda p, _id: purchases.record_charge_refunded(charge=_object(p, "data", "object")),
-    "charge.dispute.created": lambda p, _id: purchases.record_dispute_opened(
-        dispute=_object(p, "data", "object")
+    # Individual purchases are looked up first: they are found by their payment intent (or
+    # their stored checkout event), and anything else is the organization handlers' as before.
+    "charge.refunded": lambda p, _id: (
+        individual_purchases.record_individual_charge_refunded(charge=_session(p))
+        or purchases.record_charge_refunded(charge=_session(p))
+    ),
+    "charge.dispute.created": lambda p, _id: (
+        individual_purchases.record_individual_dispute(dispute=_session(p))
+        or purchases.record_dispute_opened(dispute=_session(p))
     ),
 }
 

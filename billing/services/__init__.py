@@ -12,7 +12,7 @@ from billing.ledger.departments import (
     delete_department,
     update_department,
 )
-from billing.ledger.individual import add_individual_credits
+from billing.ledger.individual import IndividualChange, add_individual_credits, grant_individual_credits
 from billing.ledger.past_usage import PastCharge, record_past_usage
 from billing.ledger.pool import (
     KEEP,
@@ -39,6 +39,7 @@ __all__ = [
     "BillingContext",
     "DeductionResult",
     "DepartmentDeleted",
+    "IndividualChange",
     "PastCharge",
     "PoolChange",
     "ReservationResult",
@@ -51,6 +52,7 @@ __all__ = [
     "deduct_credits",
     "delete_department",
     "expire_reservations",
+    "grant_individual_credits",
     "has_sufficient_credits",
     "record_past_usage",
     "release_reservation",

@@ -37,6 +37,7 @@ from billing.ledger.pool import add_credits_to_pool
 from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
 from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES
 from billing.money import validate_millicredits
+from billing.services.gateway_calls.quotas import forget_org_plan
 from organizations.models import Organization, OrganizationMember, User
 from organizations.permissions import acts_as_system_admin
 from organizations.services import create_organization
@@ -65,7 +66,14 @@ def _plan(plan_code: str) -> Plan:
     return plan
 
 
+def plan_changes_on_commit(org_id: str) -> None:
+    """The org's live plan changes in this transaction: its gateway quota and tier limits follow
+    from the next call once it commits (the cached plan is dropped)."""
+    transaction.on_commit(lambda: forget_org_plan(org_id))
+
+
 def _history(sub: OrganizationSubscription, event: str, description: str) -> None:
+    plan_changes_on_commit(sub.org_id)
     OrgBillingHistory.objects.create(
         org_id=sub.org_id,
         event_type=OrgBillingHistory.EventType.SUBSCRIPTION_CHANGE,
@@ -129,6 +137,7 @@ def create_subscription(
             # retry sends the same one (Lago answers a repeated create with the same subscription).
             subscription.lago_external_id = f"{org.id}-{subscription.pk}"
             subscription.save(update_fields=["lago_external_id", "updated_at"])
+            plan_changes_on_commit(org.id)  # pending is live: its plan applies now
             record_audit_event(
                 action="subscription.requested",
                 actor=actor or owner,
@@ -261,6 +270,7 @@ def mark_subscription_failed(
         sub.activation_attempts += 1
         sub.last_backend_error = error[:500]
         sub.save(update_fields=["status", "activation_attempts", "last_backend_error", "updated_at"])
+        plan_changes_on_commit(sub.org_id)
         record_audit_event(
             action="subscription.failed",
             actor=actor,

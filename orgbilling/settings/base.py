@@ -177,6 +177,8 @@ SPECTACULAR_SETTINGS = {
         "SubscriptionStatusEnum": "billing.models.OrganizationSubscription.Status",
         "MemberStatusEnum": "organizations.models.OrganizationMember.Status",
         "MemberRoleEnum": "organizations.models.OrganizationMember.Role",
+        # Organization and individual purchases share their states.
+        "PurchaseStatusEnum": "billing.models.CreditPurchase.Status",
     },
 }
 

@@ -34,8 +34,43 @@ LLM_MAX_CALL_SECONDS: float = env.float("LLM_MAX_CALL_SECONDS", default=0.0)
 LLM_BYOK_ENABLED: bool = env.bool("LLM_BYOK_ENABLED", default=False)
 # Plan quotas: a day may use at most this share of the plan's monthly API calls (rounded up).
 LLM_DAILY_QUOTA_PERCENT: int = env.int("LLM_DAILY_QUOTA_PERCENT", default=10)
-# How long an organization's plan quota is cached (plan changes take effect within this).
+# How long an organization's plan (quota and rate-limit tier) is cached on the shared cache: a
+# plan changed outside the subscription services (the admin) takes effect within this; a change
+# through them (create, change, cancel) at once (billing/services/gateway_calls/quotas.py).
 LLM_QUOTA_PLAN_CACHE_SECONDS: int = env.int("LLM_QUOTA_PLAN_CACHE_SECONDS", default=60)
+# Plan tiers (Plan.rate_limit_tier) → per-organization gateway limits: requests ("rpm") and
+# tokens ("tpm": prompt estimate + the output tokens the hold is sized for) per minute, counted
+# across every member and key of the organization; 0 = unlimited. JSON to override the whole
+# table, e.g. LLM_RATE_LIMIT_TIERS='{"free": {"rpm": 60, "tpm": 100000}, ...}'.
+LLM_RATE_LIMIT_TIERS: dict[str, dict[str, int]] = env.json(
+    "LLM_RATE_LIMIT_TIERS",
+    default={
+        "free": {"rpm": 300, "tpm": 300_000},
+        "basic": {"rpm": 600, "tpm": 1_000_000},
+        "standard": {"rpm": 3_000, "tpm": 5_000_000},
+        "premium": {"rpm": 0, "tpm": 0},
+    },
+)
+# The tier of an organization without a live subscription, and of a plan whose tier is not in
+# the table (docs/decisions.md).
+LLM_DEFAULT_RATE_LIMIT_TIER: str = env("LLM_DEFAULT_RATE_LIMIT_TIER", default="free")
+
+
+def _check_rate_limit_tiers(tiers: object, default: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    if not isinstance(tiers, dict) or default not in tiers:
+        raise ImproperlyConfigured(
+            "LLM_RATE_LIMIT_TIERS must be an object naming LLM_DEFAULT_RATE_LIMIT_TIER."
+        )
+    for name, limits in tiers.items():
+        if not isinstance(limits, dict) or set(limits) != {"rpm", "tpm"}:
+            raise ImproperlyConfigured(f"LLM_RATE_LIMIT_TIERS[{name!r}] must have exactly rpm and tpm.")
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in limits.values()):
+            raise ImproperlyConfigured(f"LLM_RATE_LIMIT_TIERS[{name!r}]: limits are whole numbers >= 0.")
+
+
+_check_rate_limit_tiers(LLM_RATE_LIMIT_TIERS, LLM_DEFAULT_RATE_LIMIT_TIER)
 # A call the upstream answered while the database refused its settlement is charged by a
 # background retry (billing/gateway/settlement.py) for at most this long, then logged as owed.
 LLM_SETTLEMENT_RETRY_SECONDS: float = env.float("LLM_SETTLEMENT_RETRY_SECONDS", default=86_400.0)

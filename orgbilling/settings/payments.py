@@ -52,6 +52,10 @@ STRIPE_TIMEOUT_SECONDS: float = env.float("STRIPE_TIMEOUT_SECONDS", default=20.0
 # https://app.example.com/billing?checkout=success&session={CHECKOUT_SESSION_ID} (Stripe fills it in).
 STRIPE_CHECKOUT_SUCCESS_URL: str = env("STRIPE_CHECKOUT_SUCCESS_URL", default="")
 STRIPE_CHECKOUT_CANCEL_URL: str = env("STRIPE_CHECKOUT_CANCEL_URL", default="")
+# Where Checkout sends a user back after buying individual credits (POST /api/v1/me/credits/purchase).
+# Empty: the two above, unless they name {org_id} (then individual purchases are not available).
+STRIPE_INDIVIDUAL_CHECKOUT_SUCCESS_URL: str = env("STRIPE_INDIVIDUAL_CHECKOUT_SUCCESS_URL", default="")
+STRIPE_INDIVIDUAL_CHECKOUT_CANCEL_URL: str = env("STRIPE_INDIVIDUAL_CHECKOUT_CANCEL_URL", default="")
 
 # --- Credit prices -------------------------------------------------------------------------------
 # What one credit costs (DESIGN.md: 1 credit = $0.01, $50 buys 5,000 credits).

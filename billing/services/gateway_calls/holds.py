@@ -133,7 +133,7 @@ def hold_call(
         _require_byok_allowed(context.org_id)
     amount = 0 if byok else worst_case
     try:
-        ticket = take_quota(org_id=context.org_id)
+        ticket = take_quota(org_id=context.org_id, tokens=estimated_input_tokens + output_bound)
     except QuotaExceeded as refusal:
         charge_refused(refusal, operation="quota", org_id=context.org_id, user=user, amount=amount)
         raise

@@ -168,6 +168,7 @@ def test_monthly_quota_and_its_retry_after(transactional_db, make_funded_member)
 def test_unlimited_plan_and_individual_credits_have_no_quota(transactional_db, make_funded_member):
     org, _, _ = make_funded_member()
     subscribe(org, monthly_calls=0)
+    Plan.objects.filter(plan_code="quota-0").update(rate_limit_tier="premium")  # no tier limit either
 
     assert take_quota(org_id=org.id) is None
     assert take_quota(org_id=None) is None
