@@ -120,6 +120,13 @@ def recreate_database(cluster_url: str, name: str = DATABASE_NAME) -> str | None
     return None
 
 
+def drop_database(cluster_url: str, name: str = DATABASE_NAME) -> None:
+    import psycopg
+
+    with contextlib.suppress(psycopg.Error), psycopg.connect(cluster_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def installed_version(python: Path) -> str:
     return subprocess.check_output(
         [str(python), "-c", "import importlib.metadata as m; print(m.version('litellm'))"], text=True
@@ -172,9 +179,15 @@ def _virtual_key(url: str, model: str) -> tuple[str | None, str]:
         )  # fmt: skip
     except httpx.HTTPError as error:
         return None, f"POST /key/generate failed: {error!r}"
-    if response.status_code != 200 or "key" not in response.json():
-        return None, f"POST /key/generate answered {response.status_code}: {response.text[:300]}"
-    return response.json()["key"], ""
+    try:
+        key = response.json()["key"] if response.status_code == 200 else None
+    except (ValueError, KeyError, TypeError):
+        key = None
+    return (
+        (key, "")
+        if key
+        else (None, f"POST /key/generate answered {response.status_code}: {response.text[:300]}")
+    )
 
 
 class _Launcher:
@@ -183,7 +196,6 @@ class _Launcher:
     def __init__(self, folder: Path, port: int, stack: contextlib.ExitStack) -> None:
         self.folder, self.port, self.stack = folder, port, stack
         self.url = f"http://127.0.0.1:{port}"
-        self.python = venv() / "bin" / "python"
 
     def start(self, database_url: str | None) -> tuple[_Running, str | None]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
@@ -204,6 +216,7 @@ def _start(launcher: _Launcher, cluster_url: str, model: str, version: str) -> P
     """With a budgeted virtual key and Postgres spend tracking if LiteLLM can, else without."""
     why = recreate_database(cluster_url) or ""
     if not why:
+        launcher.stack.callback(drop_database, cluster_url)  # runs after the proxy has stopped
         running, why_not = launcher.start(database_url_for(cluster_url))
         key, why = (None, why_not) if why_not else _virtual_key(launcher.url, model)
         if key:

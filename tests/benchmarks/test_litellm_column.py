@@ -4,6 +4,7 @@ The proxy itself is not started here (it needs its own virtualenv and a minute t
 check what the benchmark builds from and prints about it."""
 
 import argparse
+import os
 
 import pytest
 
@@ -83,3 +84,29 @@ def test_without_its_virtualenv_the_column_is_skipped_with_the_reason(tmp_path, 
         assert started is None
     assert "benchmarks/litellm_proxy.sh" in capsys.readouterr().out
     assert litellm_column.report([], [64], None) == []
+
+
+def test_litellms_database_is_made_afresh_on_the_cluster_and_dropped():
+    import psycopg
+
+    cluster = os.environ["DATABASE_URL"]
+    name = f"litellm_bench_test_{os.getpid()}"
+
+    def exists() -> bool:
+        with psycopg.connect(cluster) as connection:
+            return (
+                connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+                is not None
+            )
+
+    assert litellm_column.recreate_database(cluster, name) is None
+    with psycopg.connect(litellm_column.database_url_for(cluster, name), autocommit=True) as connection:
+        connection.execute("CREATE TABLE left_over (id int)")  # a previous run's tables
+    assert litellm_column.recreate_database(cluster, name) is None
+    with psycopg.connect(litellm_column.database_url_for(cluster, name)) as connection:
+        assert connection.execute("SELECT to_regclass('left_over')").fetchone() == (None,)
+    litellm_column.drop_database(cluster, name)
+    assert not exists()
+    assert "could not create database" in (
+        litellm_column.recreate_database("postgresql://127.0.0.1:1/x", name) or ""
+    )
