@@ -50,6 +50,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import litellm_column  # noqa: E402 - after the path is set
+
 MODEL = "bench-model"
 PRODUCTION_SETTINGS = "orgbilling.settings.production"
 UPSTREAM_KEY = "sk-bench-upstream"
@@ -388,8 +390,9 @@ def print_targets(rows: list[dict]) -> None:
 
 
 async def run_all(
-    args: argparse.Namespace, urls: dict[str, str], keys: list[str], pids: dict[str, int]
-) -> list[Cell]:
+    args: argparse.Namespace, urls: dict[str, str], keys: list[str], pids: dict[str, int],
+    litellm: litellm_column.Proxy | None = None,
+) -> list[Cell]:  # fmt: skip
     targets = {
         "direct": (f"{urls['upstream']}/chat/completions", [{"Authorization": f"Bearer {UPSTREAM_KEY}"}]),
         "gateway": (
@@ -397,6 +400,11 @@ async def run_all(
             [{"Authorization": f"Bearer {key}"} for key in keys],
         ),
     }
+    if litellm is not None:  # the third column (--litellm): same upstream, same load
+        targets["litellm"] = (
+            f"{litellm.url}/v1/chat/completions",
+            [{"Authorization": f"Bearer {litellm.key}"}],
+        )
     cells = []
     for stream in (False, True):
         for concurrency, rounds in zip(args.concurrency, args.rounds, strict=True):
@@ -434,6 +442,7 @@ def main() -> None:
     parser.add_argument(
         "--targets", action="store_true", help="print PASS/FAIL for each target of issue 15 §2"
     )
+    litellm_column.add_arguments(parser)
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -478,13 +487,21 @@ def main() -> None:
                 "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level", "warning",
                 "--workers", str(args.workers),
             ]  # fmt: skip
-            with process(gateway_command, gateway_env) as gateway:
+            litellm_proxy = litellm_column.proxy(
+                args, upstream_url, database_url, model=MODEL, prices=(15, 60), port=free_port()
+            )  # prices: seed()'s ModelPrice
+            with process(gateway_command, gateway_env) as gateway, litellm_proxy as litellm:
                 gateway_url = f"http://127.0.0.1:{port}"
                 wait_for(f"{gateway_url}/healthz")
                 urls = {"upstream": upstream_url, "gateway": gateway_url}
-                pids = {"gateway": gateway.pid, "upstream": upstream.pid}
-                cells = asyncio.run(run_all(args, urls, keys, pids))
+                pids = {
+                    "gateway": gateway.pid,
+                    "upstream": upstream.pid,
+                    **({"litellm": litellm.pid} if litellm else {}),
+                }
+                cells = asyncio.run(run_all(args, urls, keys, pids, litellm))
         rows = report(cells, args)
+        litellm_rows = litellm_column.report(cells, args.concurrency, litellm)
         if args.targets:
             print_targets(rows)
         print(
@@ -497,6 +514,9 @@ def main() -> None:
         problems = check_ledger(run_tag, gateway_calls)
     if args.json:
         figures = {"args": vars(args), "breakdown": breakdown, "cells": rows, "targets": target_lines(rows)}
+        figures["litellm"] = (
+            {"configuration": litellm.configuration, "cells": litellm_rows} if litellm else None
+        )
         Path(args.json).write_text(json.dumps(figures, indent=2))
     print("\nledger check:", "clean" if not problems else "; ".join(problems))
     sys.exit(1 if problems else 0)
