@@ -145,6 +145,27 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+@contextlib.contextmanager
+def profiled(pid: int, output: str | None) -> Iterator[None]:
+    """``py-spy record`` of ``pid`` (wall clock: waiting shows too, idle threads do not) while
+    the block runs; nothing without ``output``."""
+    if output is None:
+        yield
+        return
+    py_spy = os.environ.get("PY_SPY", "py-spy")
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--output", output,
+               "--rate", "200", "--nonblocking"]  # fmt: skip
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield
+    finally:
+        recorder.send_signal(signal.SIGINT)
+        try:
+            recorder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+
+
 def free_port() -> int:
     return int(subprocess.check_output([sys.executable, str(ROOT / "scripts/free_port.py")], text=True))
 
@@ -200,28 +221,44 @@ def seed(run_tag: str, *, users: int, orgs: int) -> list[str]:
 
 
 def ledger_breakdown(key: str, calls: int = 100) -> dict[str, float]:
-    """Mean ms of the gateway's two database units for one call, run in this process with no
-    concurrency: admission (authenticate, payer, price, quota, hold) and settlement."""
+    """Mean ms, CPU ms and round trips to PostgreSQL of the gateway's two database units for
+    one call, run in this process with no concurrency: admission (authenticate, payer, price,
+    quota, hold) and settlement."""
     from django.test import RequestFactory
 
     from billing.gateway.admission import admit_chat
     from billing.services.gateway_calls.holds import settle_call
+    from tests.round_trips import django_round_trips
 
     factory = RequestFactory()
-    admit = settle = 0.0
+    admit = settle = cpu = 0.0
+    trips = {"admit": 0, "settle": 0}
     for n in range(calls + 10):
         request = factory.post(
             "/api/v1/llm/chat/completions", data=json.dumps(BODY), content_type="application/json",
             HTTP_AUTHORIZATION=f"Bearer {key}",
         )  # fmt: skip
+        cpu_started = time.process_time()
         started = time.perf_counter()
-        admission, _, _ = admit_chat(request, byok=False)
+        with django_round_trips() as admit_trips:
+            admission, _, _ = admit_chat(request, byok=False)
         admitted = time.perf_counter()
-        settle_call(admission, cost=50, input_tokens=12, output_tokens=20, metadata={"breakdown": True})
+        with django_round_trips() as settle_trips:
+            settle_call(admission, cost=50, input_tokens=12, output_tokens=20, metadata={"breakdown": True})
         if n >= 10:  # the first ones warm up connections and caches
             admit += admitted - started
             settle += time.perf_counter() - admitted
-    return {"admit_ms": admit * 1000 / calls, "settle_ms": settle * 1000 / calls, "calls": calls + 10}
+            cpu += time.process_time() - cpu_started
+            trips["admit"] += admit_trips.count
+            trips["settle"] += settle_trips.count
+    return {
+        "admit_ms": admit * 1000 / calls,
+        "settle_ms": settle * 1000 / calls,
+        "cpu_ms": cpu * 1000 / calls,
+        "admit_round_trips": trips["admit"] / calls,
+        "settle_round_trips": trips["settle"] / calls,
+        "calls": calls + 10,
+    }
 
 
 def check_ledger(run_tag: str, calls: int) -> list[str]:
@@ -440,9 +477,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument(
+        "--breakdown-only", action="store_true",
+        help="only the in-process figures of the database units (time, CPU, round trips)",
+    )  # fmt: skip
+    parser.add_argument(
         "--targets", action="store_true", help="print PASS/FAIL for each target of issue 15 §2"
     )
     litellm_column.add_arguments(parser)
+    parser.add_argument(
+        "--profile", metavar="FILE",
+        help="sample the gateway process with py-spy (on PATH or PY_SPY) during the load cells; "
+        "collapsed stacks to FILE, summarised by benchmarks/profile_summary.py",
+    )  # fmt: skip
     parser.add_argument("--serve-upstream", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_upstream:
@@ -473,6 +519,9 @@ def main() -> None:
         setup_django(env)
         keys = seed(run_tag, users=args.users, orgs=min(args.orgs, args.users))
         breakdown = ledger_breakdown(keys[0])
+        if args.breakdown_only:
+            print(json.dumps(breakdown))
+            return
         upstream_command = [
             sys.executable, __file__, "--serve-upstream", "--latency", str(args.latency),
             "--token-delay", str(args.token_delay), "--completion-tokens", str(args.completion_tokens),
@@ -499,16 +548,19 @@ def main() -> None:
                     "upstream": upstream.pid,
                     **({"litellm": litellm.pid} if litellm else {}),
                 }
-                cells = asyncio.run(run_all(args, urls, keys, pids, litellm))
+                with profiled(gateway.pid, args.profile):
+                    cells = asyncio.run(run_all(args, urls, keys, pids, litellm))
         rows = report(cells, args)
         litellm_rows = litellm_column.report(cells, args.concurrency, litellm)
         if args.targets:
             print_targets(rows)
         print(
             "\nthe gateway's database work per call, in-process at c=1: "
-            f"admission {breakdown['admit_ms']:.1f} ms, settlement {breakdown['settle_ms']:.1f} ms"
+            f"admission {breakdown['admit_ms']:.1f} ms ({breakdown['admit_round_trips']:g} round trips), "
+            f"settlement {breakdown['settle_ms']:.1f} ms ({breakdown['settle_round_trips']:g} round trips), "
+            f"CPU {breakdown['cpu_ms']:.2f} ms for both"
         )
-        gateway_calls = breakdown["calls"] + sum(
+        gateway_calls = int(breakdown["calls"]) + sum(
             c.requests - c.errors + c.concurrency for c in cells if c.target == "gateway"
         )  # measured + warm-up calls
         problems = check_ledger(run_tag, gateway_calls)

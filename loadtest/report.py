@@ -40,10 +40,11 @@ class Budget:
     web: int
     workers: int
     operators: int
+    gateway: int = 0  # the web processes' gateway async pools (LLM_GATEWAY_DB_POOL_SIZE)
 
     @property
     def total(self) -> int:
-        return self.web + self.workers + self.operators
+        return self.web + self.gateway + self.workers + self.operators
 
 
 @dataclass
@@ -111,7 +112,10 @@ def connection_budget(figures: dict[str, Any]) -> Budget | None:
     if not figures.get("web"):
         return None
     return Budget(
-        web=int(figures["web"]), workers=int(figures["workers"]), operators=int(figures["operators"])
+        web=int(figures["web"]),
+        workers=int(figures["workers"]),
+        operators=int(figures["operators"]),
+        gateway=int(figures.get("gateway", 0)),
     )
 
 
@@ -221,7 +225,8 @@ def _connection_lines(outcome: Outcome) -> list[str]:
     else:
         verdict = "within budget" if peak.peak <= budget.total else "OVER BUDGET"
         lines.append(
-            f"  budget: web pools {budget.web} + Celery {budget.workers} + operators' reserve "
+            f"  budget: web pools {budget.web} + gateway pools {budget.gateway} + Celery {budget.workers} "
+            "+ operators' reserve "
             f"{budget.operators} = {budget.total}: peak {peak.peak} {verdict}"
         )
         if budget.total > peak.max_connections - peak.superuser_reserved:

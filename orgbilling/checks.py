@@ -47,7 +47,8 @@ def budget_fits_the_server(app_configs: Any = None, **kwargs: Any) -> list[Check
     if budget["total"] > limit:
         return [
             Error(
-                f"The connection budget ({budget['total']}: web {budget['web']} + workers "
+                f"The connection budget ({budget['total']}: web {budget['web']} + gateway "
+                f"{budget['gateway']} + workers "
                 f"{budget['workers']} + operators {budget['operators']}) exceeds the {limit} "
                 "connections the PostgreSQL server allows (max_connections minus "
                 "superuser_reserved_connections).",

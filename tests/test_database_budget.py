@@ -25,10 +25,10 @@ def manage(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_production_refuses_to_start_when_the_budget_exceeds_max_connections():
-    # 3 web processes x 30 + 1 worker x 2 + 10 reserve = 102 > 97
+    # 3 web processes x (30 + 3 gateway) + 1 worker x 2 + 10 reserve = 111 > 97
     result = manage("check", ORGBILLING_PROCESS="web", WEB_CONCURRENCY="3", DB_POOL_MAX_SIZE="30")
     assert result.returncode != 0
-    assert "connection budget is 102" in result.stderr and "DB_MAX_CONNECTIONS is 97" in result.stderr
+    assert "connection budget is 111" in result.stderr and "DB_MAX_CONNECTIONS is 97" in result.stderr
 
 
 def test_a_budget_that_fits_starts():

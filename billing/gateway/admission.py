@@ -4,9 +4,11 @@ worst case, then hold it (``billing.services.gateway_calls.holds.hold_call``: pa
 hold) before anything goes upstream.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+from django.conf import settings
 from django.http import HttpRequest
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
@@ -24,6 +26,7 @@ from billing.gateway.metering import (
     parse_json_object,
 )
 from billing.ledger.charges import MAX_TOKENS
+from billing.ledger.holds import GenerationMoved
 from billing.models import ServiceType
 from billing.money import MAX_MILLICREDITS
 from billing.pricing import PriceSnapshot
@@ -40,7 +43,11 @@ from organizations.auth.api_key_auth import (
 from organizations.models import ApiKey, User
 from orgbilling.observability.request_id import request_id_of
 
+T = TypeVar("T")
+
 ORG_HEADER = "X-Org-Id"
+# Admissions under a cache generation that moves under each of them before reading everything.
+ADMISSION_TRIES = 3
 PROVIDER_KEY_HEADER = "X-Provider-Key"
 
 
@@ -107,11 +114,51 @@ def _output_cap(price: PriceSnapshot) -> int:
     return cap
 
 
+def local_cache() -> bool:
+    """The plan quota's counters are in this process (``LocMemCache``), not behind a network."""
+    return bool(settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache")
+
+
+def _with_current_cache(admit: Callable[[CacheView], T]) -> T:
+    """Run ``admit`` under the process's last cache generation; again with fresh reads when the
+    hold found it moved, or when ``admit`` refused the call and the generation has moved since
+    (a refusal must not come from an out-of-date entry). Past ``ADMISSION_TRIES`` (the cache
+    changing under every try) it reads everything from the database. With the quota's counters
+    in Redis the generation is read first (one more round trip): a try the hold turns back
+    would count the quota, and wait on Redis, twice."""
+    cached = gateway_cache.view(verified=not local_cache())
+    for _ in range(ADMISSION_TRIES):
+        try:
+            return admit(cached)
+        except GenerationMoved as moved:
+            cached = gateway_cache.moved_to(moved.generation)
+        except Exception:
+            fresh = gateway_cache.still_current(cached)
+            if fresh is None:
+                raise
+            cached = fresh
+    return admit(CacheView(None))
+
+
 def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequest, dict[str, Any]]:
     """Authenticate, price the worst case of a chat completion and hold it. Returns the
     admission, the parsed request and the body to send upstream."""
     raw_body = request.body  # before the authenticators: a session's CSRF check reads the stream
-    cached = gateway_cache.view()
+    return _with_current_cache(lambda cached: _admit_chat(request, raw_body, cached, byok=byok))
+
+
+def _admit_chat(
+    request: HttpRequest, raw_body: bytes, cached: CacheView, *, byok: bool
+) -> tuple[Admission, ChatRequest, dict[str, Any]]:
+    call, chat, body = chat_call(request, raw_body, cached, byok=byok)
+    return hold_call(cached=cached, **call), chat, body
+
+
+def chat_call(
+    request: HttpRequest, raw_body: bytes, cached: CacheView, *, byok: bool
+) -> tuple[dict[str, Any], ChatRequest, dict[str, Any]]:
+    """Authenticate and price the worst case of a chat completion: the arguments of
+    ``plan_hold``, the parsed request and the body to send upstream."""
     caller = authenticate(request, scope=ApiKey.Scope.WRITE, cached=cached)
     chat = chat_request(parse_json_object(raw_body))
     price = gateway_cache.price(cached, chat.model)
@@ -128,27 +175,31 @@ def admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatRequ
         MAX_MILLICREDITS,
         price.worst_case_cost(input_tokens=chat.estimated_input_tokens, output_tokens=output * chat.choices),
     )
-    admission = hold_call(
-        user=caller.user,
-        api_key=caller.api_key,
-        requested_org_id=requested_org(request, caller),
-        request_id=request_id_of(request),  # the call's one id: response, logs, audit, ledger rows
-        model=chat.model,
-        price=price,
-        worst_case=worst_case,
-        byok=byok,
-        service_type=ServiceType.LLM,
-        estimated_input_tokens=chat.estimated_input_tokens,
-        output_bound=output_bound,
-        cached=cached,
-        reasoning_model=chat.reasoning or is_reasoning_model(chat.model, setting("LLM_REASONING_MODELS")),
-    )
-    return admission, chat, chat.upstream_body(output_cap=output_cap)
+    call = {
+        "user": caller.user,
+        "api_key": caller.api_key,
+        "requested_org_id": requested_org(request, caller),
+        "request_id": request_id_of(request),  # the call's one id: response, logs, audit, ledger rows
+        "model": chat.model,
+        "price": price,
+        "worst_case": worst_case,
+        "byok": byok,
+        "service_type": ServiceType.LLM,
+        "estimated_input_tokens": chat.estimated_input_tokens,
+        "output_bound": output_bound,
+        "reasoning_model": chat.reasoning or is_reasoning_model(chat.model, setting("LLM_REASONING_MODELS")),
+    }
+    return call, chat, chat.upstream_body(output_cap=output_cap)
 
 
 def admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRequest]:
     raw_body = request.body  # before the authenticators: a session's CSRF check reads the stream
-    cached = gateway_cache.view()
+    return _with_current_cache(lambda cached: _admit_image(request, raw_body, cached, byok=byok))
+
+
+def _admit_image(
+    request: HttpRequest, raw_body: bytes, cached: CacheView, *, byok: bool
+) -> tuple[Admission, ImageRequest]:
     caller = authenticate(request, scope=ApiKey.Scope.WRITE, cached=cached)
     image = image_request(parse_json_object(raw_body))
     price = gateway_cache.price(cached, image.model, size=image.size, quality=image.quality)

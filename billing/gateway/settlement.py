@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from billing.call_usage import Usage
+from billing.gateway import on_loop
 from billing.gateway.db import run_db, spawn
 from billing.pricing import PriceSnapshot
 from billing.services import DeductionResult
@@ -152,7 +153,12 @@ atexit.register(backlog.log_abandoned)
 
 
 async def _settle_now(terms: dict[str, Any]) -> DeductionResult:
-    return await run_db(open_calls.settle_open_call, terms)  # charged: its open record goes
+    """On the loop (one round trip), else on the database threads; charged, its open record goes."""
+    settled = await on_loop.settle(terms)
+    if settled is None:
+        return await run_db(open_calls.settle_open_call, terms)
+    open_calls.close_call(terms["reservation_id"])
+    return settled
 
 
 async def settle(admission: Admission, charge: Charge) -> DeductionResult | Pending | None:

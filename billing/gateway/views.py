@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import APIException
 
 from billing.call_usage import fallback_usage
-from billing.gateway import upstream
+from billing.gateway import on_loop, upstream
 from billing.gateway.admission import PROVIDER_KEY_HEADER, admit_chat, admit_image, authenticate
 from billing.gateway.db import finish, run_db
 from billing.gateway.metering import (
@@ -101,6 +101,13 @@ def _admit_chat(request: HttpRequest, *, byok: bool) -> tuple[Admission, ChatReq
     return admitted
 
 
+async def _admit_chat_on_loop(request: HttpRequest) -> tuple[Admission, ChatRequest, dict[str, Any]] | None:
+    admitted = await on_loop.admit_chat(request)
+    if admitted is not None:
+        open_calls.open_call(admitted[0])  # a small write, not flushed (open_calls)
+    return admitted
+
+
 def _admit_image(request: HttpRequest, *, byok: bool) -> tuple[Admission, ImageRequest]:
     admission, image = admit_image(request, byok=byok)
     open_calls.open_call(admission, images=image.count)
@@ -152,7 +159,10 @@ async def _forward_json(
 async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
     try:
         provider_key = _provider_key(request)
-        admission, chat, body = await run_db(_admit_chat, request, byok=provider_key is not None)
+        admitted = await _admit_chat_on_loop(request) if provider_key is None else None
+        if admitted is None:
+            admitted = await run_db(_admit_chat, request, byok=provider_key is not None)
+        admission, chat, body = admitted
     except (ApplicationError, APIException) as refused:
         return error_response(refused)
     if state.gone:

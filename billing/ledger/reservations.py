@@ -21,7 +21,6 @@ from billing.ledger.charges import (
     DeductionResult,
     Payer,
     ReservationResult,
-    audit_exhaustion,
     count_in_day,
     day_fields,
     find_charge,
@@ -72,15 +71,25 @@ def reserve_credits(
     amount: int,
     request_id: str,
     ttl_seconds: int | None = None,
+    cache_generation: int | None = None,
 ) -> ReservationResult:
     """Hold ``amount`` millicredits for a call about to run. Idempotent on ``request_id`` while
     the hold lasts; a request id that was already charged, settled or released is refused.
     A hold of 0 (a free model, a caller's own provider key) still checks that the payer may
-    spend: an active member with a usable allocation, or the user's own balance."""
+    spend: an active member with a usable allocation, or the user's own balance.
+    ``cache_generation``: the gateway cache generation the caller's reads came from; when it is
+    no longer current nothing is held and ``holds.GenerationMoved`` is raised."""
     amount = validate_millicredits(amount, allow_zero=True)
     validate_charge_fields(request_id=request_id)
     ttl = ttl_seconds if ttl_seconds is not None else settings.CREDIT_RESERVATION_TTL_SECONDS
-    held = _hold_fast(user=user, org_id=org_id, amount=amount, request_id=request_id, ttl=ttl)
+    held = _hold_fast(
+        user=user,
+        org_id=org_id,
+        amount=amount,
+        request_id=request_id,
+        ttl=ttl,
+        cache_generation=cache_generation,
+    )
     if held is not None:
         return held
     if org_id is not None:
@@ -100,22 +109,30 @@ def reserve_credits(
         return _reservation_replay(previous, user=user, amount=amount, remaining=holder.free_credits)
 
 
-def _hold_fast(
-    *, user: User, org_id: str | None, amount: int, request_id: str, ttl: int
-) -> ReservationResult | None:
-    """The common hold as one SQL statement; None when it does not apply (rolled back)."""
+def hold_params(
+    *, user_id: int, org_id: str | None, amount: int, request_id: str, ttl: int
+) -> dict[str, Any]:
+    """The fast hold's parameters (``holds.hold_params``), its amount and request id validated."""
+    validate_charge_fields(request_id=request_id)
     now = timezone.now()
-    params = {
+    return {
         "org_id": org_id,
-        "user_id": user.pk,
-        "amount": amount,
+        "user_id": user_id,
+        "amount": validate_millicredits(amount, allow_zero=True),
         "request_id": request_id,
         "now": now,
         "expires_at": now + timedelta(seconds=ttl),
     }
+
+
+def _hold_fast(
+    *, user: User, org_id: str | None, amount: int, request_id: str, ttl: int, cache_generation: int | None
+) -> ReservationResult | None:
+    """The common hold as one SQL function call; None when it does not apply (nothing changed)."""
+    params = hold_params(user_id=user.pk, org_id=org_id, amount=amount, request_id=request_id, ttl=ttl)
     try:
-        with transaction.atomic(), ledger_cursor() as cursor:
-            reservation_id, free = holds.hold(cursor, params)
+        with ledger_cursor() as cursor:
+            reservation_id, free = holds.hold(cursor, params, generation=cache_generation)
     except NotApplied:
         return None  # the ORM path replays, refuses with a typed error, or holds
     return ReservationResult(reservation_id=reservation_id, amount=amount, remaining_credits=free)
@@ -199,39 +216,56 @@ def _lock_reservation_payer(reservation: CreditReservation, *, with_pool: bool) 
     return Payer(pool=pool, account=allocation)
 
 
-def _settle_fast(
-    reservation_id: int, amount: int, caller_metadata: dict[str, Any], *, params: dict[str, Any]
-) -> DeductionResult | None:
-    """The common settlement (a held reservation, a cost the payer can pay) as SQL; None when
-    it does not apply (rolled back: ``settle_reservation``'s ORM path handles the rest)."""
+def _settle_fast(reservation_id: int, amount: int, params: dict[str, Any]) -> DeductionResult | None:
+    """The common settlement (a held reservation, a cost the payer can pay) as one SQL function
+    call; None when it does not apply (nothing changed: ``settle_reservation``'s ORM path handles
+    the rest, an allocation crossing its exhaustion threshold included, whose audit event it
+    writes in the charge's transaction)."""
     try:
-        with transaction.atomic(), ledger_cursor() as cursor:
-            params["now"] = timezone.now()
-            held, done = holds.settle(
-                cursor,
-                reservation_id,
-                params,
-                metadata=lambda held: Jsonb({
-                    **caller_metadata,
-                    "reservation_id": reservation_id,
-                    "held_credits": held.amount,
-                    "requested_credits": amount,
-                }),
-            )  # fmt: skip
-            if held.org_id is not None and done.allocation_id is not None:
-                audit_exhaustion(
-                    org_id=held.org_id,
-                    user=held.user_id,
-                    allocation_id=done.allocation_id,
-                    allocated=done.allocated,
-                    used_before=done.used - amount,
-                    used_after=done.used,
-                )
+        with ledger_cursor() as cursor:
+            _, done = holds.settle(cursor, reservation_id, params)
     except NotApplied:
         return None
+    return settled_result(done, amount)
+
+
+def settled_result(done: holds.Settled, amount: int) -> DeductionResult:
     return DeductionResult(
         success=True, remaining_credits=done.free, credits_charged=amount, attribution_id=done.attribution_id
     )
+
+
+def settlement_params(
+    *, reservation_id: int, actual_amount: int, caller_metadata: dict[str, Any], **charge: Any
+) -> dict[str, Any]:
+    """The fast settlement's parameters (``holds.settle_params``): the validated charge
+    columns, now, and the row's metadata."""
+    metadata = {**caller_metadata, "reservation_id": reservation_id, "requested_credits": actual_amount}
+    return {"amount": actual_amount, **charge, "now": timezone.now(), "metadata": Jsonb(metadata)}
+
+
+def validated_settlement(
+    *,
+    actual_amount: int,
+    service_type: str,
+    service_name: str,
+    input_tokens: int,
+    output_tokens: int,
+    metadata: dict[str, Any] | None,
+    token_details: dict[str, int] | None,
+) -> tuple[int, dict[str, Any], dict[str, int]]:
+    """``settle_reservation``'s checks: (amount, the caller's metadata, the breakdown columns)."""
+    actual_amount = validate_millicredits(actual_amount, allow_zero=True)
+    caller_metadata = validate_charge_fields(
+        request_id="settle",
+        service_type=service_type,
+        service_name=service_name,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        metadata=metadata,
+        token_details=token_details,
+    )
+    return actual_amount, caller_metadata, token_detail_params(token_details)
 
 
 @charges_counted("settlement")
@@ -252,9 +286,8 @@ def settle_reservation(
     amount returns the first result. A hold that expired before the call finished is settled
     late, from whatever the payer has free, rather than leaving the call unpaid.
     ``token_details``: the totals' breakdown (``billing.ledger.charges.TOKEN_DETAILS``)."""
-    actual_amount = validate_millicredits(actual_amount, allow_zero=True)
-    caller_metadata = validate_charge_fields(
-        request_id="settle",
+    actual_amount, caller_metadata, details = validated_settlement(
+        actual_amount=actual_amount,
         service_type=service_type,
         service_name=service_name,
         input_tokens=input_tokens,
@@ -262,15 +295,17 @@ def settle_reservation(
         metadata=metadata,
         token_details=token_details,
     )
-    details = token_detail_params(token_details)
-    settled = _settle_fast(reservation_id, actual_amount, caller_metadata, params={
-        "amount": actual_amount,
-        "service_type": service_type,
-        "service_name": service_name,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
+    params = settlement_params(
+        reservation_id=reservation_id,
+        actual_amount=actual_amount,
+        caller_metadata=caller_metadata,
+        service_type=service_type,
+        service_name=service_name,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
         **details,
-    })  # fmt: skip
+    )
+    settled = _settle_fast(reservation_id, actual_amount, params)
     if settled is not None:
         return settled
     charge = Charge(service_type, service_name, input_tokens, output_tokens, caller_metadata, details)

@@ -72,6 +72,14 @@ def refusals_reported(operation: str) -> Callable[[Callable[P, R]], Callable[P, 
     return decorate
 
 
+def count_charge(operation: str, result: Any) -> None:
+    """Count one charge (a ``DeductionResult``) unless it was a replay."""
+    if not getattr(result, "replayed", False):
+        CHARGES.labels(operation).inc()
+        charged = millicredits_to_credits(getattr(result, "credits_charged", 0))
+        CREDITS_CHARGED.labels(operation).inc(float(charged))
+
+
 def charges_counted(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """For a service returning a ``DeductionResult``: count the charge unless it was a replay."""
 
@@ -79,10 +87,7 @@ def charges_counted(operation: str) -> Callable[[Callable[P, R]], Callable[P, R]
         @functools.wraps(service)
         def counted(*args: P.args, **kwargs: P.kwargs) -> R:
             result = service(*args, **kwargs)
-            if not getattr(result, "replayed", False):
-                CHARGES.labels(operation).inc()
-                charged = millicredits_to_credits(getattr(result, "credits_charged", 0))
-                CREDITS_CHARGED.labels(operation).inc(float(charged))
+            count_charge(operation, result)
             return result
 
         return counted

@@ -18,6 +18,7 @@ else — ``manage.py`` commands, migrations, the test suite — is ``command``):
 **The budget** (README, "Connection budget"): every process counted at its most,
 
     WEB_CONCURRENCY × DB_POOL_MAX_SIZE            web processes (API, admin, gateway)
+  + WEB_CONCURRENCY × LLM_GATEWAY_DB_POOL_SIZE     their gateway's async pool (event loop)
   + CELERY_WORKERS × CELERY_WORKER_CONCURRENCY     Celery worker children
   + DB_OPERATOR_RESERVE                            psql, manage.py, migrations, beat restarts
   ≤ DB_MAX_CONNECTIONS                             the server's max_connections minus
@@ -62,6 +63,10 @@ DB_IDLE_IN_TRANSACTION_TIMEOUT_MS: int = env.int(
     "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", default=60_000 if _TIMEOUTS_ON else 0
 )
 
+# The gateway's async pool (billing/gateway/pg.py): its hot route's one-statement admission and
+# settlement, on the event loop, beside the pool above. A term of its own in the budget.
+LLM_GATEWAY_DB_POOL_SIZE: int = env.int("LLM_GATEWAY_DB_POOL_SIZE", default=3)
+
 # The budget's other terms.
 WEB_CONCURRENCY: int = env.int("WEB_CONCURRENCY", default=1)
 CELERY_WORKERS: int = env.int("CELERY_WORKERS", default=1)
@@ -71,6 +76,7 @@ DB_MAX_CONNECTIONS: int = env.int("DB_MAX_CONNECTIONS", default=97)  # 100 - 3 s
 # The budget's terms, each at its most.
 DB_CONNECTION_BUDGET: dict[str, int] = {
     "web": WEB_CONCURRENCY * (DB_POOL_MAX_SIZE if DB_POOL_ENABLED else 0),
+    "gateway": WEB_CONCURRENCY * LLM_GATEWAY_DB_POOL_SIZE,
     "workers": CELERY_WORKERS * CELERY_WORKER_CONCURRENCY,
     "operators": DB_OPERATOR_RESERVE,
 }

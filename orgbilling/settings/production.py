@@ -37,7 +37,8 @@ STORAGES = {
 _budget_total = DB_CONNECTION_BUDGET["total"]  # noqa: F405
 if _budget_total > DB_MAX_CONNECTIONS:  # noqa: F405
     raise ImproperlyConfigured(
-        f"The database connection budget is {_budget_total} (WEB_CONCURRENCY x DB_POOL_MAX_SIZE "
+        f"The database connection budget is {_budget_total} (WEB_CONCURRENCY x (DB_POOL_MAX_SIZE "
+        "+ LLM_GATEWAY_DB_POOL_SIZE) "
         "+ CELERY_WORKERS x CELERY_WORKER_CONCURRENCY + DB_OPERATOR_RESERVE) but "
         f"DB_MAX_CONNECTIONS is {DB_MAX_CONNECTIONS}: lower the pools or raise max_connections."  # noqa: F405
     )

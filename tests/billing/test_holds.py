@@ -34,9 +34,9 @@ def _hold(*, org_id, user, amount, request_id):
 
 def _settle(reservation_id, amount):
     params = {"amount": amount, "service_type": "llm", "service_name": "m", "input_tokens": 1,
-              "output_tokens": 2, "now": timezone.now()}  # fmt: skip
+              "output_tokens": 2, "now": timezone.now(), "metadata": Jsonb({})}  # fmt: skip
     with transaction.atomic(), ledger_cursor() as cursor:
-        return holds.settle(cursor, reservation_id, params, metadata=lambda held: Jsonb({}))[1]
+        return holds.settle(cursor, reservation_id, params)[1]
 
 
 def test_a_hold_that_fits_is_taken_in_sql(make_funded_member):

@@ -144,4 +144,5 @@ def test_the_runner_reads_the_budget_a_web_process_computes(monkeypatch):
 
     monkeypatch.setenv("DB_POOL_MAX_SIZE", "13")
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
-    assert web_process_budget() == {"web": 26, "workers": 2, "operators": 10, "total": 38}
+    # 2 web processes x (13 + the gateway's async pool of 3) + 2 worker children + 10 reserve
+    assert web_process_budget() == {"web": 26, "gateway": 6, "workers": 2, "operators": 10, "total": 44}

@@ -4,10 +4,14 @@ user (the payer resolution's answer), a model's price row.
 Every change to those (a key revoked or rescoped, a user deactivated, a membership added,
 suspended or made default, an organization deactivated, a price edited) bumps one counter row,
 ``gateway_cache_generation``, in the changing transaction (triggers, billing migration 0020).
-Each call reads the counter first (one short prepared read, instead of the three it replaces)
-and uses only entries filled under the generation it read: a change committed before the call
-started takes effect on that call, with no time window. The reads in a call come after the
-counter read, so an entry can be newer than its generation (refilled next time), never older.
+A call starts from the last generation this process read (``view``, no round trip) and uses
+only entries filled under it; the hold checks, in the same statement that takes it, that the
+generation is still current (``ledger_hold``), and when it moved nothing is held: the call
+reads again under the new generation (``moved_to``) and retries. A call refused before its hold
+(a key unknown, out of scope, no payer) first checks the generation itself (``still_current``).
+So a change committed before a call's hold takes effect on that call, with no time window. The
+reads in a call come after its generation was read, so an entry can be newer than its
+generation (refilled next time), never older.
 
 Even a stale answer could not overdraw or give a call away: the hold re-checks the member, the
 organization and the funds in the statement that takes it (``billing.ledger.eligibility``).
@@ -44,10 +48,12 @@ def read_generation() -> int | None:
 
 
 class CacheView:
-    """One call's view of the cache: entries of the generation read when the call started."""
+    """One call's view of the cache: entries of one generation. ``verified``: the generation
+    was read during this call (not one an earlier call read)."""
 
-    def __init__(self, generation: int | None) -> None:
+    def __init__(self, generation: int | None, *, verified: bool = True) -> None:
         self.generation = generation
+        self.verified = verified
 
     def get(self, key: tuple[Any, ...], load: Callable[[], T | None]) -> T | None:
         """The entry for ``key``, else ``load()`` (stored unless None, or the generation moved)."""
@@ -69,18 +75,53 @@ class CacheView:
         return value
 
 
-def view() -> CacheView:
-    """Start a call: read the generation and drop every entry of an older one."""
+def _start(generation: int) -> CacheView:
+    """The generation read now: every entry of an older one goes."""
     global _generation, _entries
-    if not setting("LLM_GATEWAY_CACHE"):
-        return CacheView(None)
-    generation = read_generation()
-    if generation is None:
-        return CacheView(None)
     with _lock:
         if _generation is None or generation > _generation:
             _generation, _entries = generation, {}
     return CacheView(generation)
+
+
+def view(*, verified: bool = False) -> CacheView:
+    """Start a call under the last generation this process read (no round trip; the hold or
+    ``still_current`` checks it); the first call of a process reads it, and so does every call
+    with ``verified``."""
+    if not setting("LLM_GATEWAY_CACHE"):
+        return CacheView(None)
+    with _lock:
+        known = _generation
+    if known is not None and not verified:
+        return CacheView(known, verified=False)
+    generation = read_generation()
+    return CacheView(None) if generation is None else _start(generation)
+
+
+def known_view() -> CacheView | None:
+    """``view`` without any read: None when the cache is off or this process has not read the
+    generation yet (the event loop's admission, which must not touch Django's connection)."""
+    if not setting("LLM_GATEWAY_CACHE"):
+        return None
+    with _lock:
+        known = _generation
+    return CacheView(known, verified=False) if known is not None else None
+
+
+def moved_to(generation: int | None) -> CacheView:
+    """The hold found ``generation`` current instead of the call's: a view of that one."""
+    return CacheView(None) if generation is None else _start(generation)
+
+
+def still_current(cached: CacheView) -> CacheView | None:
+    """None when ``cached`` is read now or still current; else a view of the current one."""
+    if cached.verified or cached.generation is None:
+        return None
+    generation = read_generation()
+    if generation == cached.generation:
+        cached.verified = True
+        return None
+    return moved_to(generation)
 
 
 def clear() -> None:

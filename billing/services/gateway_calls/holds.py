@@ -72,11 +72,20 @@ def _require_byok_allowed(org_id: str | None) -> None:
 
 
 def _reserve(
-    *, user: User, org_id: str | None, amount: int, request_id: str, ticket: QuotaTicket | None
+    *,
+    user: User,
+    org_id: str | None,
+    amount: int,
+    request_id: str,
+    ticket: QuotaTicket | None,
+    cache_generation: int | None,
 ) -> ReservationResult:
-    """The hold, or the refusal the gateway answers with; a refused call gives its quota back."""
+    """The hold, or the refusal the gateway answers with; a refused call gives its quota back
+    (so does one whose cache generation moved: ``GenerationMoved``, retried with fresh reads)."""
     try:
-        held = reserve_credits(user=user, org_id=org_id, amount=amount, request_id=request_id)
+        held = reserve_credits(
+            user=user, org_id=org_id, amount=amount, request_id=request_id, cache_generation=cache_generation
+        )
     except NoActiveAllocation as refusal:
         if ticket:
             ticket.give_back()
@@ -104,7 +113,26 @@ def _reserve(
     return held
 
 
-def hold_call(
+@dataclass(frozen=True)
+class HoldPlan:
+    """A call decided on but not yet held: its payer, the amount to hold, its quota ticket."""
+
+    user: User
+    api_key: ApiKey | None
+    org_id: str | None
+    request_id: str
+    model: str
+    price: PriceSnapshot
+    amount: int
+    byok: bool
+    service_type: str
+    estimated_input_tokens: int
+    output_bound: int
+    reasoning_model: bool
+    ticket: QuotaTicket | None
+
+
+def plan_hold(
     *,
     user: User,
     api_key: ApiKey | None,
@@ -119,11 +147,10 @@ def hold_call(
     output_bound: int = 0,
     reasoning_model: bool = False,
     cached: CacheView | None = None,
-) -> Admission:
+) -> HoldPlan:
     """Decide who pays (``requested_org_id``, else the user's default org, else individual
-    credits), check BYOK is allowed, count the plan quota and hold ``worst_case`` (0 for BYOK,
-    which still checks the payer may spend). ``request_id`` is the call's one id: response,
-    logs, audit, ledger rows. ``cached``: the call's view of the gateway cache (``cache``)."""
+    credits), check BYOK is allowed and count the plan quota (the ticket is given back if the
+    hold is not taken). ``cached``: the call's view of the gateway cache (``cache``)."""
     context = (
         payer(cached, user=user, requested_org_id=requested_org_id)
         if cached is not None
@@ -137,24 +164,58 @@ def hold_call(
     except QuotaExceeded as refusal:
         charge_refused(refusal, operation="quota", org_id=context.org_id, user=user, amount=amount)
         raise
-    held = _reserve(user=user, org_id=context.org_id, amount=amount, request_id=request_id, ticket=ticket)
-    return Admission(
-        request_id=request_id,
+    return HoldPlan(
         user=user,
+        api_key=api_key,
         org_id=context.org_id,
-        api_key_id=api_key.pk if api_key is not None else None,
+        request_id=request_id,
         model=model,
         price=price,
+        amount=amount,
+        byok=byok,
+        service_type=service_type,
+        estimated_input_tokens=estimated_input_tokens,
+        output_bound=output_bound,
+        reasoning_model=reasoning_model,
+        ticket=ticket,
+    )
+
+
+def admitted(plan: HoldPlan, held: ReservationResult) -> Admission:
+    """The call of ``plan``, held."""
+    return Admission(
+        request_id=plan.request_id,
+        user=plan.user,
+        org_id=plan.org_id,
+        api_key_id=plan.api_key.pk if plan.api_key is not None else None,
+        model=plan.model,
+        price=plan.price,
         reservation_id=held.reservation_id,
         held=held.amount,
         remaining_after_hold=held.remaining_credits,
-        byok=byok,
-        service_type=ServiceType.BYOK if byok else service_type,
-        estimated_input_tokens=estimated_input_tokens,
-        quota=ticket,
-        output_bound=output_bound,
-        reasoning_model=reasoning_model,
+        byok=plan.byok,
+        service_type=ServiceType.BYOK if plan.byok else plan.service_type,
+        estimated_input_tokens=plan.estimated_input_tokens,
+        quota=plan.ticket,
+        output_bound=plan.output_bound,
+        reasoning_model=plan.reasoning_model,
     )
+
+
+def hold_call(*, cached: CacheView | None = None, **call: Any) -> Admission:
+    """``plan_hold`` (``call``: its arguments), then hold the amount (0 for BYOK, which still
+    checks the payer may spend). ``request_id`` is the call's one id: response, logs, audit,
+    ledger rows."""
+    plan = plan_hold(cached=cached, **call)
+    held = _reserve(
+        user=plan.user,
+        org_id=plan.org_id,
+        amount=plan.amount,
+        request_id=plan.request_id,
+        ticket=plan.ticket,
+        cache_generation=cached.generation if cached is not None else None,
+    )
+    return admitted(plan, held)
 
 
 def chargeable_cost(admission: Admission, cost: int) -> int:

@@ -158,8 +158,14 @@ def test_reads_are_loaded_once_per_generation_and_again_after_a_change(settings)
     assert [cache.view().get(("x",), load) for _ in range(3)] == ["value"] * 3
     assert len(loads) == 1
     ModelPrice.objects.create(model="another", input_credits_per_million=1, output_credits_per_million=1)
-    assert cache.view().get(("x",), load) == "value"
+    # A call starts under the generation it last read (the hold checks it); checked, it has moved.
+    stale = cache.view()
+    assert not stale.verified
+    fresh = cache.still_current(stale)
+    assert fresh is not None and fresh.verified and fresh.generation == cache.read_generation()
+    assert fresh.get(("x",), load) == "value"
     assert len(loads) == 2
+    assert cache.still_current(cache.view()) is None  # nothing changed since
 
 
 @pytest.mark.django_db(transaction=True)
