@@ -4,6 +4,7 @@
 
 - ``subscriptions``: plans and organizations' subscriptions;
 - ``balances``: the credit pool, departments, members' allocations, individual credits;
+- ``periods``: the boundaries applied to recurring allocations (one row each);
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
 - ``webhooks``, ``audit``, ``idempotency``, ``prices``: one model each;
@@ -20,11 +21,14 @@ from billing.models.balances import (
     Department,
     IndividualCreditBalance,
     OrganizationCreditPool,
+    Period,
+    PeriodMode,
     UserCreditAllocation,
 )
 from billing.models.idempotency import IdempotencyRecord
 from billing.models.ledger import CreditReservation, CreditUsageAttribution, OrgBillingHistory, ServiceType
 from billing.models.payments import AutoTopUpSettings, CreditPurchase
+from billing.models.periods import AllocationPeriod
 from billing.models.prices import ModelPrice
 from billing.models.reconciliation import ReconciliationRun
 from billing.models.subscriptions import OrganizationSubscription, Plan
@@ -32,6 +36,7 @@ from billing.models.usage import UsageAlert, UsageDailyRollup, UsageRollupDay
 from billing.models.webhooks import WebhookEvent
 
 __all__ = [
+    "AllocationPeriod",
     "AuditEvent",
     "AutoTopUpSettings",
     "CreditPurchase",
@@ -44,6 +49,8 @@ __all__ = [
     "OrgBillingHistory",
     "OrganizationCreditPool",
     "OrganizationSubscription",
+    "Period",
+    "PeriodMode",
     "Plan",
     "ReconciliationRun",
     "ServiceType",
