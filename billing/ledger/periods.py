@@ -128,10 +128,15 @@ _PERIOD_FIELDS = [
 
 
 def _stop_recurrence(allocation: UserCreditAllocation, change: PeriodChange) -> dict[str, object]:
-    given = [name for name in ("mode", "amount", "rollover_cap") if getattr(change, name) not in (KEEP, None)]
+    fields = {
+        "mode": "period_mode",
+        "amount": "period_amount_credits",
+        "rollover_cap": "rollover_cap_credits",
+    }
+    given = [field for name, field in fields.items() if getattr(change, name) not in (KEEP, None)]
     if given:
         raise ValidationFailed(
-            "Period settings need a period.", details={f"period_{name}": "needs a period" for name in given}
+            "Period settings need a period.", details=dict.fromkeys(given, "needs a period")
         )
     if not allocation.period:
         return {}
