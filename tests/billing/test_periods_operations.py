@@ -77,7 +77,8 @@ def test_the_admin_shows_the_period_settings_and_history_read_only(admin_client:
 
     assert page.status_code == 200
     html = page.content.decode()
-    for text in ("Period amount (credits)", "80.000", "Rollover cap (credits)", "25.000", "Refill", "Monthly"):
+    shown = ("Period amount (credits)", "80.000", "Rollover cap (credits)", "25.000", "Refill", "Monthly")
+    for text in shown:
         assert text in html, text
     assert "Carried over (credits)" in html  # the period history inline
     assert "Feb. 1, 2026" in html
