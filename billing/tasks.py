@@ -24,7 +24,7 @@ from billing.payments import webhook_events
 from billing.payments.auto_topup import run_auto_topups as run_auto_topups_service
 from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
-from billing.services import alerts, expiry, reconciliation, rollups
+from billing.services import alerts, expiry, periods, reconciliation, rollups
 from billing.services.gateway_calls import spool
 from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
 from orgbilling.db import TRANSIENT_DB_ERRORS
@@ -48,6 +48,19 @@ def expire_allocations() -> dict[str, Any]:
         "expired": len(outcome.expired),
         "returned_to_pool": outcome.returned_to_pool,
         "skipped_with_holds": outcome.skipped_with_holds,
+    }
+
+
+@shared_task(name="billing.tasks.apply_allocation_periods", **RETRYING)
+def apply_allocation_periods() -> dict[str, Any]:
+    """Apply the period boundaries (reset or refill) of recurring allocations that are due,
+    each exactly once; missed ones (downtime) are caught up in order."""
+    outcome = periods.apply_allocation_periods()
+    return {
+        "allocations": len(outcome.applied),
+        "boundaries": outcome.boundaries,
+        "shortfall": outcome.shortfall,
+        "skipped": {str(pk): reason.value for pk, reason in outcome.skipped.items()},
     }
 
 

@@ -2,6 +2,8 @@
 credits move only through the actions of ``billing.admin.actions``, which call the ledger
 services."""
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import F, QuerySet, Sum
 from django.db.models.functions import Coalesce
@@ -16,7 +18,13 @@ from billing.admin.actions import (
     set_department_budget,
 )
 from billing.admin.base import ReadOnlyAdmin, credits_display
-from billing.models import Department, IndividualCreditBalance, OrganizationCreditPool, UserCreditAllocation
+from billing.models import (
+    AllocationPeriod,
+    Department,
+    IndividualCreditBalance,
+    OrganizationCreditPool,
+    UserCreditAllocation,
+)
 
 
 @admin.register(OrganizationCreditPool)
@@ -70,6 +78,50 @@ class DepartmentAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
         return super().get_queryset(request).annotate(used=Coalesce(Sum("allocations__used_credits"), 0))
 
 
+class AllocationPeriodInline(admin.TabularInline):
+    """The period boundaries applied to a recurring allocation, newest first: an append-only
+    ledger, read-only here (``billing.ledger.periods`` writes it)."""
+
+    model = AllocationPeriod
+    fk_name = "allocation"
+    amount_shown = credits_display("amount", "Amount (credits)")
+    period_used_shown = credits_display("period_used", "Period used (credits)")
+    unspent_shown = credits_display("unspent", "Unspent (credits)")
+    carried_shown = credits_display("carried_over", "Carried over (credits)")
+    reserved_shown = credits_display("reserved", "Held (credits)")
+    drawn_shown = credits_display("drawn", "Drawn (credits)")
+    returned_shown = credits_display("returned", "Returned (credits)")
+    shortfall_shown = credits_display("shortfall", "Shortfall (credits)")
+    fields = (
+        "period_start",
+        "period",
+        "mode",
+        "amount_shown",
+        "period_used_shown",
+        "unspent_shown",
+        "carried_shown",
+        "reserved_shown",
+        "drawn_shown",
+        "returned_shown",
+        "shortfall_shown",
+        "created_at",
+    )
+    readonly_fields = fields
+    ordering = ("-period_start",)
+    extra = 0
+    max_num = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(UserCreditAllocation)
 class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     allocated = credits_display("allocated_credits", "Allocated (credits)")
@@ -80,6 +132,8 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
         "Free (credits)",
         ordering=F("allocated_credits") - F("used_credits") - F("reserved_credits"),
     )
+    period_amount = credits_display("period_amount_credits", "Period amount (credits)")
+    rollover_cap = credits_display("rollover_cap_credits", "Rollover cap (credits)")
 
     list_display = (
         "id",
@@ -92,9 +146,10 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
         "free",
         "is_active",
         "expires_at",
+        "period",
         "revoked_at",
     )
-    list_filter = ("is_active", "expires_at", "created_at")
+    list_filter = ("is_active", "period", "period_mode", "expires_at", "created_at")
     list_select_related = ("org", "user", "department")
     search_fields = ("=org__id", "org__org_name", "user__username", "user__email")
     fields = (
@@ -107,6 +162,12 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
         "free",
         "is_active",
         "expires_at",
+        "period",
+        "period_mode",
+        "period_amount",
+        "rollover_cap",
+        "current_period_start",
+        "next_period_start",
         "allocated_by",
         "revoked_at",
         "created_at",
@@ -114,6 +175,7 @@ class UserCreditAllocationAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     )
     readonly_fields = fields
     actions = (revoke_allocations,)
+    inlines = (AllocationPeriodInline,)
 
 
 @admin.register(IndividualCreditBalance)

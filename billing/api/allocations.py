@@ -88,6 +88,7 @@ class AllocationDetailView(APIView):
             actor=caller(request),
             only_department_id=authority.department_id,
             daily_cap=data.get("daily_cap_credits", KEEP),
+            period=data["period_change"],
         )
         return Response(
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data

@@ -81,6 +81,7 @@ class CreditsAllocateView(APIView):
             expires_at=data.get("expires_at"),
             department_id=data.get("department_id"),
             daily_cap=data.get("daily_cap_credits", KEEP),
+            period=data["period_change"],
         )
         return Response(
             AllocationChangeSerializer({"allocation": change.allocation, "pool_updated": change.pool}).data

@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import Enum
 
 from django.db import transaction
 from django.utils import timezone
@@ -31,20 +30,18 @@ from billing.errors import (
     OrganizationNotFound,
 )
 from billing.ledger.eligibility import org_refusal, require_active_member
+from billing.ledger.keep import KEEP, Keep
 from billing.ledger.locks import lock_allocations, lock_department, lock_pool
+from billing.ledger.periods import (
+    NO_PERIOD_CHANGE,
+    PeriodChange,
+    apply_due_boundaries_locked,
+    change_period_settings,
+)
 from billing.models import Department, OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
 from billing.money import parse_usd, validate_millicredits
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, ValidationFailed
-
-
-class Keep(Enum):
-    """``daily_cap=KEEP``: leave the allocation's daily cap as it is (None removes it)."""
-
-    KEEP = "keep"
-
-
-KEEP = Keep.KEEP
 
 
 def _valid_daily_cap(daily_cap: int | Keep | None) -> int | Keep | None:
@@ -258,11 +255,14 @@ def allocate_credits_to_user(
     expires_at: datetime | None = None,
     department_id: int | None = None,
     daily_cap: int | Keep | None = KEEP,
+    period: PeriodChange = NO_PERIOD_CHANGE,
 ) -> AllocationChange:
     """Give a member ``amount`` more millicredits from the pool's unallocated credits (or from
     the budget of ``department_id``), creating their allocation or raising the active one (and
     moving its expiry when given). The active allocation must belong to that same department.
-    ``daily_cap``: millicredits the member may charge or hold per UTC day (None: no cap)."""
+    ``daily_cap``: millicredits the member may charge or hold per UTC day (None: no cap).
+    ``period``: its recurrence (``billing.ledger.periods``); turned on here, the period amount
+    defaults to ``amount``. A recurring allocation's due boundaries are applied first."""
     amount = validate_millicredits(amount)
     daily_cap = _valid_daily_cap(daily_cap)
     now = timezone.now()
@@ -285,10 +285,12 @@ def allocate_credits_to_user(
             actor=actor,
             expires_at=expires_at,
             now=now,
+            pool=pool,
             department=department,
         )
         _carve(pool, department, amount)
         cap_change = _set_daily_cap(allocation, daily_cap)
+        period_change = change_period_settings(allocation, period, now=now, default_amount=amount)
         record_audit_event(
             action="allocation.created" if created else "allocation.increased",
             actor=actor,
@@ -303,6 +305,7 @@ def allocate_credits_to_user(
                 "pool_available_after": pool.available_credits,
                 **_department_metadata(department),
                 **cap_change,
+                **period_change,
             },
         )
     return AllocationChange(allocation=allocation, pool=pool, created=created)
@@ -322,10 +325,12 @@ def _raise_or_create_allocation(
     actor: User | None,
     expires_at: datetime | None,
     now: datetime,
+    pool: OrganizationCreditPool,
     department: Department | None,
 ) -> tuple[UserCreditAllocation, bool]:
     """With the pool (and department) locked: create the member's allocation, or add ``amount``
-    to the active one (moving its expiry when given). Returns (allocation, created)."""
+    to the active one (moving its expiry when given; applying its due period boundaries first,
+    so the credits land in the current period). Returns (allocation, created)."""
     existing = (
         UserCreditAllocation.objects.select_for_update(of=("self",))
         .filter(org_id=org_id, user=user, is_active=True)
@@ -352,6 +357,7 @@ def _raise_or_create_allocation(
             "The allocation has expired; give a new expires_at to extend it.",
             details={"expires_at": existing.expires_at.isoformat()},
         )
+    apply_due_boundaries_locked(pool, department, existing, now=now)
     existing.allocated_credits += amount
     existing.allocated_by = actor or existing.allocated_by
     if expires_at is not None:
@@ -369,17 +375,21 @@ def adjust_allocation(
     actor_label: str = "",
     only_department_id: int | None = None,
     daily_cap: int | Keep | None = KEEP,
+    period: PeriodChange = NO_PERIOD_CHANGE,
 ) -> AllocationChange:
     """Set a member's allocation to ``allocated`` millicredits (and its daily cap, unless KEEP).
     Raising it draws on the pool (or its department's budget); lowering it returns the
     difference there, but never below what is already used or held. ``only_department_id``:
-    refuse (403) an allocation outside it."""
+    refuse (403) an allocation outside it. ``period``: its recurrence; turned on here, the
+    period amount defaults to ``allocated − used``. Due boundaries are applied first."""
     allocated = validate_millicredits(allocated, allow_zero=True)
     daily_cap = _valid_daily_cap(daily_cap)
     org = _existing_org(org_id)
     with transaction.atomic():
         pool = lock_pool(org_id)
         allocation, department = _lock_member_allocation(org_id, user, only_department_id=only_department_id)
+        if org.is_active:  # a deactivated organization's boundaries wait (they would draw credits)
+            apply_due_boundaries_locked(pool, department, allocation, now=timezone.now())
         committed = allocation.used_credits + allocation.reserved_credits
         if allocated < committed:
             raise AllocationBelowCommitted(
@@ -399,6 +409,9 @@ def adjust_allocation(
         _save_allocation(allocation)
         _carve(pool, department, delta)
         cap_change = _set_daily_cap(allocation, daily_cap)
+        period_change = change_period_settings(
+            allocation, period, now=timezone.now(), default_amount=allocated - allocation.used_credits
+        )
         record_audit_event(
             action="allocation.adjusted",
             actor=actor,
@@ -412,6 +425,7 @@ def adjust_allocation(
                 "allocated_after": allocated,
                 **_department_metadata(department),
                 **cap_change,
+                **period_change,
             },
         )
     return AllocationChange(allocation=allocation, pool=pool)

@@ -4,6 +4,7 @@
 
 - ``subscriptions``: plans and organizations' subscriptions;
 - ``balances``: the credit pool, departments, members' allocations, individual credits;
+- ``periods``: the boundaries applied to recurring allocations (one row each);
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
 - ``individual``: a user's own credit purchases and the ledger of their individual balance;
@@ -22,12 +23,15 @@ from billing.models.balances import (
     Department,
     IndividualCreditBalance,
     OrganizationCreditPool,
+    Period,
+    PeriodMode,
     UserCreditAllocation,
 )
 from billing.models.idempotency import IdempotencyRecord
 from billing.models.individual import IndividualCreditEntry, IndividualCreditPurchase
 from billing.models.ledger import CreditReservation, CreditUsageAttribution, OrgBillingHistory, ServiceType
 from billing.models.payments import AutoTopUpSettings, CreditPurchase
+from billing.models.periods import AllocationPeriod
 from billing.models.prices import ModelPrice
 from billing.models.reconciliation import ReconciliationRun
 from billing.models.requests import CreditRequest
@@ -36,6 +40,7 @@ from billing.models.usage import UsageAlert, UsageDailyRollup, UsageRollupDay
 from billing.models.webhooks import WebhookEvent
 
 __all__ = [
+    "AllocationPeriod",
     "AuditEvent",
     "AutoTopUpSettings",
     "CreditPurchase",
@@ -51,6 +56,8 @@ __all__ = [
     "OrgBillingHistory",
     "OrganizationCreditPool",
     "OrganizationSubscription",
+    "Period",
+    "PeriodMode",
     "Plan",
     "ReconciliationRun",
     "ServiceType",

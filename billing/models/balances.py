@@ -101,6 +101,23 @@ class Department(models.Model):
         return self.budget_credits - self.allocated_credits
 
 
+class Period(models.TextChoices):
+    """How often a recurring allocation starts over (UTC boundaries; weeks start on Monday)."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class PeriodMode(models.TextChoices):
+    """What a period boundary does: ``reset`` hands the unspent credits back and grants the
+    amount afresh; ``refill`` tops up to the amount, carrying unspent credits over up to
+    ``rollover_cap_credits``."""
+
+    RESET = "reset"
+    REFILL = "refill"
+
+
 class UserCreditAllocation(models.Model):
     """A member's share of the pool, or of a department's budget when ``department`` is set
     (fixed at creation). At most one active allocation per (org, user).
@@ -126,6 +143,17 @@ class UserCreditAllocation(models.Model):
     daily_cap_credits = models.BigIntegerField(null=True, blank=True)
     cap_day = models.DateField(null=True, blank=True)
     cap_day_spent = models.BigIntegerField(default=0)
+    # Recurrence (optional; see ``billing.ledger.periods``): each UTC ``period`` boundary resets
+    # or refills the member's spendable credits to ``period_amount_credits``. ``used_credits``
+    # stays lifetime consumption; ``period_start_used_credits`` is what it was when the current
+    # period began. The period fields are set together, or none (``period`` "": not recurring).
+    period = models.CharField(max_length=8, choices=Period.choices, blank=True, default="")
+    period_mode = models.CharField(max_length=8, choices=PeriodMode.choices, blank=True, default="")
+    period_amount_credits = models.BigIntegerField(null=True, blank=True)
+    rollover_cap_credits = models.BigIntegerField(null=True, blank=True)
+    current_period_start = models.DateTimeField(null=True, blank=True)
+    next_period_start = models.DateTimeField(null=True, blank=True)
+    period_start_used_credits = models.BigIntegerField(default=0)
     allocated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,
@@ -159,6 +187,30 @@ class UserCreditAllocation(models.Model):
                 & Q(cap_day_spent__gte=0),
                 name="allocations_daily_cap_nonnegative",
             ),
+            models.CheckConstraint(
+                condition=(
+                    Q(
+                        period="",
+                        period_mode="",
+                        period_amount_credits__isnull=True,
+                        rollover_cap_credits__isnull=True,
+                        current_period_start__isnull=True,
+                        next_period_start__isnull=True,
+                    )
+                    | Q(
+                        period__in=Period.values,
+                        period_mode__in=PeriodMode.values,
+                        period_amount_credits__gte=0,
+                        current_period_start__isnull=False,
+                        next_period_start__gt=F("current_period_start"),
+                    )
+                )
+                & (
+                    Q(rollover_cap_credits__isnull=True)
+                    | Q(rollover_cap_credits__gte=0, period_mode="refill")
+                ),
+                name="allocations_period_complete",
+            ),
             # A revoked allocation keeps exactly what it consumed and holds nothing.
             models.CheckConstraint(
                 condition=Q(is_active=True)
@@ -166,7 +218,15 @@ class UserCreditAllocation(models.Model):
                 name="allocations_inactive_settled",
             ),
         ]
-        indexes: ClassVar = [models.Index(fields=["user", "is_active"], name="allocations_user_active")]
+        indexes: ClassVar = [
+            models.Index(fields=["user", "is_active"], name="allocations_user_active"),
+            # The periodic pass's "which boundaries are due" scan.
+            models.Index(
+                fields=["next_period_start"],
+                condition=Q(is_active=True, next_period_start__isnull=False),
+                name="allocations_period_due",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"allocation #{self.pk} {self.user_id}@{self.org_id}"

@@ -14,6 +14,7 @@ from billing.ledger.departments import (
 )
 from billing.ledger.individual import IndividualChange, add_individual_credits, grant_individual_credits
 from billing.ledger.past_usage import PastCharge, record_past_usage
+from billing.ledger.periods import PeriodChange
 from billing.ledger.pool import (
     KEEP,
     AllocationChange,
@@ -41,6 +42,7 @@ __all__ = [
     "DepartmentDeleted",
     "IndividualChange",
     "PastCharge",
+    "PeriodChange",
     "PoolChange",
     "ReservationResult",
     "TransferResult",

@@ -1,12 +1,15 @@
 """A hypothesis state machine drives the ledger services in random order against a model of
 what every balance should be, and checks every invariant after each step. Departments take part:
 their budgets are carved from the pool, their allocations from the budgets; so do credit
-requests, whose approvals raise allocations."""
+requests, whose approvals raise allocations, and recurring allocations, whose period boundaries
+are applied with their clock advanced."""
 
 import itertools
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -21,6 +24,7 @@ from billing.models import (
 from billing.permissions import Deciders
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import (
+    PeriodChange,
     add_credits_to_pool,
     add_individual_credits,
     adjust_allocation,
@@ -41,6 +45,7 @@ from billing.services.credit_requests import (
     decline_credit_request,
     request_credits,
 )
+from billing.services.periods import apply_allocation_periods
 from organizations.services import add_member, create_organization
 from orgbilling.errors import ApplicationError
 from tests.factories import UserFactory
@@ -82,6 +87,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.holds: dict[int, tuple[str | None, int, int]] = {}  # reservation id → org, user idx, amount
         self.charges: dict[tuple[str | None, int, str], int] = {}
         self.request_ids = itertools.count()
+        # recurring allocations: (org, user idx) → (its Alloc, next boundary, amount, refill, cap)
+        self.recurring: dict[tuple[str, int], tuple[Alloc, datetime, int, bool, int | None]] = {}
+        self.period_clock = datetime(2040, 1, 1, 1, tzinfo=UTC)
 
     # -- helpers --------------------------------------------------------------------------------
     def expect(self, ok: bool, call) -> object | None:  # type: ignore[no-untyped-def]
@@ -318,6 +326,65 @@ class LedgerMachine(RuleBasedStateMachine):
             self.carve(org_id, dept, amount)
         expected = ("approved" if approve else "declined") if ok else "cancelled"
         assert CreditRequest.objects.get(pk=asked.pk).status == expected
+
+    # -- recurring allocations (issue 14 §2) ---------------------------------------------------
+    # Daily periods on a clock of their own, years ahead of the real one, so the other rules
+    # (which run at the real time) never meet a due boundary; only ``apply_boundaries`` does.
+
+    @rule(
+        org=st.integers(0, ORGS - 1),
+        u=st.integers(0, USERS - 1),
+        amount=st.integers(1, 3_000),
+        refill=st.booleans(),
+        cap=st.one_of(st.none(), st.integers(0, 2_000)),
+    )
+    def make_recurring(self, org: int, u: int, amount: int, refill: bool, cap: int | None) -> None:
+        """Fund the pool with twice ``amount`` and give the member a recurring daily allocation of it
+        (a new one), or make their allocation recur with that amount."""
+        org_id = self.orgs[org]
+        self.add_credits(org, 2 * amount)  # room for the boundaries to draw on
+        a = self.allocs.get((org_id, u))
+        change = PeriodChange(
+            period="daily",
+            mode="refill" if refill else "reset",
+            amount=amount,
+            rollover_cap=cap if refill else None,
+        )
+        with time_machine.travel(self.period_clock, tick=False):
+            if a is None:
+                allocate_credits_to_user(org_id=org_id, user=self.users[u], amount=amount, period=change)
+                a = self.allocs[(org_id, u)] = Alloc(allocated=amount)
+                self.carve(org_id, None, amount)
+            else:
+                adjust_allocation(org_id=org_id, user=self.users[u], allocated=a.allocated, period=change)
+        known = self.recurring.get((org_id, u))
+        boundary = known[1] if known and known[0] is a else self.next_midnight()
+        self.recurring[(org_id, u)] = (a, boundary, amount, refill, cap if refill else None)
+
+    def next_midnight(self) -> datetime:
+        return self.period_clock.replace(hour=0) + timedelta(days=1)
+
+    @rule(days=st.integers(1, 3))
+    def apply_boundaries(self, days: int) -> None:
+        self.period_clock += timedelta(days=days)
+        expected = 0
+        for key, (a, boundary, amount, refill, cap) in list(self.recurring.items()):
+            if self.allocs.get(key) is not a:
+                del self.recurring[key]  # revoked (a new allocation does not recur)
+                continue
+            while boundary <= self.period_clock:
+                unspent = a.allocated - a.used - a.reserved
+                carried = min(unspent, cap or 0) if refill else 0
+                wanted = a.used + max(amount + carried, a.reserved) - a.allocated
+                moved = min(wanted, max(self.room(key[0], a.dept), 0)) if wanted > 0 else wanted
+                a.allocated += moved
+                self.carve(key[0], a.dept, moved)
+                boundary += timedelta(days=1)
+                expected += 1
+            self.recurring[key] = (a, boundary, amount, refill, cap)
+        outcome = apply_allocation_periods(now=self.period_clock)
+        # Earlier examples' allocations (other orgs, same database) may be due too; ours are counted.
+        assert sum(len(done.rows) for done in outcome.applied if done.org_id in self.orgs) == expected
 
     # -- invariants --------------------------------------------------------------------------
     @invariant()

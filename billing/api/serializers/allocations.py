@@ -14,14 +14,15 @@ from billing.api.serializers.fields import (
     CreditsOrZeroIn,
     user_id_field,
 )
+from billing.api.serializers.periods import PeriodSettingsInput
 from orgbilling.api.fields import StrictSerializer
 from orgbilling.api.schema import error_responses, example
 
 # --- input ---------------------------------------------------------------------------------
 
 
-class AllocationAdjustInput(StrictSerializer):
-    """The member's new allocated total."""
+class AllocationAdjustInput(PeriodSettingsInput, StrictSerializer):
+    """The member's new allocated total (and, optionally, its daily cap and period settings)."""
 
     # This PATCH is never partial: ``credits`` is required. ``partial`` is pinned to False so
     # neither DRF nor the OpenAPI schema (which marks PATCH bodies partial) makes it optional.

@@ -18,6 +18,7 @@ from billing.api.serializers.fields import (
     UsdIn,
     user_id_field,
 )
+from billing.api.serializers.periods import PeriodSettingsInput
 from billing.ledger.eligibility import day_spent, utc_day
 from billing.models import CreditPurchase, UserCreditAllocation
 from billing.money import millicredits_to_credits
@@ -47,7 +48,7 @@ class CreditsAddInput(StrictSerializer):
         return attrs
 
 
-class AllocateInput(StrictSerializer):
+class AllocateInput(PeriodSettingsInput, StrictSerializer):
     user_id = user_id_field()
     credits = CreditsIn(help_text="Credits added to the member's allocation.")
     expires_at = serializers.DateTimeField(
@@ -106,6 +107,15 @@ class AllocationSerializer(serializers.Serializer):
     spent_today_credits = serializers.SerializerMethodField(
         help_text="Charged or held today (UTC), what the daily cap counts"
     )
+    period = serializers.CharField(
+        allow_null=True, help_text="daily, weekly (ISO, Monday) or monthly (UTC); null: not recurring"
+    )
+    period_mode = serializers.CharField(allow_null=True, help_text="reset or refill; null: not recurring")
+    period_amount_credits = Credits(allow_null=True, help_text="What each period grants")
+    rollover_cap_credits = Credits(allow_null=True, help_text="refill: most unspent credits carried over")
+    current_period_start = serializers.DateTimeField(allow_null=True)
+    next_period_start = serializers.DateTimeField(allow_null=True, help_text="The next reset or refill")
+    period_used_credits = serializers.SerializerMethodField(help_text="Used since current_period_start")
     allocated_by = serializers.CharField(source="allocated_by.username", allow_null=True, default=None)
     revoked_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
@@ -114,6 +124,18 @@ class AllocationSerializer(serializers.Serializer):
     @extend_schema_field(Credits())
     def get_spent_today_credits(self, allocation: UserCreditAllocation) -> Decimal:
         return millicredits_to_credits(day_spent(allocation, utc_day()))
+
+    @extend_schema_field(Credits(allow_null=True))
+    def get_period_used_credits(self, allocation: UserCreditAllocation) -> Decimal | None:
+        if not allocation.period:
+            return None
+        return millicredits_to_credits(allocation.used_credits - allocation.period_start_used_credits)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["period"] = data["period"] or None  # "" in the table: not recurring
+        data["period_mode"] = data["period_mode"] or None
+        return data
 
 
 class PoolStatusSerializer(CreditPoolSerializer):
@@ -246,7 +268,9 @@ CREDITS_ALLOCATE_SCHEMA = extend_schema(
         "With `department_id` the credits come from that department's budget (409 "
         "`allocation_exceeds_department_budget` beyond it); department managers may allocate only "
         "that way, in their own departments (403 `department_access_denied` otherwise). Accepts an "
-        "`Idempotency-Key` header."
+        "`Idempotency-Key` header. With `period` the allocation recurs: each UTC day, ISO week or "
+        "month it is reset (unspent credits back, the amount afresh) or refilled (topped up to the "
+        'amount, unspent carried over up to `rollover_cap_credits`); README, "Recurring allocations".'
     ),
     tags=TAGS,
     parameters=[ORG_ID_PARAM],
@@ -254,6 +278,33 @@ CREDITS_ALLOCATE_SCHEMA = extend_schema(
     responses={200: AllocationChangeSerializer, **error_responses(400, 401, 403, 404, 409, 429)},
     examples=[
         example("allocate", {"user_id": "e2e-user-123", "credits": 5000.0}, request=True),
+        example(
+            "allocate monthly, refilling",
+            {
+                "user_id": "e2e-user-123",
+                "credits": 5000.0,
+                "period": "monthly",
+                "period_mode": "refill",
+                "rollover_cap_credits": 1000.0,
+            },
+            request=True,
+        ),
         example("allocated", {"allocation": examples.ALLOCATION, "pool_updated": examples.POOL}),
+        example(
+            "allocated, monthly refilling",
+            {
+                "allocation": {
+                    **examples.ALLOCATION,
+                    "period": "monthly",
+                    "period_mode": "refill",
+                    "period_amount_credits": 5000.0,
+                    "rollover_cap_credits": 1000.0,
+                    "current_period_start": "2026-01-01T00:00:00Z",
+                    "next_period_start": "2026-02-01T00:00:00Z",
+                    "period_used_credits": 120.5,
+                },
+                "pool_updated": examples.POOL,
+            },
+        ),
     ],
 )

@@ -26,6 +26,7 @@ def test_every_beat_entry_names_a_registered_task():
     unknown = {task for task in scheduled if task not in project_app.tasks}
     assert unknown == set()
     assert {
+        "billing.tasks.apply_allocation_periods",
         "billing.tasks.expire_allocations",
         "billing.tasks.expire_reservations",
         "billing.tasks.rollup_usage",
