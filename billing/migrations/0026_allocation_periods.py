@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0022_gateway_cache_generation'),
+        ('billing', '0025_ledger_functions'),
         ('organizations', '0004_invitations'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
