@@ -24,7 +24,7 @@ from billing.payments import webhook_events
 from billing.payments.auto_topup import run_auto_topups as run_auto_topups_service
 from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
-from billing.services import alerts, expiry, reconciliation, rollups
+from billing.services import alerts, expiry, grant_expiry, reconciliation, rollups
 from billing.services.gateway_calls import spool
 from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
 from orgbilling.db import TRANSIENT_DB_ERRORS
@@ -49,6 +49,14 @@ def expire_allocations() -> dict[str, Any]:
         "returned_to_pool": outcome.returned_to_pool,
         "skipped_with_holds": outcome.skipped_with_holds,
     }
+
+
+@shared_task(name="billing.tasks.expire_credit_grants", **RETRYING)
+def expire_credit_grants() -> dict[str, Any]:
+    """Expire credit grants past ``expires_at``: their unspent, unallocated credits leave the
+    pool (``credit_expiry`` history rows); expired credits members gave back leave too."""
+    outcome = grant_expiry.expire_credit_grants()
+    return {"expired": outcome.expired, "forfeited": outcome.forfeited}
 
 
 @shared_task(name="billing.tasks.settle_spooled_calls", **RETRYING)

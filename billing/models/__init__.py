@@ -6,6 +6,7 @@
 - ``balances``: the credit pool, departments, members' allocations, individual credits;
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
+- ``grants``: the credit grants every pool's credits enter as;
 - ``webhooks``, ``audit``, ``idempotency``, ``prices``: one model each;
 - ``usage``: daily rollups and usage alerts; ``reconciliation``: reconciliation runs.
 
@@ -22,6 +23,7 @@ from billing.models.balances import (
     OrganizationCreditPool,
     UserCreditAllocation,
 )
+from billing.models.grants import CreditGrant
 from billing.models.idempotency import IdempotencyRecord
 from billing.models.ledger import CreditReservation, CreditUsageAttribution, OrgBillingHistory, ServiceType
 from billing.models.payments import AutoTopUpSettings, CreditPurchase
@@ -34,6 +36,7 @@ from billing.models.webhooks import WebhookEvent
 __all__ = [
     "AuditEvent",
     "AutoTopUpSettings",
+    "CreditGrant",
     "CreditPurchase",
     "CreditReservation",
     "CreditUsageAttribution",
