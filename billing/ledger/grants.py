@@ -100,8 +100,8 @@ def create_grant(
     priority: int,
     **links: object,
 ) -> CreditGrant:
-    """With the pool locked, before its total is raised: checkpoint the grants (so past usage
-    stays with the grants that burnt it), then add the new one."""
+    """With the pool locked: checkpoint the grants first (so past usage stays with the grants
+    that burnt it), then add the new one."""
     checkpoint(pool)
     return CreditGrant.objects.create(
         org_id=pool.org_id,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -220,50 +221,76 @@ def add_credits_to_pool(
                 return PoolChange(pool=pool, history=previous, replayed=True)
         pool.total_credits += amount
         _save_pool(pool)
-        history = OrgBillingHistory.objects.create(
-            org_id=org_id,
-            event_type=(
-                OrgBillingHistory.EventType.CREDIT_PURCHASE
-                if paid is not None
-                else OrgBillingHistory.EventType.CREDIT_GRANT
-            ),
-            external_id=external_id or f"credits-{uuid.uuid4()}",
-            amount=paid,
-            credits=amount,
-            status="completed",
-            description=description or "Credits added to the pool",
-            occurred_at=timezone.now(),
-        )
-        grant = create_grant(
+        history, grant = _record_addition(
             pool=pool,
-            credits=amount,
-            source=source,
-            expires_at=expires_at,
-            priority=priority,
-            history=history,
-            purchase=purchase,
-            granted_by=actor,
-            description=description[:500],
-        )
-        record_audit_event(
-            action="pool.credits_added",
-            actor=actor,
-            actor_label=actor_label,
-            org_id=org_id,
-            target_type="credit_pool",
-            target_id=org_id,
-            metadata={
-                "credits": amount,
-                "purchase_amount": str(paid) if paid is not None else None,
-                "total_after": pool.total_credits,
-                "history_id": history.pk,
-                "grant_id": grant.pk,
+            amount=amount,
+            paid=paid,
+            external_id=external_id,
+            description=description,
+            audit={"actor": actor, "actor_label": actor_label},
+            grant_terms={
                 "source": source,
-                "expires_at": expires_at.isoformat() if expires_at else None,
+                "expires_at": expires_at,
                 "priority": priority,
+                "purchase": purchase,
             },
         )
     return PoolChange(pool=pool, history=history, grant=grant)
+
+
+def _record_addition(
+    *,
+    pool: OrganizationCreditPool,
+    amount: int,
+    paid: Decimal | None,
+    external_id: str | None,
+    description: str,
+    audit: dict[str, Any],
+    grant_terms: dict[str, Any],
+) -> tuple[OrgBillingHistory, CreditGrant]:
+    """With the pool locked: the billing-history row (the ledger transaction) of credits added,
+    the grant they enter as (linked to it), and the audit event."""
+    history = OrgBillingHistory.objects.create(
+        org_id=pool.org_id,
+        event_type=(
+            OrgBillingHistory.EventType.CREDIT_PURCHASE
+            if paid is not None
+            else OrgBillingHistory.EventType.CREDIT_GRANT
+        ),
+        external_id=external_id or f"credits-{uuid.uuid4()}",
+        amount=paid,
+        credits=amount,
+        status="completed",
+        description=description or "Credits added to the pool",
+        occurred_at=timezone.now(),
+    )
+    grant = create_grant(
+        pool=pool,
+        credits=amount,
+        history=history,
+        description=description[:500],
+        granted_by=audit["actor"],
+        **grant_terms,
+    )
+    expires_at = grant_terms["expires_at"]
+    record_audit_event(
+        action="pool.credits_added",
+        **audit,
+        org_id=pool.org_id,
+        target_type="credit_pool",
+        target_id=pool.org_id,
+        metadata={
+            "credits": amount,
+            "purchase_amount": str(paid) if paid is not None else None,
+            "total_after": pool.total_credits,
+            "history_id": history.pk,
+            "grant_id": grant.pk,
+            "source": grant_terms["source"],
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "priority": grant_terms["priority"],
+        },
+    )
+    return history, grant
 
 
 def _valid_grant_terms(*, source: str, expires_at: datetime | None, priority: int) -> None:
