@@ -24,7 +24,7 @@ from billing.payments import webhook_events
 from billing.payments.auto_topup import run_auto_topups as run_auto_topups_service
 from billing.payments.lago_events import orgs_to_sync
 from billing.payments.lago_events import sync_lago_invoices as sync_invoices_service
-from billing.services import alerts, expiry, periods, reconciliation, rollups
+from billing.services import alerts, expiry, grant_expiry, periods, reconciliation, rollups
 from billing.services.gateway_calls import spool
 from billing.services.subscriptions import retry_pending_subscriptions as retry_pending_service
 from orgbilling.db import TRANSIENT_DB_ERRORS
@@ -62,6 +62,14 @@ def apply_allocation_periods() -> dict[str, Any]:
         "shortfall": outcome.shortfall,
         "skipped": {str(pk): reason.value for pk, reason in outcome.skipped.items()},
     }
+
+
+@shared_task(name="billing.tasks.expire_credit_grants", **RETRYING)
+def expire_credit_grants() -> dict[str, Any]:
+    """Expire credit grants past ``expires_at``: their unspent, unallocated credits leave the
+    pool (``credit_expiry`` history rows); expired credits members gave back leave too."""
+    outcome = grant_expiry.expire_credit_grants()
+    return {"expired": outcome.expired, "forfeited": outcome.forfeited}
 
 
 @shared_task(name="billing.tasks.settle_spooled_calls", **RETRYING)

@@ -22,6 +22,7 @@ from billing.api.credits import CreditPoolView, CreditsAddView, CreditsAllocateV
 from billing.api.dashboards import OrgDashboardView, SystemDashboardView, UserDashboardView
 from billing.api.departments import DepartmentDetailView, DepartmentListView
 from billing.api.external_charges import ChargeView
+from billing.api.grants import CreditGrantListView
 from billing.api.individual import AdminIndividualGrantView, MyCreditsPurchaseView, MyCreditsView
 from billing.api.reports import (
     OrgHistoryView,
@@ -65,6 +66,7 @@ credit_urls = [
     path("credits/<str:org_id>/add", CreditsAddView.as_view(), name="org-billing-credits-add"),
     path("credits/<str:org_id>/allocate", CreditsAllocateView.as_view(), name="org-billing-credits-allocate"),
     path("credits/<str:org_id>/allocations", AllocationListView.as_view(), name="org-billing-allocations"),
+    path("credits/<str:org_id>/grants", CreditGrantListView.as_view(), name="org-billing-credit-grants"),
     path(
         "credits/<str:org_id>/allocations/<str:user_id>",
         AllocationDetailView.as_view(),

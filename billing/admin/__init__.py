@@ -10,6 +10,7 @@ ledger services. ``base`` holds the read-only admins and the credits column ever
 from billing.admin import (  # noqa: F401  (imported to register their admins)
     audit,
     balances,
+    grants,
     individual,
     ledger,
     organizations,

@@ -22,8 +22,9 @@ from billing.admin.forms import (
     AllocateCreditsForm,
     DepartmentBudgetForm,
     GrantIndividualCreditsForm,
+    PromotionalCreditsForm,
 )
-from billing.models import OrganizationCreditPool, UserCreditAllocation
+from billing.models import CreditGrant, OrganizationCreditPool, UserCreditAllocation
 from billing.money import millicredits_to_credits
 from billing.permissions import Deciders
 from billing.services import (
@@ -162,6 +163,52 @@ def add_credits(
         org=org,
         pool=_pool_summary(org),
         submit_label="Add credits",
+    )
+
+
+@admin.action(description="Grant promotional credits", permissions=["manage_credits"])
+def grant_promotional_credits(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    org = _single_org(modeladmin, request, queryset)
+    if org is None:
+        return None
+    form = PromotionalCreditsForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            change = add_credits_to_pool(
+                org_id=org.pk,
+                amount=data["credits"],
+                description=data["description"] or "Promotional credits",
+                actor=_actor(request),
+                actor_label=ADMIN_ACTOR_LABEL,
+                source=CreditGrant.Source.PROMOTION,
+                expires_at=data["expires_at"],
+                priority=data["priority"],
+            )
+        except ApplicationError as error:
+            _report_refusal(modeladmin, request, error)
+        else:
+            expiry = f", expiring {data['expires_at']:%Y-%m-%d %H:%M} UTC" if data["expires_at"] else ""
+            modeladmin.message_user(
+                request,
+                f"Granted {millicredits_to_credits(data['credits'])} promotional credits to {org.pk}"
+                f"{expiry}: total {millicredits_to_credits(change.pool.total_credits)} credits.",
+                messages.SUCCESS,
+            )
+            return None
+    return _render(
+        modeladmin,
+        request,
+        template=ACTION_TEMPLATE,
+        action="grant_promotional_credits",
+        title=f"Grant promotional credits to {org}",
+        selected=[org.pk],
+        form=form,
+        org=org,
+        pool=_pool_summary(org),
+        submit_label="Grant credits",
     )
 
 
@@ -366,6 +413,7 @@ def approve_credit_requests(modeladmin: admin.ModelAdmin, request: HttpRequest, 
 @admin.action(description="Decline", permissions=["manage_credits"])
 def decline_credit_requests(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     _decide_requests(modeladmin, request, queryset, approve=False)
+
 
 @admin.action(description="Grant individual credits", permissions=["manage_credits"])
 def grant_individual_credits_action(

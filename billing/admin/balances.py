@@ -14,6 +14,7 @@ from billing.admin.actions import (
     add_credits,
     delete_departments,
     grant_individual_credits_action,
+    grant_promotional_credits,
     revoke_allocations,
     set_department_budget,
 )
@@ -42,7 +43,7 @@ class OrganizationCreditPoolAdmin(ManagesCreditsMixin, ReadOnlyAdmin):
     search_fields = ("=org__id", "org__org_name")
     fields = ("org", "total", "allocated", "used", "available", "created_at", "updated_at")
     readonly_fields = fields
-    actions = (add_credits,)
+    actions = (add_credits, grant_promotional_credits)
 
 
 @admin.register(Department)

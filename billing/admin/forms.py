@@ -9,6 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from billing.models.grants import DEFAULT_GRANT_PRIORITY, MAX_GRANT_PRIORITY
 from billing.money import credits_to_millicredits, parse_usd
 from organizations.models import Organization, OrganizationMember, User
 from orgbilling.errors import InvalidAmount
@@ -91,3 +92,24 @@ class DepartmentBudgetForm(forms.Form):
 class GrantIndividualCreditsForm(forms.Form):
     credits = CreditAmountFormField(help_text="Credits to add to the user's own balance, at most 3 decimals.")
     reason = forms.CharField(max_length=500, help_text="Why: kept in the ledger entry and the audit log.")
+
+
+class PromotionalCreditsForm(forms.Form):
+    credits = CreditAmountFormField(help_text="Promotional credits to grant, at most 3 decimals.")
+    expires_at = forms.DateTimeField(
+        required=False,
+        help_text="Optional expiry, YYYY-MM-DD HH:MM (UTC): unspent credits leave the pool then.",
+    )
+    priority = forms.IntegerField(
+        min_value=0,
+        max_value=MAX_GRANT_PRIORITY,
+        initial=DEFAULT_GRANT_PRIORITY,
+        help_text="Burn-down order: a lower number is spent first.",
+    )
+    description = forms.CharField(required=False, max_length=500)
+
+    def clean_expires_at(self) -> datetime | None:
+        expires_at: datetime | None = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise ValidationError("The expiry must be in the future.", code="expiry_in_past")
+        return expires_at

@@ -8,7 +8,12 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from billing.admin.actions import ManagesCreditsMixin, add_credits, allocate_credits
+from billing.admin.actions import (
+    ManagesCreditsMixin,
+    add_credits,
+    allocate_credits,
+    grant_promotional_credits,
+)
 from billing.admin.base import credits_display
 from billing.models import UserCreditAllocation
 from organizations.admin import OrganizationAdmin as MembershipOrganizationAdmin
@@ -49,7 +54,7 @@ class AllocationInline(admin.TabularInline):
 
 
 class OrganizationAdmin(ManagesCreditsMixin, MembershipOrganizationAdmin):
-    actions = (add_credits, allocate_credits)
+    actions = (add_credits, grant_promotional_credits, allocate_credits)
     inlines = (*MembershipOrganizationAdmin.inlines, AllocationInline)
 
 

@@ -21,7 +21,7 @@ from billing.models import CreditPurchase
 from billing.permissions import allocation_access, allocation_writer_access
 from billing.selectors.ledger import active_allocation, pool_of
 from billing.services import KEEP, allocate_credits_to_user
-from billing.services.credits import credits_add
+from billing.services.credits import GrantTerms, credits_add
 from organizations.api.common import caller
 from organizations.permissions import org_access, org_admin_access
 from orgbilling.api.idempotency import idempotent
@@ -48,6 +48,9 @@ class CreditsAddView(APIView):
             amount_usd=data.get("amount_usd"),
             purchase_amount=data.get("purchase_amount"),
             description=data.get("description"),
+            grant_terms=GrantTerms(
+                expires_at=data.get("expires_at"), priority=data.get("priority"), source=data.get("source")
+            ),
         )
         if isinstance(result, CreditPurchase):
             body = {"purchase": result, "checkout_url": result.checkout_url}
@@ -59,6 +62,7 @@ class CreditsAddView(APIView):
                     "credits_added": result.credits,
                     "purchase_amount": result.purchase_amount,
                     "history_id": result.change.history.pk if result.change.history else None,
+                    "grant_id": result.change.grant.pk if result.change.grant else None,
                 }
             ).data
         )

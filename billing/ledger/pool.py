@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -30,6 +31,7 @@ from billing.errors import (
     OrganizationNotFound,
 )
 from billing.ledger.eligibility import org_refusal, require_active_member
+from billing.ledger.grants import create_grant, refund_grant
 from billing.ledger.keep import KEEP, Keep
 from billing.ledger.locks import lock_allocations, lock_department, lock_pool
 from billing.ledger.periods import (
@@ -38,7 +40,15 @@ from billing.ledger.periods import (
     apply_due_boundaries_locked,
     change_period_settings,
 )
-from billing.models import Department, OrganizationCreditPool, OrgBillingHistory, UserCreditAllocation
+from billing.models import (
+    CreditGrant,
+    CreditPurchase,
+    Department,
+    OrganizationCreditPool,
+    OrgBillingHistory,
+    UserCreditAllocation,
+)
+from billing.models.grants import DEFAULT_GRANT_PRIORITY, MAX_GRANT_PRIORITY
 from billing.money import parse_usd, validate_millicredits
 from organizations.models import Organization, User
 from orgbilling.errors import Conflict, ValidationFailed
@@ -66,6 +76,7 @@ class PoolChange:
     pool: OrganizationCreditPool
     history: OrgBillingHistory | None = None
     replayed: bool = False
+    grant: CreditGrant | None = None
 
 
 @dataclass(frozen=True)
@@ -173,13 +184,21 @@ def add_credits_to_pool(
     external_id: str | None = None,
     description: str = "",
     require_active_org: bool = True,
+    source: str | None = None,
+    expires_at: datetime | None = None,
+    priority: int = DEFAULT_GRANT_PRIORITY,
+    purchase: CreditPurchase | None = None,
 ) -> PoolChange:
     """Add ``amount`` millicredits to the pool (a grant, or a purchase when ``purchase_amount``
-    is given); record a billing-history row keyed by ``external_id`` and an audit event.
-    ``require_active_org=False`` is for money already taken (a paid card purchase): the credits
-    are owed even when the organization was deactivated meanwhile."""
+    is given) as one credit grant (``source``: ``purchase`` when paid, else ``manual``; with an
+    optional ``expires_at`` and burn-down ``priority``); record a billing-history row keyed by
+    ``external_id`` and an audit event. ``require_active_org=False`` is for money already taken
+    (a paid card purchase): the credits are owed even when the organization was deactivated
+    meanwhile."""
     amount = validate_millicredits(amount)
     paid = parse_usd(purchase_amount) if purchase_amount is not None else None
+    source = source or (CreditGrant.Source.PURCHASE if paid is not None else CreditGrant.Source.MANUAL)
+    _valid_grant_terms(source=source, expires_at=expires_at, priority=priority)
     if require_active_org:
         _active_org(org_id)
     elif not Organization.objects.filter(pk=org_id).exists():
@@ -199,47 +218,109 @@ def add_credits_to_pool(
                 return PoolChange(pool=pool, history=previous, replayed=True)
         pool.total_credits += amount
         _save_pool(pool)
-        history = OrgBillingHistory.objects.create(
-            org_id=org_id,
-            event_type=(
-                OrgBillingHistory.EventType.CREDIT_PURCHASE
-                if paid is not None
-                else OrgBillingHistory.EventType.CREDIT_GRANT
-            ),
-            external_id=external_id or f"credits-{uuid.uuid4()}",
-            amount=paid,
-            credits=amount,
-            status="completed",
-            description=description or "Credits added to the pool",
-            occurred_at=timezone.now(),
-        )
-        record_audit_event(
-            action="pool.credits_added",
-            actor=actor,
-            actor_label=actor_label,
-            org_id=org_id,
-            target_type="credit_pool",
-            target_id=org_id,
-            metadata={
-                "credits": amount,
-                "purchase_amount": str(paid) if paid is not None else None,
-                "total_after": pool.total_credits,
-                "history_id": history.pk,
+        history, grant = _record_addition(
+            pool=pool,
+            amount=amount,
+            paid=paid,
+            external_id=external_id,
+            description=description,
+            audit={"actor": actor, "actor_label": actor_label},
+            grant_terms={
+                "source": source,
+                "expires_at": expires_at,
+                "priority": priority,
+                "purchase": purchase,
             },
         )
-    return PoolChange(pool=pool, history=history)
+    return PoolChange(pool=pool, history=history, grant=grant)
 
 
-def take_back_unallocated_credits(*, org_id: str, amount: int) -> OrganizationCreditPool | None:
+def _record_addition(
+    *,
+    pool: OrganizationCreditPool,
+    amount: int,
+    paid: Decimal | None,
+    external_id: str | None,
+    description: str,
+    audit: dict[str, Any],
+    grant_terms: dict[str, Any],
+) -> tuple[OrgBillingHistory, CreditGrant]:
+    """With the pool locked: the billing-history row (the ledger transaction) of credits added,
+    the grant they enter as (linked to it), and the audit event."""
+    history = OrgBillingHistory.objects.create(
+        org_id=pool.org_id,
+        event_type=(
+            OrgBillingHistory.EventType.CREDIT_PURCHASE
+            if paid is not None
+            else OrgBillingHistory.EventType.CREDIT_GRANT
+        ),
+        external_id=external_id or f"credits-{uuid.uuid4()}",
+        amount=paid,
+        credits=amount,
+        status="completed",
+        description=description or "Credits added to the pool",
+        occurred_at=timezone.now(),
+    )
+    grant = create_grant(
+        pool=pool,
+        credits=amount,
+        history=history,
+        description=description[:500],
+        granted_by=audit["actor"],
+        **grant_terms,
+    )
+    expires_at = grant_terms["expires_at"]
+    record_audit_event(
+        action="pool.credits_added",
+        **audit,
+        org_id=pool.org_id,
+        target_type="credit_pool",
+        target_id=pool.org_id,
+        metadata={
+            "credits": amount,
+            "purchase_amount": str(paid) if paid is not None else None,
+            "total_after": pool.total_credits,
+            "history_id": history.pk,
+            "grant_id": grant.pk,
+            "source": grant_terms["source"],
+            "expires_at": expires_at.isoformat() if expires_at else None,
+            "priority": grant_terms["priority"],
+        },
+    )
+    return history, grant
+
+
+def _valid_grant_terms(*, source: str, expires_at: datetime | None, priority: int) -> None:
+    if source not in CreditGrant.Source.values or source == CreditGrant.Source.LEGACY:
+        raise ValidationFailed("Unknown grant source.", details={"source": source})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationFailed(
+            "expires_at must be in the future.", details={"expires_at": expires_at.isoformat()}
+        )
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_GRANT_PRIORITY:
+        raise ValidationFailed(
+            f"priority must be an integer from 0 to {MAX_GRANT_PRIORITY}.", details={"priority": priority}
+        )
+
+
+def take_back_unallocated_credits(
+    *, org_id: str, amount: int, purchase: CreditPurchase | None = None
+) -> OrganizationCreditPool | None:
     """Lower the pool's total by ``amount`` millicredits if that much is still unallocated (a
-    refunded purchase); return the pool, or None and change nothing when the credits are
-    already handed out. The caller records the refund's history row (its ``credits`` count
-    against the total in reconciliation) and audit event in the same transaction."""
+    refunded purchase: its grant counts that many fewer credits); return the pool, or None and
+    change nothing when the credits are already handed out (or its grant no longer holds that
+    many). The caller records the refund's history row (its ``credits`` count against the total
+    in reconciliation) and audit event in the same transaction."""
     amount = validate_millicredits(amount)
     with transaction.atomic():
         pool = lock_pool(org_id)
         if pool.available_credits < amount:
             return None
+        grant = CreditGrant.objects.filter(purchase=purchase).first() if purchase is not None else None
+        if grant is not None:
+            if grant.capacity < amount:
+                return None
+            refund_grant(pool=pool, grant=grant, amount=amount)
         pool.total_credits -= amount
         _save_pool(pool)
     return pool

@@ -8,6 +8,8 @@
 - ``ledger``: usage attributions, reservations, the billing history;
 - ``payments``: credit purchases and auto top-up settings;
 - ``individual``: a user's own credit purchases and the ledger of their individual balance;
+
+- ``grants``: the credit grants every pool's credits enter as;
 - ``webhooks``, ``audit``, ``idempotency``, ``prices``: one model each;
 - ``usage``: daily rollups and usage alerts; ``reconciliation``: reconciliation runs;
 - ``requests``: members' requests for more credits.
@@ -27,6 +29,7 @@ from billing.models.balances import (
     PeriodMode,
     UserCreditAllocation,
 )
+from billing.models.grants import CreditGrant
 from billing.models.idempotency import IdempotencyRecord
 from billing.models.individual import IndividualCreditEntry, IndividualCreditPurchase
 from billing.models.ledger import CreditReservation, CreditUsageAttribution, OrgBillingHistory, ServiceType
@@ -43,6 +46,7 @@ __all__ = [
     "AllocationPeriod",
     "AuditEvent",
     "AutoTopUpSettings",
+    "CreditGrant",
     "CreditPurchase",
     "CreditRequest",
     "CreditReservation",

@@ -203,6 +203,7 @@ class OrgBillingHistory(models.Model):
         CREDIT_PURCHASE = "credit_purchase", "Credit purchase"
         CREDIT_GRANT = "credit_grant", "Credit grant"
         REFUND = "refund", "Refund"
+        CREDIT_EXPIRY = "credit_expiry", "Credits expired"
         SUBSCRIPTION_CHANGE = "subscription_change", "Subscription change"
 
     org = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="billing_history")

@@ -27,7 +27,7 @@ from billing.clients.stripe import stripe_client, stripe_configured, stripe_erro
 from billing.errors import OrganizationInactive, OrganizationNotFound, PaymentsNotConfigured, PurchaseNotFound
 from billing.ledger.locks import lock_pool
 from billing.ledger.pool import add_credits_to_pool, take_back_unallocated_credits
-from billing.models import AutoTopUpSettings, CreditPurchase, OrgBillingHistory, WebhookEvent
+from billing.models import AutoTopUpSettings, CreditGrant, CreditPurchase, OrgBillingHistory, WebhookEvent
 from billing.money import USD_QUANTUM, millicredits_to_credits
 from billing.payments.auto_topup import (
     record_auto_topup_failure,
@@ -277,6 +277,12 @@ def _fulfil(
         description=f"{millicredits_to_credits(purchase.credits).normalize():,f} credits bought by card"
         + (" (auto top-up)" if purchase.origin == CreditPurchase.Origin.AUTO_TOPUP else ""),
         require_active_org=False,
+        source=(
+            CreditGrant.Source.AUTO_TOPUP
+            if purchase.origin == CreditPurchase.Origin.AUTO_TOPUP
+            else CreditGrant.Source.PURCHASE
+        ),
+        purchase=purchase,
     )
     purchase.status = CreditPurchase.Status.FULFILLED
     purchase.fulfilled_at = timezone.now()
@@ -499,7 +505,9 @@ def _apply_refund(
     audit action and facts that say what happened to its credits."""
     was = purchase.status
     if was == CreditPurchase.Status.FULFILLED and full:
-        pool = take_back_unallocated_credits(org_id=purchase.org_id, amount=purchase.credits)
+        pool = take_back_unallocated_credits(
+            org_id=purchase.org_id, amount=purchase.credits, purchase=purchase
+        )
         if pool is not None:
             # The credits bought were still unallocated in the pool: taken back.
             history.credits = purchase.credits

@@ -2,9 +2,10 @@
 
 Both come from what reconciliation checks them against, so the chart can never show a figure
 the ledger would call drift: the total is the signed sum of the credits added (purchases and
-grants) less those a refund took back (``org_billing_history``), and the used credits are the
-pool's present figure less the usage of the days after (the daily usage the dashboard already
-holds). Allocations are not drawn: the ledger keeps no history of a pool's allocated figure.
+grants) less those a refund or an expired grant took back (``org_billing_history``), and the
+used credits are the pool's present figure less the usage of the days after (the daily usage
+the dashboard already holds). Allocations are not drawn: the ledger keeps no history of a
+pool's allocated figure.
 """
 
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ _CREDIT_EVENTS = (
     OrgBillingHistory.EventType.CREDIT_PURCHASE,
     OrgBillingHistory.EventType.CREDIT_GRANT,
     OrgBillingHistory.EventType.REFUND,
+    OrgBillingHistory.EventType.CREDIT_EXPIRY,
 )
 _SIGNED = Case(
     When(event_type=OrgBillingHistory.EventType.REFUND, then=-F("credits")),
+    When(event_type=OrgBillingHistory.EventType.CREDIT_EXPIRY, then=-F("credits")),
     default=F("credits"),
     output_field=IntegerField(),
 )

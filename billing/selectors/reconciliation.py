@@ -120,13 +120,56 @@ _ORG_CHECKS: dict[str, str] = {
         FROM organization_credit_pools p
         LEFT JOIN (
             -- credits added, less those a refund took back (a refund left for review has none)
-            SELECT org_id, CASE WHEN event_type = 'refund' THEN -credits ELSE credits END AS signed
+            -- and those an expired grant took out
+            SELECT org_id, CASE WHEN event_type IN ('refund', 'credit_expiry') THEN -credits
+                                ELSE credits END AS signed
             FROM org_billing_history
-            WHERE event_type IN ('credit_purchase', 'credit_grant', 'refund') AND credits IS NOT NULL
+            WHERE event_type IN ('credit_purchase', 'credit_grant', 'refund', 'credit_expiry')
+              AND credits IS NOT NULL
         ) h ON h.org_id = p.org_id
         WHERE p.org_id = ANY(%(orgs)s)
         GROUP BY p.org_id, p.total_credits
         HAVING p.total_credits <> COALESCE(SUM(h.signed), 0)
+    """,
+    # Every credit in the pool entered as a grant: the total is what the grants still count for.
+    # (A legacy grant, made by migration 0023, carries the pool's credits from before grants.)
+    "pool_total_equals_sum_of_grants": """
+        SELECT p.org_id, 'pool', COALESCE(SUM(g.credits - g.forfeited_credits - g.refunded_credits), 0),
+               p.total_credits
+        FROM organization_credit_pools p
+        LEFT JOIN credit_grants g ON g.org_id = p.org_id
+        WHERE p.org_id = ANY(%(orgs)s)
+        GROUP BY p.org_id, p.total_credits
+        HAVING p.total_credits <> COALESCE(SUM(g.credits - g.forfeited_credits - g.refunded_credits), 0)
+    """,
+    # Usage attributed to grants at their last checkpoint never exceeds what the pool has used
+    # (the rest of the pool's usage is spread when read).
+    "grants_consumed_within_pool_used": """
+        SELECT p.org_id, 'pool', p.used_credits, SUM(g.consumed_credits)
+        FROM organization_credit_pools p
+        JOIN credit_grants g ON g.org_id = p.org_id
+        WHERE p.org_id = ANY(%(orgs)s)
+        GROUP BY p.org_id, p.used_credits
+        HAVING SUM(g.consumed_credits) > p.used_credits
+    """,
+    # A grant's credits are the ones its ledger transaction put in; what expired is what its
+    # credit_expiry rows took out.
+    "grant_matches_its_history": """
+        SELECT g.org_id, 'grant #' || g.id, COALESCE(h.credits, -1), g.credits
+        FROM credit_grants g
+        LEFT JOIN org_billing_history h ON h.id = g.history_id
+        WHERE g.org_id = ANY(%(orgs)s) AND g.source <> 'legacy'
+          AND (h.id IS NULL OR h.credits IS DISTINCT FROM g.credits OR h.org_id <> g.org_id)
+    """,
+    "grant_forfeited_equals_its_expiry_rows": """
+        SELECT g.org_id, 'grant #' || g.id, COALESCE(SUM(h.credits), 0), g.forfeited_credits
+        FROM credit_grants g
+        LEFT JOIN org_billing_history h
+               ON h.event_type = 'credit_expiry' AND h.org_id = g.org_id
+              AND h.external_id LIKE 'grant-' || g.id || '-expiry-%%'
+        WHERE g.org_id = ANY(%(orgs)s)
+        GROUP BY g.id, g.org_id, g.forfeited_credits
+        HAVING g.forfeited_credits <> COALESCE(SUM(h.credits), 0)
     """,
     "settled_reservation_matches_its_charge": """
         SELECT r.org_id, 'reservation #' || r.id, COALESCE(c.credits_used, -1), r.credits_charged

@@ -2,14 +2,28 @@
 record an off-line purchase); org admins buy them by card. The one place that rule lives."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from billing.models import CreditPurchase
+from billing.models.grants import DEFAULT_GRANT_PRIORITY
 from billing.payments.purchases import start_credit_purchase
 from billing.services import PoolChange, add_credits_to_pool
 from organizations.models import User
 from organizations.permissions import OrgAccess
 from orgbilling.errors import ValidationFailed
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    """System admins' terms for the grant the credits enter as (None: not given)."""
+
+    expires_at: datetime | None = None
+    priority: int | None = None
+    source: str | None = None
+
+    def given(self) -> list[str]:
+        return [name for name in ("expires_at", "priority", "source") if getattr(self, name) is not None]
 
 
 @dataclass(frozen=True)
@@ -27,11 +41,18 @@ def credits_add(
     amount_usd: Decimal | None,
     purchase_amount: Decimal | None,
     description: str | None,
+    grant_terms: GrantTerms | None = None,
 ) -> CreditsGranted | CreditPurchase:
     """A system admin grants ``credits`` at once (``CreditsGranted``); an org admin opens a card
     purchase (a pending ``CreditPurchase``). ``None`` means the field was not given; each side
     refuses the other side's fields (400)."""
+    terms = grant_terms or GrantTerms()
     if not access.is_system_admin:
+        if terms.given():
+            raise ValidationFailed(
+                "Only system admins set a grant's expiry, priority or source.",
+                details={name: "not allowed" for name in terms.given()},
+            )
         return _buy(
             access=access,
             actor=actor,
@@ -51,6 +72,9 @@ def credits_add(
         purchase_amount=purchase_amount,
         actor=actor,
         description=description or "",
+        source=terms.source,
+        expires_at=terms.expires_at,
+        priority=DEFAULT_GRANT_PRIORITY if terms.priority is None else terms.priority,
     )
     return CreditsGranted(change=change, credits=credits, purchase_amount=purchase_amount)
 

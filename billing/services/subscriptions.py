@@ -34,7 +34,13 @@ from billing.errors import (
     UnknownPlan,
 )
 from billing.ledger.pool import add_credits_to_pool
-from billing.models import OrganizationCreditPool, OrganizationSubscription, OrgBillingHistory, Plan
+from billing.models import (
+    CreditGrant,
+    OrganizationCreditPool,
+    OrganizationSubscription,
+    OrgBillingHistory,
+    Plan,
+)
 from billing.models.subscriptions import LIVE_SUBSCRIPTION_STATUSES
 from billing.money import validate_millicredits
 from billing.services.gateway_calls.quotas import forget_org_plan
@@ -298,6 +304,7 @@ def grant_initial_credits(
             actor_label=actor_label,
             external_id=initial_credit_key(subscription.pk),
             description="Initial credits with the subscription",
+            source=CreditGrant.Source.SUBSCRIPTION,
         )
 
 

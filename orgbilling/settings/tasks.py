@@ -81,6 +81,7 @@ CELERY_BEAT_SCHEDULE = {
     "settle-spooled-calls": _every(60, "billing.tasks.settle_spooled_calls"),
     "expire-allocations": _every(5 * 60, "billing.tasks.expire_allocations"),
     "apply-allocation-periods": _every(60, "billing.tasks.apply_allocation_periods"),
+    "expire-credit-grants": _every(5 * 60, "billing.tasks.expire_credit_grants"),
     "evaluate-usage-alerts": _every(5 * 60, "billing.tasks.evaluate_usage_alerts"),
     "rollup-usage": _every(15 * 60, "billing.tasks.rollup_usage"),
     "reconcile-credits": _at(crontab(minute=37), "billing.tasks.reconcile_credits", 3600),

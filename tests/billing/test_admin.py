@@ -3,6 +3,7 @@ ledger services through their confirmation forms."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,9 +15,11 @@ from django.db.models import Model
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from billing.models import (
     AuditEvent,
+    CreditGrant,
     CreditPurchase,
     CreditRequest,
     CreditReservation,
@@ -326,6 +329,64 @@ def test_add_credits_action_also_works_from_the_pool_changelist(admin_client: Cl
 
     assert response.status_code == 302
     assert pool_of(ledger.org).total_credits == mc(1005)
+
+
+def test_grant_promotional_credits_action_adds_an_expiring_promotion_through_the_service(
+    admin_client: Client, admin_user: User, ledger: Ledger
+):
+    expires = timezone.now() + timedelta(days=30)
+
+    response = run_action(
+        admin_client,
+        OrganizationCreditPool,
+        "grant_promotional_credits",
+        [ledger.org.pk],
+        credits="75",
+        expires_at=expires.strftime("%Y-%m-%d %H:%M"),
+        priority="2",
+        description="Launch promo",
+    )
+
+    assert response.status_code == 302
+    assert pool_of(ledger.org).total_credits == mc(1075)
+    grant = CreditGrant.objects.filter(org=ledger.org).latest("pk")
+    assert (grant.source, grant.credits, grant.priority, grant.granted_by) == (
+        "promotion",
+        mc(75),
+        2,
+        admin_user,
+    )
+    assert grant.expires_at is not None and grant.expires_at.date() == expires.date()
+    assert any("Granted 75.000 promotional credits" in m for m in messages_of(response))
+
+
+def test_grant_promotional_credits_refuses_a_past_expiry_and_changes_nothing(
+    admin_client: Client, ledger: Ledger
+):
+    before = snapshot_balances()
+
+    response = run_action(
+        admin_client,
+        Organization,
+        "grant_promotional_credits",
+        [ledger.org.pk],
+        credits="5",
+        expires_at="2001-01-01 00:00",
+        priority="10",
+    )
+
+    assert response.status_code == 200
+    assert response.context["form"].errors["expires_at"]
+    assert snapshot_balances() == before
+
+
+def test_credit_grants_are_read_only_in_the_admin(admin_client: Client, ledger: Ledger):
+    grant = CreditGrant.objects.filter(org=ledger.org).first()
+    assert grant is not None
+
+    assert admin_client.get(reverse("admin:billing_creditgrant_changelist")).status_code == 200
+    assert admin_client.get(reverse("admin:billing_creditgrant_change", args=[grant.pk])).status_code == 200
+    assert admin_client.get(reverse("admin:billing_creditgrant_add")).status_code == 403
 
 
 @pytest.mark.parametrize("amount", ["-5", "1.0001", "abc", "0", "", "NaN", "Infinity"])

@@ -2,7 +2,8 @@
 what every balance should be, and checks every invariant after each step. Departments take part:
 their budgets are carved from the pool, their allocations from the budgets; so do credit
 requests, whose approvals raise allocations, and recurring allocations, whose period boundaries
-are applied with their clock advanced."""
+are applied with their clock advanced. Grants take part: credits added with an expiry, and expiry
+passes that may only take unallocated credits."""
 
 import itertools
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.utils import timezone
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -22,6 +24,7 @@ from billing.models import (
     UserCreditAllocation,
 )
 from billing.permissions import Deciders
+from billing.selectors.grants import org_grants
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import (
     PeriodChange,
@@ -45,6 +48,7 @@ from billing.services.credit_requests import (
     decline_credit_request,
     request_credits,
 )
+from billing.services.grant_expiry import expire_credit_grants
 from billing.services.periods import apply_allocation_periods
 from organizations.services import add_member, create_organization
 from orgbilling.errors import ApplicationError
@@ -385,6 +389,40 @@ class LedgerMachine(RuleBasedStateMachine):
         outcome = apply_allocation_periods(now=self.period_clock)
         # Earlier examples' allocations (other orgs, same database) may be due too; ours are counted.
         assert sum(len(done.rows) for done in outcome.applied if done.org_id in self.orgs) == expected
+
+    # -- grants (expiring credits) ------------------------------------------------------------
+    @rule(
+        org=st.integers(0, ORGS - 1),
+        amount=amounts,
+        days=st.one_of(st.none(), st.integers(1, 5)),
+        priority=st.integers(0, 3),
+    )
+    def add_grant(self, org: int, amount: int, days: int | None, priority: int) -> None:
+        org_id = self.orgs[org]
+        expires_at = timezone.now() + timedelta(days=days) if days else None
+        call = lambda: add_credits_to_pool(  # noqa: E731
+            org_id=org_id, amount=amount, source="promotion", expires_at=expires_at, priority=priority
+        )
+        self.expect(True, call)
+        self.pools[org_id][0] += amount
+
+    @rule(days=st.integers(0, 8))
+    def expire_grants(self, days: int) -> None:
+        """The expiry pass at ``now + days``: only unallocated credits leave; members keep theirs."""
+        cutoff = timezone.now() + timedelta(days=days)
+        outcome = expire_credit_grants(now=cutoff)
+        for org_id in self.orgs:
+            forfeited = sum(step.forfeited for step in outcome.steps if step.org_id == org_id)
+            self.pools[org_id][0] -= forfeited
+            total, allocated, used = self.pools[org_id]
+            views = org_grants(org_id=org_id)
+            assert not [v for v in views if v.expires_at and v.expires_at <= cutoff and v.expired_at is None]
+            # Expired credits stay only as far as members (or budgets) hold credits...
+            assert sum(v.remaining_credits for v in views if v.expired_at) <= allocated - used
+            # ...and a grant that just expired kept some only if nothing was left unallocated.
+            for step in outcome.steps:
+                if step.org_id == org_id and step.newly_expired and step.retained:
+                    assert total == allocated
 
     # -- invariants --------------------------------------------------------------------------
     @invariant()

@@ -15,12 +15,14 @@ from billing.api.serializers.fields import (
     Credits,
     CreditsIn,
     CreditsOrZeroIn,
+    StrictIntegerField,
     UsdIn,
     user_id_field,
 )
 from billing.api.serializers.periods import PeriodSettingsInput
 from billing.ledger.eligibility import day_spent, utc_day
-from billing.models import CreditPurchase, UserCreditAllocation
+from billing.models import CreditGrant, CreditPurchase, UserCreditAllocation
+from billing.models.grants import DEFAULT_GRANT_PRIORITY, MAX_GRANT_PRIORITY
 from billing.money import millicredits_to_credits
 from orgbilling.api.fields import StrictCharField, StrictSerializer
 from orgbilling.api.schema import error_responses, example
@@ -41,6 +43,30 @@ class CreditsAddInput(StrictSerializer):
         required=False, help_text="System admins: money paid, when this records an off-line purchase."
     )
     description = StrictCharField(max_length=500, required=False, allow_blank=True)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        help_text="System admins: the grant's unspent credits leave the pool then (future; omit: never).",
+    )
+    priority = StrictIntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_GRANT_PRIORITY,
+        help_text=(
+            f"System admins: burn-down order, a lower number spent first (default {DEFAULT_GRANT_PRIORITY})."
+        ),
+    )
+    # A field named like DRF's ``Field.source`` attribute: the API's name wins.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        required=False,
+        choices=[CreditGrant.Source.MANUAL, CreditGrant.Source.PROMOTION],
+        help_text="System admins: `manual` (default) or `promotion`.",
+    )
+
+    def validate_expires_at(self, value: Any) -> Any:
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("The expiry must be in the future.")
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("credits" in attrs) == ("amount_usd" in attrs):
@@ -163,6 +189,9 @@ class CreditsAddedSerializer(serializers.Serializer):
     credits_added = Credits()
     purchase_amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     history_id = serializers.IntegerField(help_text="The billing-history row recording this addition")
+    grant_id = serializers.IntegerField(
+        allow_null=True, help_text="The credit grant the credits entered as (null on a replay)"
+    )
 
 
 class CreditPurchaseSerializer(serializers.Serializer):
@@ -225,7 +254,9 @@ CREDITS_ADD_SCHEMA = extend_schema(
     summary="Add credits: system admins grant them; org admins buy them by card (Stripe Checkout)",
     description=(
         "A **system admin** grants `credits` at once (200), or records an off-line purchase when "
-        "`purchase_amount` (USD) is given. An **org admin** buys `credits` (or credits worth "
+        "`purchase_amount` (USD) is given; the credits enter as a grant (`source` `manual` or "
+        "`promotion`, optional `expires_at` and `priority`; see `GET .../grants`). An **org admin** "
+        "buys `credits` (or credits worth "
         "`amount_usd`; 1 credit = $0.01): the answer (201) is a `pending` purchase with the Stripe "
         "Checkout URL to pay at; the credits are added when Stripe reports the payment (webhook), "
         "exactly once. Card purchases answer 503 `payments_not_configured` while Stripe is not "
@@ -246,6 +277,11 @@ CREDITS_ADD_SCHEMA = extend_schema(
             {"credits": 5000.0, "purchase_amount": 50.0, "description": "Invoice 2026-001"},
             request=True,
         ),
+        example(
+            "promotion with expiry",
+            {"credits": 1000.0, "source": "promotion", "expires_at": "2026-03-31T00:00:00Z", "priority": 5},
+            request=True,
+        ),
         example("buy by card", {"credits": 5000.0}, request=True),
         example("buy for an amount", {"amount_usd": 50.0}, request=True),
         example(
@@ -255,6 +291,7 @@ CREDITS_ADD_SCHEMA = extend_schema(
                 "credits_added": 5000.0,
                 "purchase_amount": 50.0,
                 "history_id": 41,
+                "grant_id": 12,
             },
         ),
         example("checkout opened", _CHECKOUT_EXAMPLE, status=201),

@@ -50,6 +50,15 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON whole number only (strings, booleans and fractions are refused)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
 def user_id_field(**kwargs: Any) -> StrictCharField:
     kwargs.setdefault("help_text", "A user's id (their OIDC `sub`).")
     return StrictCharField(max_length=150, **kwargs)

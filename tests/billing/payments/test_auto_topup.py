@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.models import (
     AuditEvent,
     AutoTopUpSettings,
+    CreditGrant,
     CreditPurchase,
     OrganizationCreditPool,
     OrgBillingHistory,
@@ -244,6 +245,8 @@ def test_the_succeeded_webhook_credits_the_top_up_once(client, armed, fake_strip
     )
     assert (row.credits, row.amount, row.org_id) == (mc(5000), Decimal("50.00"), armed.org.id)
     assert AuditEvent.objects.filter(action="purchase.fulfilled", target_id=str(purchase.pk)).count() == 1
+    grant = CreditGrant.objects.get(purchase=purchase)
+    assert (grant.source, grant.credits, grant.history_id) == ("auto_topup", mc(5000), row.pk)
     assert find_all_drifts() == []
     # Above the threshold again: the next run buys nothing.
     assert run_auto_topups().started == []

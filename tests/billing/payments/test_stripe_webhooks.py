@@ -11,7 +11,14 @@ import stripe
 from django.test import Client
 from django.urls import reverse
 
-from billing.models import AuditEvent, CreditPurchase, OrganizationCreditPool, OrgBillingHistory, WebhookEvent
+from billing.models import (
+    AuditEvent,
+    CreditGrant,
+    CreditPurchase,
+    OrganizationCreditPool,
+    OrgBillingHistory,
+    WebhookEvent,
+)
 from billing.selectors.reconciliation import find_all_drifts
 from billing.services import allocate_credits_to_user
 from tests.concurrency import run_concurrently
@@ -77,6 +84,8 @@ def test_a_paid_checkout_is_fulfilled_once(client, checkout, fake_stripe):
         mc(5000),
         team.org.id,
     )
+    grant = CreditGrant.objects.get(purchase=purchase)
+    assert (grant.source, grant.credits, grant.history_id) == ("purchase", mc(5000), row.pk)
     audit = AuditEvent.objects.get(action="purchase.fulfilled")
     assert (audit.actor, audit.org_id, audit.target_id) == (team.admin, team.org.id, str(purchase.pk))
     event = WebhookEvent.objects.get()
@@ -210,7 +219,9 @@ def test_a_full_refund_of_unallocated_credits_takes_them_back(client, checkout, 
     (row,) = OrgBillingHistory.objects.filter(event_type="refund")
     assert (row.amount, row.credits) == (Decimal("50.00"), mc(5000))
     assert AuditEvent.objects.filter(action="purchase.refunded").count() == 1
-    assert find_all_drifts() == []  # the pool's total still equals its credit history
+    grant = CreditGrant.objects.get(purchase=purchase)
+    assert (grant.refunded_credits, grant.capacity) == (mc(5000), 0)
+    assert find_all_drifts() == []  # the pool's total still equals its credit history and grants
 
 
 def test_a_refund_of_credits_already_handed_out_is_flagged_for_ops_not_clawed_back(
