@@ -105,7 +105,7 @@ def test_the_legacy_migration_turns_each_pool_total_into_one_grant():
     assert find_all_drifts(org.id) != []
 
     # when
-    importlib.import_module("billing.migrations.0023_credit_grants").legacy_grants(django_apps, None)
+    importlib.import_module("billing.migrations.0027_credit_grants").legacy_grants(django_apps, None)
 
     # then
     legacy = CreditGrant.objects.get(org=org)
