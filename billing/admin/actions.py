@@ -6,7 +6,7 @@ An action's first POST (from the changelist) renders its form; the form comes ba
 admin error message and changes nothing. Nothing here writes a balance itself.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -122,33 +122,41 @@ def _pool_summary(org: Organization) -> dict[str, Decimal] | None:
     }
 
 
-@admin.action(description="Add credits to pool", permissions=["manage_credits"])
-def add_credits(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+def _grant_to_pool(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    form_class: type[forms.Form],
+    action: str,
+    verb: str,
+    grant_terms: Callable[[dict[str, Any]], dict[str, Any]],
+    done: Callable[[dict[str, Any], str], str],
 ) -> TemplateResponse | None:
+    """The pool actions (add credits, grant promotional credits): one org, a form, then
+    ``add_credits_to_pool`` with the form's ``credits`` and ``grant_terms(data)``; ``done(data, org_id)``
+    says what was added in the success message."""
     org = _single_org(modeladmin, request, queryset)
     if org is None:
         return None
-    form = AddCreditsForm(request.POST if "apply" in request.POST else None)
+    form = form_class(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         data = form.cleaned_data
         try:
             change = add_credits_to_pool(
                 org_id=org.pk,
                 amount=data["credits"],
-                purchase_amount=data["purchase_amount"],
-                description=data["description"],
                 actor=_actor(request),
                 actor_label=ADMIN_ACTOR_LABEL,
+                **grant_terms(data),
             )
         except ApplicationError as error:
             _report_refusal(modeladmin, request, error)
         else:
             modeladmin.message_user(
                 request,
-                f"Added {millicredits_to_credits(data['credits'])} credits to {org.pk}: total "
-                f"{millicredits_to_credits(change.pool.total_credits)}, available "
-                f"{millicredits_to_credits(change.pool.available_credits)} credits.",
+                f"{done(data, org.pk)}: total {millicredits_to_credits(change.pool.total_credits)}, "
+                f"available {millicredits_to_credits(change.pool.available_credits)} credits.",
                 messages.SUCCESS,
             )
             return None
@@ -156,59 +164,58 @@ def add_credits(
         modeladmin,
         request,
         template=ACTION_TEMPLATE,
-        action="add_credits",
-        title=f"Add credits to the pool of {org}",
+        action=action,
+        title=f"{verb} credits to the pool of {org}",
         selected=[org.pk],
         form=form,
         org=org,
         pool=_pool_summary(org),
-        submit_label="Add credits",
+        submit_label=f"{verb} credits",
     )
+
+
+@admin.action(description="Add credits to pool", permissions=["manage_credits"])
+def add_credits(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
+) -> TemplateResponse | None:
+    return _grant_to_pool(
+        modeladmin,
+        request,
+        queryset,
+        form_class=AddCreditsForm,
+        action="add_credits",
+        verb="Add",
+        grant_terms=lambda data: {
+            "purchase_amount": data["purchase_amount"],
+            "description": data["description"],
+        },
+        done=lambda data, org_id: f"Added {millicredits_to_credits(data['credits'])} credits to {org_id}",
+    )
+
+
+def _promotion_added(data: dict[str, Any], org_id: str) -> str:
+    expiry = f", expiring {data['expires_at']:%Y-%m-%d %H:%M} UTC" if data["expires_at"] else ""
+    return f"Granted {millicredits_to_credits(data['credits'])} promotional credits to {org_id}{expiry}"
 
 
 @admin.action(description="Grant promotional credits", permissions=["manage_credits"])
 def grant_promotional_credits(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet
 ) -> TemplateResponse | None:
-    org = _single_org(modeladmin, request, queryset)
-    if org is None:
-        return None
-    form = PromotionalCreditsForm(request.POST if "apply" in request.POST else None)
-    if form.is_valid():
-        data = form.cleaned_data
-        try:
-            change = add_credits_to_pool(
-                org_id=org.pk,
-                amount=data["credits"],
-                description=data["description"] or "Promotional credits",
-                actor=_actor(request),
-                actor_label=ADMIN_ACTOR_LABEL,
-                source=CreditGrant.Source.PROMOTION,
-                expires_at=data["expires_at"],
-                priority=data["priority"],
-            )
-        except ApplicationError as error:
-            _report_refusal(modeladmin, request, error)
-        else:
-            expiry = f", expiring {data['expires_at']:%Y-%m-%d %H:%M} UTC" if data["expires_at"] else ""
-            modeladmin.message_user(
-                request,
-                f"Granted {millicredits_to_credits(data['credits'])} promotional credits to {org.pk}"
-                f"{expiry}: total {millicredits_to_credits(change.pool.total_credits)} credits.",
-                messages.SUCCESS,
-            )
-            return None
-    return _render(
+    return _grant_to_pool(
         modeladmin,
         request,
-        template=ACTION_TEMPLATE,
+        queryset,
+        form_class=PromotionalCreditsForm,
         action="grant_promotional_credits",
-        title=f"Grant promotional credits to {org}",
-        selected=[org.pk],
-        form=form,
-        org=org,
-        pool=_pool_summary(org),
-        submit_label="Grant credits",
+        verb="Grant promotional",
+        grant_terms=lambda data: {
+            "description": data["description"] or "Promotional credits",
+            "source": CreditGrant.Source.PROMOTION,
+            "expires_at": data["expires_at"],
+            "priority": data["priority"],
+        },
+        done=_promotion_added,
     )
 
 

@@ -1,5 +1,7 @@
 """Credit request endpoints: ask, list, approve, decline, cancel."""
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_view
 from rest_framework import status
@@ -61,34 +63,31 @@ class CreditRequestListView(ListAPIView):
         return Response(CreditRequestSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
+def _decide(request: Request, org_id: str, request_id: int, decide: Callable[..., CreditRequest]) -> Response:
+    """Approve or decline: the caller must be able to decide the org's (or their departments')
+    requests; the service enforces the rest (never one's own, pending only)."""
+    access, deciders = credit_request_decider_access(user=caller(request), org_id=org_id)
+    data = valid_input(CreditRequestDecisionInput, request)
+    decided = decide(
+        org_id=access.org.id,
+        request_id=request_id,
+        actor=caller(request),
+        deciders=deciders,
+        note=data.get("note", ""),
+    )
+    return Response(CreditRequestSerializer(decided).data)
+
+
 class CreditRequestApproveView(APIView):
     @CREDIT_REQUEST_APPROVE_SCHEMA
     def post(self, request: Request, org_id: str, request_id: int) -> Response:
-        access, deciders = credit_request_decider_access(user=caller(request), org_id=org_id)
-        data = valid_input(CreditRequestDecisionInput, request)
-        decided = approve_credit_request(
-            org_id=access.org.id,
-            request_id=request_id,
-            actor=caller(request),
-            deciders=deciders,
-            note=data.get("note", ""),
-        )
-        return Response(CreditRequestSerializer(decided).data)
+        return _decide(request, org_id, request_id, approve_credit_request)
 
 
 class CreditRequestDeclineView(APIView):
     @CREDIT_REQUEST_DECLINE_SCHEMA
     def post(self, request: Request, org_id: str, request_id: int) -> Response:
-        access, deciders = credit_request_decider_access(user=caller(request), org_id=org_id)
-        data = valid_input(CreditRequestDecisionInput, request)
-        decided = decline_credit_request(
-            org_id=access.org.id,
-            request_id=request_id,
-            actor=caller(request),
-            deciders=deciders,
-            note=data.get("note", ""),
-        )
-        return Response(CreditRequestSerializer(decided).data)
+        return _decide(request, org_id, request_id, decline_credit_request)
 
 
 class CreditRequestCancelView(APIView):
