@@ -151,6 +151,7 @@ portal_urls = [
     path("", SignInView.as_view(), name="signin"),
     path("portal/", me.my_credits, name="me"),
     path("portal/default-org", me.choose_default_org, name="default-org"),
+    path("portal/credits/buy", me.buy_credits, name="credits-buy"),
     path(
         "portal/invitations/<str:org_id>/accept",
         me.answer_invitation,

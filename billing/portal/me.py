@@ -19,8 +19,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from rest_framework import serializers
 
-from billing.portal.common import FormErrors, person, portal_page, refusal_errors, validation_errors
+from billing.api.serializers.individual import IndividualPurchaseInput
+from billing.payments.individual_purchases import start_individual_purchase
+from billing.portal.common import (
+    FormErrors,
+    form_values,
+    person,
+    portal_page,
+    refusal_errors,
+    validation_errors,
+)
 from billing.selectors.dashboards import user_dashboard
+from billing.selectors.individual import recent_individual_purchases
 from billing.selectors.my_usage import UsageChart, my_usage_chart
 from organizations.api.lookups import my_invitations
 from organizations.api.serializers.api_keys import ApiKeyCreateInput
@@ -40,6 +50,8 @@ from orgbilling.money import millicredits_to_credits
 
 # The newest keys are listed; the rest are counted (revoked keys pile up over the years).
 KEYS_SHOWN = 50
+# The latest card purchases of individual credits shown; the API lists them too.
+PURCHASES_SHOWN = 10
 
 
 def _chart_data(chart: UsageChart) -> dict[str, Any]:
@@ -78,6 +90,7 @@ def _page(
         "payable_orgs": [org for org in dashboard.organizations if org.org_is_active],
         "invitations": invitations,
         "keys": keys[:KEYS_SHOWN],
+        "purchases": recent_individual_purchases(user=user, recent=PURCHASES_SHOWN),
         "more_keys": len(keys) > KEYS_SHOWN,
         "scope_choices": ApiKey.Scope.choices,
         "default_scopes": DEFAULT_SCOPES,
@@ -202,3 +215,25 @@ def revoke_key(request: HttpRequest, key_id: int) -> HttpResponse:
         return refused
     messages.success(request, "API key revoked: it stops working at once.")
     return redirect("portal:me")
+
+
+@require_POST
+@portal_page
+def buy_credits(request: HttpRequest) -> HttpResponse:
+    """Individual credits by card, the API's ``POST /api/v1/me/credits/purchase``: the same
+    serializer and service open a Checkout Session and the browser goes there; the webhook
+    credits the balance once Stripe says paid. Without Stripe: the API's 503, on the page."""
+    typed = request.POST.get("credits", "")
+    data = IndividualPurchaseInput(data=form_values(credits=typed))
+    if not data.is_valid():
+        return _page(request, errors=validation_errors("buy", data.errors, {"credits": typed}))
+    checkout: list[str] = []
+
+    def run() -> None:
+        purchase = start_individual_purchase(user=person(request), credits=data.validated_data["credits"])
+        checkout.append(purchase.checkout_url)
+
+    refused = _act(request, form="buy", values={"credits": typed}, run=run, field_names=("credits",))
+    if refused is not None:
+        return refused
+    return redirect(checkout[0])

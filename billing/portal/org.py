@@ -22,6 +22,7 @@ from rest_framework import serializers
 
 from billing.api.serializers.allocations import TransferInput
 from billing.api.serializers.credits import AllocateInput
+from billing.models import Period
 from billing.portal.common import (
     FormErrors,
     form_values,
@@ -33,6 +34,7 @@ from billing.portal.common import (
 from billing.portal.once import FIELD as FORM_KEY
 from billing.portal.once import form_key, run_once
 from billing.portal.org_departments import OWN_FORMS, departments_and_requests
+from billing.portal.org_grants import grant_rows
 from billing.portal.org_usage import chosen_usage
 from billing.selectors.auto_topup import auto_topup_settings_of
 from billing.selectors.dashboards import MEMBER_LIMIT, dashboard_window, org_dashboard, pool_summary
@@ -115,6 +117,7 @@ def _admin_context(
         plans=active_plans(),
         alerts=org_usage_alerts(org_id=access.org.id),
         topup=auto_topup_settings_of(org_id=access.org.id),
+        grants=grant_rows(org_id=access.org.id, now=timezone.now()),
         checkout_return=request.GET.get("checkout", "") if request.method == "GET" else "",
         dashboard=dashboard,
         pool=dashboard.pool,
@@ -127,6 +130,7 @@ def _admin_context(
             )
         ),
         transferable=[m for m in dashboard.members if m.status == "active"],
+        period_choices=Period.values,
     )
 
 
@@ -219,17 +223,25 @@ def allocate(request: HttpRequest, org_id: str) -> HttpResponse:
             user=user_by_id(data["user_id"]),
             amount=data["credits"],
             actor=person(request),
+            period=data["period_change"],
         )
 
+    # Empty period fields are left out: the API's "omit to keep it".
     return admin_action(
         request,
         org_id,
         form="allocate",
         target=user_id,
         serializer=AllocateInput,
-        values=form_values(user_id=user_id, credits=request.POST.get("credits", "")),
+        values=form_values(
+            user_id=user_id,
+            credits=request.POST.get("credits", ""),
+            period=request.POST.get("period", ""),
+            period_mode=request.POST.get("period_mode", ""),
+            rollover_cap_credits=request.POST.get("rollover_cap_credits", ""),
+        ),
         run=run,
-        field_names=("credits", "user_id"),
+        field_names=("credits", "user_id", "period", "period_mode", "rollover_cap_credits"),
         done=f"Credits allocated to {user_id}.",
     )
 

@@ -1,5 +1,7 @@
 """Template filters of the portal (registered as the ``portal`` library in TEMPLATES)."""
 
+from datetime import UTC
+
 from django import template
 
 from orgbilling.money import millicredits_to_credits
@@ -35,3 +37,17 @@ def plain_credits(millicredits: int | None) -> str:
     """Millicredits as a plain number of credits for a form's number input (no grouping)."""
     text = f"{millicredits_to_credits(int(millicredits or 0)):.3f}"
     return text.rstrip("0").rstrip(".")
+
+
+@register.filter
+def recurrence(allocation: object) -> str:
+    """A recurring allocation's period for people: ``monthly · refill · next 2027-01-01`` (the
+    next boundary's UTC day); empty when it does not recur."""
+    period = str(getattr(allocation, "period", "") or "")
+    if not period:
+        return ""
+    parts = [period, str(getattr(allocation, "period_mode", "") or "")]
+    next_start = getattr(allocation, "next_period_start", None)
+    if next_start is not None:
+        parts.append(f"next {next_start.astimezone(UTC).date().isoformat()}")
+    return " · ".join(part for part in parts if part)

@@ -188,6 +188,10 @@ class MemberBalance:
     remaining_credits: int
     percent_used: Decimal
     allocation_expires_at: datetime | None
+    # Recurrence of the active allocation ("" when it does not recur).
+    period: str = ""
+    period_mode: str = ""
+    next_period_start: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,9 @@ def member_balances(
                 remaining_credits=allocation.free_credits,
                 percent_used=percent(allocation.used_credits, allocation.allocated_credits),
                 allocation_expires_at=allocation.expires_at,
+                period=allocation.period,
+                period_mode=allocation.period_mode,
+                next_period_start=allocation.next_period_start,
             )
         )
     return count, balances

@@ -30,12 +30,15 @@ def individual_credits_of(*, user: User, recent: int = RECENT) -> IndividualCred
         used_credits=used,
         reserved_credits=reserved,
         available_credits=total - used - reserved,
-        purchases=list(
-            IndividualCreditPurchase.objects.filter(user=user).order_by("-created_at", "-id")[:recent]
-        ),
+        purchases=recent_individual_purchases(user=user, recent=recent),
         entries=list(
             IndividualCreditEntry.objects.filter(user=user)
             .select_related("org")
             .order_by("-created_at", "-id")[:recent]
         ),
     )
+
+
+def recent_individual_purchases(*, user: User, recent: int = RECENT) -> list[IndividualCreditPurchase]:
+    """``user``'s ``recent`` latest card purchases of individual credits, newest first (one query)."""
+    return list(IndividualCreditPurchase.objects.filter(user=user).order_by("-created_at", "-id")[:recent])

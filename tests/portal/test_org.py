@@ -1,11 +1,14 @@
 """``/portal/orgs/<org_id>/``: members see the pool and their own credits; admins allocate and
 transfer through the API's services; another org is the 404 page."""
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from billing.models import UserCreditAllocation
-from billing.services import allocate_credits_to_user, deduct_credits
+from billing.services import add_credits_to_pool, allocate_credits_to_user, deduct_credits
 from organizations.services import add_member
 from tests.factories import OrganizationFactory, UserFactory
 from tests.helpers import mc, pool_of
@@ -134,7 +137,13 @@ def test_the_admin_page_runs_a_bounded_number_of_queries(
         allocate_credits_to_user(org_id=org.id, user=user, amount=mc(5), actor_label="test")
     client.force_login(admin)
 
-    with django_assert_max_num_queries(27):  # + the pool history, + departments and pending requests
+    for days in (3, 30):  # grants are read in one query, however many
+        add_credits_to_pool(
+            org_id=org.id, amount=mc(10), actor_label="test", expires_at=timezone.now() + timedelta(days=days)
+        )
+
+    # + the pool history, + departments and pending requests, + the credit grants (issue 14 §8)
+    with django_assert_max_num_queries(28):
         response = client.get("/portal/orgs/acme/")
 
     assert response.content.decode().count('class="allocate-form"') == 42
