@@ -62,7 +62,8 @@ class IndividualCreditPurchase(models.Model):
 
 class IndividualCreditEntry(models.Model):
     """One change to a user's individual credit total: a purchase, a staff grant, a refund taken
-    back, or credits moved into an organization. Rows are appended, never updated: together they
+    back, credits moved into an organization, or the opening entry (migration 0028) carrying a
+    total from before this ledger. Rows are appended, never updated: together they
     explain the balance's total. ``external_id`` is the change's idempotency key (a Checkout
     Session, a migration's user and org), so a replay never writes a second row."""
 
@@ -71,6 +72,7 @@ class IndividualCreditEntry(models.Model):
         GRANT = "grant", "Grant"
         REFUND = "refund", "Refund taken back"
         MIGRATED_TO_ORG = "migrated_to_org", "Moved into an organization"
+        OPENING = "opening", "Opening balance (before the ledger)"
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="individual_credit_entries"

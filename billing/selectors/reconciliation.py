@@ -211,6 +211,16 @@ _INDIVIDUAL_CHECKS: dict[str, str] = {
         ) r ON r.user_id = b.user_id
         WHERE b.reserved_credits <> COALESCE(r.total, 0)
     """,
+    # Every change to the total is an appended entry (an ``opening`` one, made by migration 0028,
+    # carries a total from before the ledger).
+    "individual_total_equals_sum_of_entries": """
+        SELECT NULL, 'individual balance of user ' || b.user_id, COALESCE(e.total, 0), b.total_credits
+        FROM individual_credit_balances b
+        LEFT JOIN (
+            SELECT user_id, SUM(credits) AS total FROM individual_credit_entries GROUP BY user_id
+        ) e ON e.user_id = b.user_id
+        WHERE b.total_credits <> COALESCE(e.total, 0)
+    """,
     "individual_within_bounds": """
         SELECT NULL, 'individual balance of user ' || user_id, total_credits, used_credits + reserved_credits
         FROM individual_credit_balances

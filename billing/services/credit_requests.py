@@ -19,7 +19,7 @@ from billing.errors import (
     DepartmentAccessDenied,
     OwnCreditRequest,
 )
-from billing.ledger.eligibility import require_active_member
+from billing.ledger.eligibility import require_active_member, require_active_org
 from billing.ledger.locks import lock_credit_request, lock_pool
 from billing.ledger.pool import allocate_credits_to_user
 from billing.models import CreditRequest
@@ -77,11 +77,14 @@ def _notify_requester(request: CreditRequest) -> None:
 
 
 def request_credits(*, org_id: str, requester: User, credits: int, reason: str) -> CreditRequest:
-    """An active member asks for ``credits`` more millicredits; at most one pending request per
-    member and organization (409 ``credit_request_already_open``, backed by a unique index)."""
+    """An active member of an active organization asks for ``credits`` more millicredits (a
+    deactivated one: 403 ``organization_inactive``, as every other write there); at most one
+    pending request per member and organization (409 ``credit_request_already_open``, backed by
+    a unique index)."""
     credits = validate_millicredits(credits)
     reason = _clean_text(reason, "reason", required=True)
     with transaction.atomic():
+        require_active_org(org_id)
         require_active_member(org_id, requester)
         try:
             with transaction.atomic():

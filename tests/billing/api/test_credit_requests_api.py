@@ -126,6 +126,20 @@ def test_a_second_pending_request_is_refused_until_the_first_is_settled(api_clie
     assert CreditRequest.objects.filter(requester=team.member).count() == 2
 
 
+def test_a_member_of_a_deactivated_org_cannot_ask_and_nothing_is_written(api_client, team):
+    type(team.org).objects.filter(pk=team.org.pk).update(is_active=False)
+    before = snapshot_balances()
+    audited = AuditEvent.objects.count()
+    api_client.force_login(team.member)
+
+    response = api_client.post(requests_url(team.org.id), {"credits": 5, "reason": "x"}, format="json")
+
+    assert_error(response, 403, "organization_inactive")
+    assert CreditRequest.objects.count() == 0
+    assert AuditEvent.objects.count() == audited
+    assert snapshot_balances() == before
+
+
 def test_an_outsider_cannot_ask_or_see_the_organization(api_client, team):
     api_client.force_login(team.outsider)
 
