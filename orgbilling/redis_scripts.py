@@ -5,10 +5,11 @@ keys.
 
 Both paths are behind the cache's circuit breaker (``orgbilling.cache``): after a failure every
 call fails at once with ``CacheUnavailable`` until ``retry_after_failure`` has passed. The loop's
-client (``redis.asyncio``, one per event loop) has the sync client's socket timeouts, and a
-whole try (connecting included) is cut at the longer of the two, so a hung Redis costs a call on
-the loop at most that long; the loop itself never waits. Callers catch ``CACHE_ERRORS`` and
-decide what a failure means, as with the cache.
+client (``redis.asyncio``, one per event loop) has the sync client's options: the same
+``socket_connect_timeout`` and ``socket_timeout`` (each read; a read that times out drops its
+connection) and no retries, so a hung Redis costs a call on the loop what it costs one on a
+thread, once per ``retry_after_failure``; the loop itself never waits. Callers catch
+``CACHE_ERRORS`` and decide what a failure means, as with the cache.
 """
 
 import asyncio
@@ -30,7 +31,6 @@ from orgbilling.cache import BreakerRedisCacheClient, RedisCache
 
 # OPTIONS of the Django cache that are not redis-py connection options (or are sync-only).
 _NOT_ASYNC_OPTIONS = {"retry_after_failure", "serializer", "pool_class", "parser_class"}
-DEFAULT_TRY_SECONDS = 0.25
 
 
 class _Backend:
@@ -48,8 +48,6 @@ class _Backend:
         options = params.get("OPTIONS", {})
         options = {k: v for k, v in options.items() if k not in _NOT_ASYNC_OPTIONS}
         self.async_options = options
-        timeouts = [options.get("socket_timeout"), options.get("socket_connect_timeout")]
-        self.try_seconds = max((t for t in timeouts if t), default=DEFAULT_TRY_SECONDS)
         self.loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, redis.asyncio.Redis] = (
             weakref.WeakKeyDictionary()
         )
@@ -121,14 +119,10 @@ class RedisScript:
         client = backend.async_client()
         if self._async_script is None:
             self._async_script = client.register_script(self.source)
-        full_keys = [backend.cache.make_key(k) for k in keys]
         try:
-            async with asyncio.timeout(backend.try_seconds):
-                result = await self._async_script(keys=full_keys, args=args, client=client)
-        except TimeoutError as error:  # the whole try, connecting included (redis-py disconnects)
-            timed_out = RedisTimeoutError(f"no answer from the cache within {backend.try_seconds:g} s")
-            breaker.trip(timed_out)
-            raise timed_out from error
+            result = await self._async_script(
+                keys=[backend.cache.make_key(k) for k in keys], args=args, client=client
+            )
         except (RedisConnectionError, RedisTimeoutError) as error:
             breaker.trip(error)
             raise
