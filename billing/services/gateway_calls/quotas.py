@@ -38,6 +38,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -216,8 +217,7 @@ def tier_limits(tier: str) -> tuple[str, int, int]:
     return tier, int(limits["rpm"]), int(limits["tpm"])
 
 
-@dataclass(frozen=True)
-class _Limits:
+class _Limits(NamedTuple):
     """An org's plan resolved against the tier table: its limits (0: none), tier and code."""
 
     rpm: int
@@ -294,9 +294,13 @@ def _plan_buckets(org_id: str, daily: int, monthly: int, now: datetime) -> tuple
 
 def _buckets(org_id: str, limits: _Limits, tokens: int, now: datetime) -> list[_Bucket]:
     """The buckets a call counts, in order (a limit of 0, or no tokens, is not counted)."""
-    buckets = [
-        b for b in _minute_buckets(org_id, limits.rpm, limits.tpm, tokens, now) if b.limit and b.delta > 0
-    ]
+    buckets = []
+    if limits.rpm or (limits.tpm and tokens > 0):
+        requests, token_bucket = _minute_buckets(org_id, limits.rpm, limits.tpm, tokens, now)
+        if limits.rpm:
+            buckets.append(requests)
+        if limits.tpm and tokens > 0:
+            buckets.append(token_bucket)
     if limits.monthly:
         buckets.extend(_plan_buckets(org_id, limits.daily, limits.monthly, now))
     return buckets
@@ -353,7 +357,7 @@ def take_quota(*, org_id: str | None, tokens: int = 0, now: datetime | None = No
         return QuotaTicket(tuple(taken), tokens_key=tokens_key, tokens=tokens)
 
     for bucket in buckets:
-        seconds_left = bucket.seconds_left(now)
+        seconds_left = max(1, math.ceil((bucket.resets_at - now).total_seconds()))
         try:
             count = _count(bucket.key, seconds_left + _COUNTERS_TTL_MARGIN, bucket.delta)
         except CACHE_ERRORS as error:
