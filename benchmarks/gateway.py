@@ -6,6 +6,7 @@ One command (it starts and removes its own PostgreSQL cluster, like ``make bench
     .venv/bin/python benchmarks/gateway.py                 # c=1,16,64, 200 ms upstream, ~2 min
     .venv/bin/python benchmarks/gateway.py --quick         # fewer requests per cell
     .venv/bin/python benchmarks/gateway.py --json out.json --latency 0.05 --concurrency 1,8
+    .venv/bin/python benchmarks/gateway.py --cache redis   # quotas in a Redis it starts, as in production
 
 With ``DATABASE_URL`` set it uses that database instead (it adds one org, user, key and price).
 
@@ -50,12 +51,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import litellm_column  # noqa: E402 - after the path is set
+from benchmarks import litellm_column, redis_cache  # noqa: E402 - after the path is set
 
 MODEL = "bench-model"
 PRODUCTION_SETTINGS = "orgbilling.settings.production"
 UPSTREAM_KEY = "sk-bench-upstream"
 PROMPT = "Write one short sentence about benchmarks, please."
+REDIS_TRIP_CALLS = 20  # sequential served calls over which --cache redis counts Redis round trips
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 64}
 
 
@@ -168,6 +170,15 @@ def profiled(pid: int, output: str | None) -> Iterator[None]:
 
 def free_port() -> int:
     return int(subprocess.check_output([sys.executable, str(ROOT / "scripts/free_port.py")], text=True))
+
+
+def served_call(gateway_url: str, key: str) -> None:
+    """One json chat call through the gateway, checked."""
+    response = httpx.post(
+        f"{gateway_url}/api/v1/llm/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )  # fmt: skip
+    response.raise_for_status()
 
 
 def wait_for(url: str, seconds: float = 30) -> None:
@@ -484,6 +495,7 @@ def main() -> None:
         "--targets", action="store_true", help="print PASS/FAIL for each target of issue 15 §2"
     )
     litellm_column.add_arguments(parser)
+    redis_cache.add_arguments(parser)
     parser.add_argument(
         "--profile", metavar="FILE",
         help="sample the gateway process with py-spy (on PATH or PY_SPY) during the load cells; "
@@ -502,7 +514,7 @@ def main() -> None:
         else [default_rounds.get(c, 10) for c in args.concurrency]
     )
     run_tag = f"{int(time.time())}-{os.getpid()}"
-    with database() as database_url:
+    with database() as database_url, redis_cache.started(args, free_port()) as cache_server:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -513,6 +525,7 @@ def main() -> None:
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "DJANGO_SECURE_COOKIES": "false",
             "LOG_LEVEL": "WARNING",
+            **({"CACHE_URL": cache_server.url} if cache_server else {}),
         }
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput"], env=env, check=True,
                        capture_output=True)  # fmt: skip
@@ -547,9 +560,17 @@ def main() -> None:
                     "gateway": gateway.pid,
                     "upstream": upstream.pid,
                     **({"litellm": litellm.pid} if litellm else {}),
+                    **({"redis": cache_server.pid} if cache_server else {}),
                 }
                 with profiled(gateway.pid, args.profile):
                     cells = asyncio.run(run_all(args, urls, keys, pids, litellm))
+                redis_trips = (
+                    redis_cache.round_trips(
+                        cache_server.url, REDIS_TRIP_CALLS, lambda: served_call(gateway_url, keys[0])
+                    )
+                    if cache_server
+                    else None
+                )
         rows = report(cells, args)
         litellm_rows = litellm_column.report(cells, args.concurrency, litellm)
         if args.targets:
@@ -560,12 +581,22 @@ def main() -> None:
             f"settlement {breakdown['settle_ms']:.1f} ms ({breakdown['settle_round_trips']:g} round trips), "
             f"CPU {breakdown['cpu_ms']:.2f} ms for both"
         )
-        gateway_calls = int(breakdown["calls"]) + sum(
-            c.requests - c.errors + c.concurrency for c in cells if c.target == "gateway"
+        if redis_trips is not None:
+            per_command = ", ".join(f"{name} {count:g}" for name, count in redis_trips[1].items())
+            print(
+                f"Redis round trips per served json call (c=1, MONITOR): {redis_trips[0]:g} ({per_command})"
+            )
+        gateway_calls = (
+            int(breakdown["calls"])
+            + (REDIS_TRIP_CALLS if redis_trips else 0)
+            + sum(c.requests - c.errors + c.concurrency for c in cells if c.target == "gateway")
         )  # measured + warm-up calls
         problems = check_ledger(run_tag, gateway_calls)
     if args.json:
-        figures = {"args": vars(args), "breakdown": breakdown, "cells": rows, "targets": target_lines(rows)}
+        figures = {
+            "args": vars(args), "breakdown": breakdown, "cells": rows, "targets": target_lines(rows),
+            "redis_round_trips": redis_trips,
+        }  # fmt: skip
         figures["litellm"] = (
             {"configuration": litellm.configuration, "cells": litellm_rows} if litellm else None
         )

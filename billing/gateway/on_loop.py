@@ -3,12 +3,12 @@ hand-off, one round trip each on the async pool (``billing.gateway.pg``).
 
 Admission on the loop applies when everything the call needs is in the process's cache (API key,
 payer, price) and no database read is needed before the hold (no BYOK check); the plan quota is
-counted as on the threads. Only with the cache in the process (``LocMemCache``): with Redis, the
-quota's counters are a network wait (a hung Redis, 250 ms a try) that must not stop the loop, so
-admission stays on the threads and only settlements run on the loop. A read the cache does not
-have raises Django's ``SynchronousOnlyOperation`` (the ORM refuses to run on the loop), and the
-call goes to the threads (``None``), as does one the hold did not take (a refusal the ORM path
-explains, a replayed request id) or whose cache generation moved. A refusal decided from the
+counted as on the threads: in the process (``LocMemCache``), or in Redis through its async client
+in one round trip (``quotas.atake_quota``), so a hung Redis holds the call, never the loop, for
+at most one socket timeout. A read the cache does not have raises Django's
+``SynchronousOnlyOperation`` (the ORM refuses to run on the loop), and the call goes to the
+threads (``None``), as does one the hold did not take (a refusal the ORM path explains, a
+replayed request id) or whose cache generation moved. A refusal decided from the
 cache is answered here only once the generation is read and still current.
 
 Settlement on the loop: the ``ledger_settle`` call; when it does not apply (a replay, a late or
@@ -22,7 +22,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.http import HttpRequest
 from rest_framework.exceptions import APIException
 
-from billing.gateway.admission import chat_call, local_cache
+from billing.gateway.admission import chat_call
 from billing.gateway.metering import ChatRequest
 from billing.gateway.pg import call_function
 from billing.ledger import holds
@@ -35,7 +35,8 @@ from billing.ledger.reservations import (
 from billing.ledger.sql import NotApplied
 from billing.services import DeductionResult, ReservationResult
 from billing.services.gateway_calls import cache as gateway_cache
-from billing.services.gateway_calls.holds import Admission, HoldPlan, admitted, plan_hold
+from billing.services.gateway_calls.holds import Admission, HoldPlan, admitted, aplan_hold
+from billing.services.gateway_calls.quotas import counted_on_loop
 from orgbilling.errors import ApplicationError
 from orgbilling.observability.charges import count_charge
 
@@ -74,11 +75,11 @@ async def _hold(plan: HoldPlan, generation: int | None) -> ReservationResult | N
 async def admit_chat(request: HttpRequest) -> tuple[Admission, ChatRequest, dict[str, Any]] | None:
     """Admit a chat completion (no BYOK) on the loop; None: admit it on the threads."""
     cached = gateway_cache.known_view()
-    if cached is None or not local_cache():
+    if cached is None or not counted_on_loop():
         return None  # cache off, or this process's first call: the threads read the generation
     try:
         call, chat, body = chat_call(request, request.body, cached, byok=False)
-        plan = plan_hold(cached=cached, **call)
+        plan = await aplan_hold(cached=cached, **call)
     except SynchronousOnlyOperation:
         return None
     except (ApplicationError, APIException):
@@ -89,11 +90,11 @@ async def admit_chat(request: HttpRequest) -> tuple[Admission, ChatRequest, dict
         held = await _hold(plan, cached.generation)
     except BaseException:
         if plan.ticket:
-            plan.ticket.give_back()
+            await plan.ticket.agive_back()
         raise
     if held is None:
         if plan.ticket:
-            plan.ticket.give_back()
+            await plan.ticket.agive_back()
         return None
     return admitted(plan, held), chat, body
 

@@ -7,7 +7,9 @@ request and calls ``hold_call`` on its database threads.
 """
 
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from billing.errors import (
@@ -31,7 +33,7 @@ from billing.services import (
 )
 from billing.services.gateway_calls.cache import CacheView, payer
 from billing.services.gateway_calls.config import setting
-from billing.services.gateway_calls.quotas import QuotaTicket, take_quota
+from billing.services.gateway_calls.quotas import QuotaTicket, atake_quota, take_quota
 from organizations.models import ApiKey, Organization, User
 from orgbilling.observability.charges import charge_refused
 
@@ -132,7 +134,36 @@ class HoldPlan:
     ticket: QuotaTicket | None
 
 
-def plan_hold(
+def plan_hold(*, cached: CacheView | None = None, **call: Any) -> HoldPlan:
+    """Decide who pays (``requested_org_id``, else the user's default org, else individual
+    credits), check BYOK is allowed and count the plan quota (the ticket is given back if the
+    hold is not taken). ``cached``: the call's view of the gateway cache (``cache``); ``call``:
+    ``_payer_plan``'s arguments."""
+    plan = _payer_plan(cached=cached, **call)
+    with _quota_refusals(plan):
+        ticket = take_quota(org_id=plan.org_id, tokens=plan.estimated_input_tokens + plan.output_bound)
+    return replace(plan, ticket=ticket)
+
+
+async def aplan_hold(*, cached: CacheView, **call: Any) -> HoldPlan:
+    """``plan_hold`` on the event loop (``quotas.counted_on_loop()``): the plan quota counted
+    without blocking it. Raises ``SynchronousOnlyOperation`` when a database read is needed."""
+    plan = _payer_plan(cached=cached, **call)
+    with _quota_refusals(plan):
+        ticket = await atake_quota(org_id=plan.org_id, tokens=plan.estimated_input_tokens + plan.output_bound)
+    return replace(plan, ticket=ticket)
+
+
+@contextmanager
+def _quota_refusals(plan: HoldPlan) -> Iterator[None]:
+    try:
+        yield
+    except QuotaExceeded as refusal:
+        charge_refused(refusal, operation="quota", org_id=plan.org_id, user=plan.user, amount=plan.amount)
+        raise
+
+
+def _payer_plan(
     *,
     user: User,
     api_key: ApiKey | None,
@@ -148,9 +179,7 @@ def plan_hold(
     reasoning_model: bool = False,
     cached: CacheView | None = None,
 ) -> HoldPlan:
-    """Decide who pays (``requested_org_id``, else the user's default org, else individual
-    credits), check BYOK is allowed and count the plan quota (the ticket is given back if the
-    hold is not taken). ``cached``: the call's view of the gateway cache (``cache``)."""
+    """The call's payer and the amount to hold, before the quota is counted."""
     context = (
         payer(cached, user=user, requested_org_id=requested_org_id)
         if cached is not None
@@ -158,12 +187,6 @@ def plan_hold(
     )
     if byok:
         _require_byok_allowed(context.org_id)
-    amount = 0 if byok else worst_case
-    try:
-        ticket = take_quota(org_id=context.org_id, tokens=estimated_input_tokens + output_bound)
-    except QuotaExceeded as refusal:
-        charge_refused(refusal, operation="quota", org_id=context.org_id, user=user, amount=amount)
-        raise
     return HoldPlan(
         user=user,
         api_key=api_key,
@@ -171,13 +194,13 @@ def plan_hold(
         request_id=request_id,
         model=model,
         price=price,
-        amount=amount,
+        amount=0 if byok else worst_case,
         byok=byok,
         service_type=service_type,
         estimated_input_tokens=estimated_input_tokens,
         output_bound=output_bound,
         reasoning_model=reasoning_model,
-        ticket=ticket,
+        ticket=None,
     )
 
 
