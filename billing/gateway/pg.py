@@ -13,9 +13,15 @@ session settings of the process's Django connections (``statement_timeout``, ``l
 ``DB_POOL_RECONNECT_TIMEOUT`` to find a restarted server again. A failure comes out as the 503
 ``DatabaseUnavailable`` the threads answer with (``orgbilling.db.database_refusal``); a
 connection that failed is discarded by the pool.
+
+A connection the server ended while it sat in the pool (a restart, a failover,
+``pg_terminate_backend``, an idle timeout) is discarded when it is taken, before a call is sent on
+it (``_still_open``): an idle connection has nothing to read unless the server closed it, so a
+``select`` with no wait tells, without a round trip.
 """
 
 import asyncio
+import select
 import weakref
 from typing import Any
 
@@ -46,6 +52,22 @@ def connection_parameters() -> dict[str, Any]:
     return params
 
 
+class ConnectionEnded(psycopg.OperationalError):
+    """The server closed a connection while it was idle in the pool."""
+
+
+async def _still_open(conn: psycopg.AsyncConnection[Any]) -> None:
+    """The pool's check at each checkout: a connection closed here is replaced by the pool, and
+    the caller given another."""
+    if not conn.closed:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not readable:
+            return
+        # Its termination notice, or the end of the stream: nothing else comes unasked.
+        await conn.close()
+    raise ConnectionEnded("the server ended the idle connection")
+
+
 def _pool() -> AsyncConnectionPool:
     loop = asyncio.get_running_loop()
     pool = _pools.get(loop)
@@ -59,6 +81,7 @@ def _pool() -> AsyncConnectionPool:
             max_lifetime=settings.DB_POOL_MAX_LIFETIME_SECONDS,
             reconnect_timeout=settings.DB_POOL_RECONNECT_TIMEOUT,
             name="orgbilling-gateway",
+            check=_still_open,
             open=False,
         )
         _pools[loop] = pool

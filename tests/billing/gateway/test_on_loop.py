@@ -117,3 +117,40 @@ def test_a_database_the_pool_cannot_reach_answers_the_503_refusal(settings, make
 
     with pytest.raises(DatabaseUnavailable):
         asyncio.run(attempt())
+
+
+def test_a_connection_the_server_ended_while_pooled_is_replaced_not_answered_with_a_503(
+    settings, make_funded_member
+):
+    import psycopg
+
+    settings.LLM_GATEWAY_DB_POOL_SIZE = 1
+    _, _, allocation, raw_key = warm(settings, make_funded_member)
+
+    def terminate(pid: int) -> None:  # as a restart, a failover or an idle timeout would
+        with psycopg.connect(**pg.connection_parameters()) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+    async def attempt():
+        try:
+            first = await on_loop.admit_chat(chat_request(raw_key))
+            assert first is not None
+            await on_loop.settle(settlement_terms(first[0], cost=2))
+            async with pg._pool().connection() as conn:  # the pool's one connection
+                pid = conn.info.backend_pid
+            await asyncio.to_thread(terminate, pid)
+            await asyncio.sleep(0.2)  # the notice and the end of the stream arrive
+            second = await on_loop.admit_chat(chat_request(raw_key))
+            assert second is not None
+            await on_loop.settle(settlement_terms(second[0], cost=3))
+            async with pg._pool().connection() as conn:
+                return pid, conn.info.backend_pid
+        finally:
+            await pg.close_pools()
+
+    ended, replacement = asyncio.run(attempt())
+
+    assert replacement != ended
+    allocation.refresh_from_db()
+    assert (allocation.used_credits, allocation.reserved_credits) == (1 + 2 + 3, 0)
+    assert find_all_drifts() == []
