@@ -41,9 +41,11 @@ _CALL_TOO_LONG = "The call ran longer than the gateway allows; nothing was charg
 class _LoopSession:
     """The session of one event loop (connections belong to a loop), of at most
     ``LLM_UPSTREAM_MAX_CONNECTIONS`` connections, no proxy from the environment, no cookies.
-    It is closed when its loop shuts its async generators down (``asyncio.run``, uvicorn and
-    asgiref all do before closing the loop): ``closer`` is an async generator started on the
-    loop, so ``loop.shutdown_asyncgens()`` finalizes it, and its ``finally`` closes the session."""
+    It is closed when its loop shuts its async generators down (``asyncio.run``, asgiref's
+    loops and a uvicorn server told to exit all do before closing the loop): ``closer`` is an
+    async generator started on the loop, so ``loop.shutdown_asyncgens()`` finalizes it, and its
+    ``finally`` closes the session. A uvicorn process stopped by SIGTERM re-raises the signal once
+    its requests are done and ends with its sockets: nothing is left open to warn about."""
 
     def __init__(self, limit: int) -> None:
         self.session = aiohttp.ClientSession(
