@@ -32,8 +32,8 @@ from orgbilling.observability.metrics import count_upstream_error, waiting_on_up
 logger = logging.getLogger(__name__)
 
 # An idle connection is dropped after this long (httpx's default, which the gateway used before):
-# shorter than the keep-alive of common servers (uvicorn's is 5 s, nginx's 75 s), so a connection
-# is rarely reused just as the upstream closes it.
+# no longer than the keep-alive of common servers (uvicorn's is 5 s, nginx's 75 s), so a
+# connection is rarely reused just as the upstream closes it.
 KEEPALIVE_SECONDS = 5.0
 _CALL_TOO_LONG = "The call ran longer than the gateway allows; nothing was charged."
 
@@ -66,8 +66,9 @@ class _LoopSession:
             await self.session.close()
 
     def abandon(self) -> None:
-        """The loop was closed without finalizing its generators: its transports are gone with
-        it; mark the session and its connector closed so neither warns when collected."""
+        """The loop was closed without finalizing its generators, so its connections can no
+        longer be closed on it (their sockets go when collected): mark the session and its
+        connector closed so neither warns."""
         connector = self.session.connector
         self.session.detach()
         if connector is not None:
@@ -83,8 +84,9 @@ async def session() -> aiohttp.ClientSession:
     loop = asyncio.get_running_loop()
     shared = _sessions.get(loop)
     if shared is None:
-        for old_loop in [known for known in _sessions if known.is_closed()]:
-            _sessions.pop(old_loop).abandon()
+        for old_loop in [known for known in list(_sessions) if known.is_closed()]:
+            if (dead := _sessions.pop(old_loop, None)) is not None:  # loops of other threads too
+                dead.abandon()
         shared = _sessions[loop] = _LoopSession(setting("LLM_UPSTREAM_MAX_CONNECTIONS"))
         await anext(shared.closer)  # registers it with the loop; it yields at once
     return shared.session

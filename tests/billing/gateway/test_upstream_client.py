@@ -318,6 +318,20 @@ def test_a_header_slower_than_the_read_timeout_is_504_read_timeout(scripted, cal
     assert_released()
 
 
+def test_a_stream_whose_answer_does_not_start_within_the_call_limit_is_504(scripted, call, settings):
+    """However patient the read timeout, a streamed call waits for its answer no longer than
+    the call may run (aiohttp has no write timeout; this bounds the send too)."""
+    scripted(serve_each(lambda conn: time.sleep(3)))
+    settings.LLM_UPSTREAM_TIMEOUT_SECONDS = 30.0
+    settings.LLM_MAX_CALL_SECONDS = 1
+
+    response = call(stream=True)
+
+    found = error(response, 504)
+    assert (found["code"], found["details"]) == ("upstream_timeout", {"max_call_seconds": 1.0})
+    assert_released()
+
+
 def test_a_redirect_is_not_followed_and_is_502(scripted, call):
     server = scripted(serve_each(lambda conn: answer(conn, b"", "Location: /elsewhere", "Content-Length: 0",
                                                      status="307 Temporary Redirect")))  # fmt: skip
