@@ -25,14 +25,12 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
 
-import httpx
-
 from billing.errors import UpstreamError, UpstreamTimeout
 from billing.gateway.db import finish, run_db, spawn
 from billing.gateway.metering import StreamMeter, estimate_output_tokens, sse_events
 from billing.gateway.responses import credits_text
 from billing.gateway.settlement import Charge, Pending, settle
-from billing.gateway.upstream import failure
+from billing.gateway.upstream import UpstreamStream
 from billing.services import DeductionResult
 from billing.services.gateway_calls import open_calls
 from billing.services.gateway_calls.config import max_call_seconds, setting
@@ -59,7 +57,7 @@ def error_event(error: ApplicationError) -> bytes:
 
 
 class StreamRelay:
-    def __init__(self, *, admission: Admission, response: httpx.Response, strip_usage: bool) -> None:
+    def __init__(self, *, admission: Admission, response: UpstreamStream, strip_usage: bool) -> None:
         self.admission = admission
         self._response = response
         self._meter = StreamMeter(strip_usage=strip_usage)
@@ -138,7 +136,7 @@ class StreamRelay:
                 self._limit_from = time.time()
                 self._record_progress()
                 loop = asyncio.get_running_loop()
-                async for event in sse_events(self._response.aiter_bytes()):
+                async for event in sse_events(self._response.chunks()):
                     relayed = self._meter.feed(event)
                     if relayed is not None and not self._client_gone:
                         self._queue.put_nowait(relayed)
@@ -146,8 +144,7 @@ class StreamRelay:
                         self._record_progress()
             if malformed := self._meter.malformed:
                 self._error = UpstreamError(MALFORMED_STREAM, details={"malformed_events": malformed})
-        except httpx.HTTPError as exc:
-            cause = failure(exc)
+        except (UpstreamError, UpstreamTimeout) as cause:  # the upstream broke off (``chunks()``)
             self._error = type(cause)(MID_STREAM_FAILURE, details=cause.details)
         except TimeoutError:
             if self._client_gone:
