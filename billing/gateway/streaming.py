@@ -15,6 +15,14 @@ is charged by the background retry (``billing.gateway.settlement``); the comment
 (``billing.services.gateway_calls.open_calls``) with the output counted so far, at most every
 ``LLM_SPOOL_PROGRESS_SECONDS``, so a process killed mid-stream is charged close to what it
 streamed.
+
+On the lean route (``billing.gateway.lean``) there is no queue and no response generator: the
+pump writes each event straight to the client through a ``RelaySink`` (one task step per chunk)
+and ends the response itself. The pump is still not the request's task, so what is said above of
+a disconnect holds: the lean route stops the relay when ``receive`` says the client left, and a
+write that fails stops it too; the pump then drains and settles as here. A client that stops
+reading without leaving holds the pump's writes (the server's flow control) until it reads again
+or the call's own limit ends the call, which is then charged what was streamed.
 """
 
 import asyncio
@@ -24,6 +32,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Protocol
 
 import httpx
 
@@ -54,13 +63,29 @@ class StreamOutcome:
     pending: bool = False  # the database refused: ``charged`` is charged by the background retry
 
 
+class RelaySink(Protocol):
+    """Where the lean route's pump writes the response body (``billing.gateway.lean``)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 def error_event(error: ApplicationError) -> bytes:
     return f"data: {json.dumps(error.as_dict())}\n\n".encode()
 
 
 class StreamRelay:
-    def __init__(self, *, admission: Admission, response: httpx.Response, strip_usage: bool) -> None:
+    def __init__(
+        self,
+        *,
+        admission: Admission,
+        response: httpx.Response,
+        strip_usage: bool,
+        sink: RelaySink | None = None,
+    ) -> None:
         self.admission = admission
+        self._sink = sink  # the lean route: written to from the pump, no queue
         self._response = response
         self._meter = StreamMeter(strip_usage=strip_usage)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -90,6 +115,11 @@ class StreamRelay:
                 yield b"".join(parts)
         finally:
             self.stop()
+
+    @property
+    def pump(self) -> "asyncio.Task[None]":
+        """The task that relays, settles and (with a sink) ends the response."""
+        return self._task
 
     def stop(self) -> None:
         """The client went away: stop relaying, keep reading the upstream until its usage
@@ -141,7 +171,10 @@ class StreamRelay:
                 async for event in sse_events(self._response.aiter_bytes()):
                     relayed = self._meter.feed(event)
                     if relayed is not None and not self._client_gone:
-                        self._queue.put_nowait(relayed)
+                        if self._sink is None:
+                            self._queue.put_nowait(relayed)
+                        else:
+                            await self._write(relayed)
                     if loop.time() >= self._next_progress:
                         self._record_progress()
             if malformed := self._meter.malformed:
@@ -159,13 +192,33 @@ class StreamRelay:
             self._deadline = None
             # Also on cancellation (the server shutting down): the settlement runs in its own task.
             outcome = await finish(self._settle())
-        if self._error is not None:
-            self._queue.put_nowait(error_event(self._error))
-        if outcome.charged is not None:
-            self._queue.put_nowait(self._trailer(outcome))
-        if self._meter.saw_done:
-            self._queue.put_nowait(DONE)
-        self._queue.put_nowait(None)
+        tail = [
+            *([error_event(self._error)] if self._error is not None else []),
+            *([self._trailer(outcome)] if outcome.charged is not None else []),
+            *([DONE] if self._meter.saw_done else []),
+        ]
+        if self._sink is None:
+            for item in tail:
+                self._queue.put_nowait(item)
+            self._queue.put_nowait(None)
+            return
+        if tail and not self._client_gone:
+            await self._write(b"".join(tail))
+        if not self._client_gone:
+            with suppress(Exception):
+                await self._sink.close()
+
+    async def _write(self, data: bytes) -> None:
+        """Write to the lean route's client from the pump. A write that fails means the client
+        went away: relay nothing more, drain and settle as after a disconnect."""
+        assert self._sink is not None
+        try:
+            await self._sink.write(data)
+        except Exception:
+            logger.debug(
+                "gateway: writing to the client of %s failed", self.admission.request_id, exc_info=True
+            )
+            self.stop()
 
     def _trailer(self, outcome: StreamOutcome) -> bytes:
         assert outcome.charged is not None
