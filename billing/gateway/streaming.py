@@ -86,6 +86,7 @@ class StreamRelay:
     ) -> None:
         self.admission = admission
         self._sink = sink  # the lean route: written to from the pump, no queue
+        self._unwritten: list[bytes] = []  # with a sink: the events of the upstream's last read
         self._response = response
         self._meter = StreamMeter(strip_usage=strip_usage)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -168,13 +169,14 @@ class StreamRelay:
                 self._limit_from = time.time()
                 self._record_progress()
                 loop = asyncio.get_running_loop()
-                async for event in sse_events(self._response.aiter_bytes()):
+                reads = self._response.aiter_bytes() if self._sink is None else self._written_per_read()
+                async for event in sse_events(reads):
                     relayed = self._meter.feed(event)
                     if relayed is not None and not self._client_gone:
                         if self._sink is None:
                             self._queue.put_nowait(relayed)
                         else:
-                            await self._write(relayed)
+                            self._unwritten.append(relayed)
                     if loop.time() >= self._next_progress:
                         self._record_progress()
             if malformed := self._meter.malformed:
@@ -193,6 +195,7 @@ class StreamRelay:
             # Also on cancellation (the server shutting down): the settlement runs in its own task.
             outcome = await finish(self._settle())
         tail = [
+            *self._unwritten,
             *([error_event(self._error)] if self._error is not None else []),
             *([self._trailer(outcome)] if outcome.charged is not None else []),
             *([DONE] if self._meter.saw_done else []),
@@ -207,6 +210,17 @@ class StreamRelay:
         if not self._client_gone:
             with suppress(Exception):
                 await self._sink.close()
+
+    async def _written_per_read(self) -> AsyncIterator[bytes]:
+        """The upstream's reads; the events of each are written in one go when the next read
+        is asked for (as the queue's reader joined the events that queued up meanwhile)."""
+        async for chunk in self._response.aiter_bytes():
+            yield chunk
+            if self._unwritten:
+                data = b"".join(self._unwritten)
+                self._unwritten.clear()
+                if not self._client_gone:
+                    await self._write(data)
 
     async def _write(self, data: bytes) -> None:
         """Write to the lean route's client from the pump. A write that fails means the client

@@ -298,3 +298,52 @@ def test_a_json_call_whose_client_gave_up_is_still_charged_on_the_lean_route(
     assert row.request_metadata["usage_source"] == "upstream"
     assert row.credits_used > 0
     assert find_all_drifts() == []
+
+
+def test_a_stream_whose_writes_fail_on_the_lean_route_still_settles_with_the_upstreams_usage(
+    caller, upstream, django_routed
+):
+    # given: a client whose connection fails once the first event is written to it
+    upstream.behaviour.completion_tokens = 30
+    request_id = f"lean-write-fails-{uuid.uuid4()}"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": PATH, "raw_path": PATH.encode(), "query_string": b"", "root_path": "",
+        "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 80),
+        "headers": [(b"host", b"localhost"), (b"x-request-id", request_id.encode()),
+                    *[(k.lower().encode(), v.encode()) for k, v in caller.items()]],
+    }  # fmt: skip
+    body = json.dumps({**BODY, "stream": True}).encode()
+    written: list[dict[str, Any]] = []
+
+    async def call() -> None:
+        pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await asyncio.Event().wait()  # no http.disconnect: only the writes tell
+            raise AssertionError
+
+        async def send(message: dict[str, Any]) -> None:
+            if len(written) >= 2:
+                raise OSError("connection reset by peer")
+            written.append(message)
+
+        try:
+            await LeanChatRoute(fallback=GatewayASGIHandler())(scope, receive, send)
+        finally:
+            await close_pools()
+
+    # when
+    asyncio.run(call())
+
+    # then: one event went out; the gateway read the rest and charged the upstream's usage
+    row = settled(request_id)
+    assert not django_routed
+    assert [m["type"] for m in written] == ["http.response.start", "http.response.body"]
+    assert written[0]["status"] == 200
+    assert (row.input_tokens, row.output_tokens) == (4, 30)
+    assert row.request_metadata["usage_source"] == "upstream"
+    assert row.request_metadata["client_disconnected"] is True
+    assert find_all_drifts() == []
