@@ -27,7 +27,7 @@ a settlement.
 
 import asyncio
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -49,8 +49,8 @@ from orgbilling.observability.request_id import clear_request_id
 CHAT_PATH = "/api/v1/llm/chat/completions"
 Scope = dict[str, Any]
 Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+Receive = Callable[[], Coroutine[Any, Any, Message]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 Handler = Callable[[HttpRequest], Awaitable[HttpResponseBase]]
 _BEARER_KEY = b"bearer " + KEY_PREFIX.encode()
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -137,7 +137,7 @@ def asgi_call(app: Any, sent: dict[str, str], body: bytes) -> tuple[int, dict[st
             "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 80),
             "headers": [(k.lower().encode(), v.encode()) for k, v in {"Host": "localhost", **sent}.items()],
         }  # fmt: skip
-        written: list[dict[str, Any]] = []
+        written: list[Mapping[str, Any]] = []
         pending = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive() -> dict[str, Any]:
@@ -146,7 +146,7 @@ def asgi_call(app: Any, sent: dict[str, str], body: bytes) -> tuple[int, dict[st
             await asyncio.Event().wait()  # the client stays
             raise AssertionError
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Mapping[str, Any]) -> None:
             written.append(message)
 
         try:
@@ -314,7 +314,7 @@ def test_a_stream_whose_writes_fail_on_the_lean_route_still_settles_with_the_ups
                     *[(k.lower().encode(), v.encode()) for k, v in caller.items()]],
     }  # fmt: skip
     body = json.dumps({**BODY, "stream": True}).encode()
-    written: list[dict[str, Any]] = []
+    written: list[Mapping[str, Any]] = []
 
     async def call() -> None:
         pending = [{"type": "http.request", "body": body, "more_body": False}]
@@ -325,7 +325,7 @@ def test_a_stream_whose_writes_fail_on_the_lean_route_still_settles_with_the_ups
             await asyncio.Event().wait()  # no http.disconnect: only the writes tell
             raise AssertionError
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Mapping[str, Any]) -> None:
             if len(written) >= 2:
                 raise OSError("connection reset by peer")
             written.append(message)
