@@ -1,7 +1,8 @@
 """ASGI entry point (uvicorn / gunicorn with uvicorn workers).
 
 The metered LLM endpoints (``/api/v1/llm/``) are served by the gateway's handler, with a
-middleware chain that stays on the event loop (``billing/gateway/asgi.py``); everything else by
+middleware chain that stays on the event loop (``billing/gateway/asgi.py``), the common chat
+completion by the lean route in front of it (``billing/gateway/lean.py``); everything else by
 Django's handler with the full ``MIDDLEWARE``.
 """
 
@@ -16,8 +17,9 @@ os.environ.setdefault("ORGBILLING_PROCESS", "web")
 django_application = get_asgi_application()  # sets Django up before the gateway is imported
 
 from billing.gateway.asgi import GatewayASGIHandler  # noqa: E402
+from billing.gateway.lean import LeanChatRoute  # noqa: E402
 
-gateway_application = GatewayASGIHandler()
+gateway_application = LeanChatRoute(fallback=GatewayASGIHandler())
 GATEWAY_PREFIX = "/api/v1/llm/"
 
 

@@ -15,6 +15,14 @@ is charged by the background retry (``billing.gateway.settlement``); the comment
 (``billing.services.gateway_calls.open_calls``) with the output counted so far, at most every
 ``LLM_SPOOL_PROGRESS_SECONDS``, so a process killed mid-stream is charged close to what it
 streamed.
+
+On the lean route (``billing.gateway.lean``) there is no queue and no response generator: the
+pump writes each event straight to the client through a ``RelaySink`` (one task step per chunk)
+and ends the response itself. The pump is still not the request's task, so what is said above of
+a disconnect holds: the lean route stops the relay when ``receive`` says the client left, and a
+write that fails stops it too; the pump then drains and settles as here. A client that stops
+reading without leaving holds the pump's writes (the server's flow control) until it reads again
+or the call's own limit ends the call, which is then charged what was streamed.
 """
 
 import asyncio
@@ -24,6 +32,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from dataclasses import dataclass
+from typing import Protocol
 
 from billing.errors import UpstreamError, UpstreamTimeout
 from billing.gateway.db import finish, run_db, spawn
@@ -52,13 +61,30 @@ class StreamOutcome:
     pending: bool = False  # the database refused: ``charged`` is charged by the background retry
 
 
+class RelaySink(Protocol):
+    """Where the lean route's pump writes the response body (``billing.gateway.lean``)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 def error_event(error: ApplicationError) -> bytes:
     return f"data: {json.dumps(error.as_dict())}\n\n".encode()
 
 
 class StreamRelay:
-    def __init__(self, *, admission: Admission, response: UpstreamStream, strip_usage: bool) -> None:
+    def __init__(
+        self,
+        *,
+        admission: Admission,
+        response: UpstreamStream,
+        strip_usage: bool,
+        sink: RelaySink | None = None,
+    ) -> None:
         self.admission = admission
+        self._sink = sink  # the lean route: written to from the pump, no queue
+        self._unwritten: list[bytes] = []  # with a sink: the events of the upstream's last read
         self._response = response
         self._meter = StreamMeter(strip_usage=strip_usage)
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -88,6 +114,11 @@ class StreamRelay:
                 yield b"".join(parts)
         finally:
             self.stop()
+
+    @property
+    def pump(self) -> "asyncio.Task[None]":
+        """The task that relays, settles and (with a sink) ends the response."""
+        return self._task
 
     def stop(self) -> None:
         """The client went away: stop relaying, keep reading the upstream until its usage
@@ -136,10 +167,14 @@ class StreamRelay:
                 self._limit_from = time.time()
                 self._record_progress()
                 loop = asyncio.get_running_loop()
-                async for event in sse_events(self._response.chunks()):
+                reads = self._response.chunks() if self._sink is None else self._written_per_read()
+                async for event in sse_events(reads):
                     relayed = self._meter.feed(event)
                     if relayed is not None and not self._client_gone:
-                        self._queue.put_nowait(relayed)
+                        if self._sink is None:
+                            self._queue.put_nowait(relayed)
+                        else:
+                            self._unwritten.append(relayed)
                     if loop.time() >= self._next_progress:
                         self._record_progress()
             if malformed := self._meter.malformed:
@@ -156,13 +191,45 @@ class StreamRelay:
             self._deadline = None
             # Also on cancellation (the server shutting down): the settlement runs in its own task.
             outcome = await finish(self._settle())
-        if self._error is not None:
-            self._queue.put_nowait(error_event(self._error))
-        if outcome.charged is not None:
-            self._queue.put_nowait(self._trailer(outcome))
-        if self._meter.saw_done:
-            self._queue.put_nowait(DONE)
-        self._queue.put_nowait(None)
+        tail = [
+            *self._unwritten,
+            *([error_event(self._error)] if self._error is not None else []),
+            *([self._trailer(outcome)] if outcome.charged is not None else []),
+            *([DONE] if self._meter.saw_done else []),
+        ]
+        if self._sink is None:
+            for item in tail:
+                self._queue.put_nowait(item)
+            self._queue.put_nowait(None)
+            return
+        if tail and not self._client_gone:
+            await self._write(b"".join(tail))
+        if not self._client_gone:
+            with suppress(Exception):
+                await self._sink.close()
+
+    async def _written_per_read(self) -> AsyncIterator[bytes]:
+        """The upstream's reads; the events of each are written in one go when the next read
+        is asked for (as the queue's reader joined the events that queued up meanwhile)."""
+        async for chunk in self._response.chunks():
+            yield chunk
+            if self._unwritten:
+                data = b"".join(self._unwritten)
+                self._unwritten.clear()
+                if not self._client_gone:
+                    await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        """Write to the lean route's client from the pump. A write that fails means the client
+        went away: relay nothing more, drain and settle as after a disconnect."""
+        assert self._sink is not None
+        try:
+            await self._sink.write(data)
+        except Exception:
+            logger.debug(
+                "gateway: writing to the client of %s failed", self.admission.request_id, exc_info=True
+            )
+            self.stop()
 
     def _trailer(self, outcome: StreamOutcome) -> bytes:
         assert outcome.charged is not None

@@ -14,6 +14,10 @@ produced is charged from its real usage; a call not yet forwarded is released). 
 its settlement or release a call has an open record on disk
 (``billing.services.gateway_calls.open_calls``), from which it is charged if the process dies
 meanwhile.
+
+``chat_completion_on_loop`` is the same call for the lean route (``billing.gateway.lean``): the
+admission must be decided on the loop (else ``NotOnLoop``, and the lean route hands the request
+to Django's), and a stream is written to the client by its relay (``RelaySink``).
 """
 
 import asyncio
@@ -49,7 +53,7 @@ from billing.gateway.responses import (
 )
 from billing.gateway.selectors import model_list
 from billing.gateway.settlement import Charge, Pending, settle
-from billing.gateway.streaming import StreamRelay
+from billing.gateway.streaming import RelaySink, StreamRelay
 from billing.services import DeductionResult
 from billing.services.gateway_calls import open_calls
 from billing.services.gateway_calls.holds import Admission
@@ -61,7 +65,12 @@ logger = logging.getLogger(__name__)
 MAX_PROVIDER_KEY_LENGTH = 4096
 
 
-class _CallState:
+class NotOnLoop(Exception):
+    """The lean route's call could not be admitted on the loop (a cold cache, a read the cache
+    does not have, a hold to explain): nothing was held; Django's route serves the request."""
+
+
+class CallState:
     """What the request's task tells the call's task: the client went away."""
 
     def __init__(self) -> None:
@@ -74,8 +83,10 @@ class _CallState:
             self.relay.stop()
 
 
-async def _serve(run: Callable[[_CallState], Awaitable[HttpResponseBase]], endpoint: str) -> HttpResponseBase:
-    state = _CallState()
+async def _serve(
+    run: Callable[[CallState], Awaitable[HttpResponseBase]], endpoint: str, state: CallState | None = None
+) -> HttpResponseBase:
+    state = state or CallState()
     try:
         with gateway_call(endpoint):  # the call's added latency (orgbilling_gateway_added_latency_seconds)
             return await finish(run(state))  # type: ignore[arg-type]
@@ -156,10 +167,12 @@ async def _forward_json(
         return error_response(error, headers=_id_headers(admission))
 
 
-async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
+async def _chat(request: HttpRequest, state: CallState, sink: RelaySink | None = None) -> HttpResponseBase:
     try:
         provider_key = _provider_key(request)
         admitted = await _admit_chat_on_loop(request) if provider_key is None else None
+        if admitted is None and sink is not None:
+            raise NotOnLoop()
         if admitted is None:
             admitted = await run_db(_admit_chat, request, byok=provider_key is not None)
         admission, chat, body = admitted
@@ -169,7 +182,7 @@ async def _chat(request: HttpRequest, state: _CallState) -> HttpResponseBase:
         await _release(admission)
         return HttpResponse(status=499)
     if chat.stream:
-        return await _chat_stream(admission, chat, body, provider_key, state)
+        return await _chat_stream(admission, chat, body, provider_key, state, sink)
     forwarded = await _forward_json(admission, "chat/completions", body, provider_key)
     if isinstance(forwarded, HttpResponse):
         return forwarded
@@ -194,7 +207,8 @@ async def _chat_stream(
     chat: ChatRequest,
     body: dict[str, Any],
     provider_key: str | None,
-    state: _CallState,
+    state: CallState,
+    sink: RelaySink | None,
 ) -> HttpResponseBase:
     try:
         response = await upstream.open_stream(
@@ -203,12 +217,12 @@ async def _chat_stream(
     except ApplicationError as error:
         await _release(admission)
         return error_response(error, headers=_id_headers(admission))
-    relay = StreamRelay(admission=admission, response=response, strip_usage=not chat.wants_usage)
+    relay = StreamRelay(admission=admission, response=response, strip_usage=not chat.wants_usage, sink=sink)
     state.relay = relay
     if state.gone:
         relay.stop()
     return StreamingHttpResponse(
-        relay.events(),
+        relay.events() if sink is None else (),  # with a sink the relay writes the body itself
         content_type="text/event-stream",
         headers={
             **_id_headers(admission),
@@ -219,7 +233,7 @@ async def _chat_stream(
     )
 
 
-async def _images(request: HttpRequest, state: _CallState) -> HttpResponseBase:
+async def _images(request: HttpRequest, state: CallState) -> HttpResponseBase:
     try:
         provider_key = _provider_key(request)
         admission, image = await run_db(_admit_image, request, byok=provider_key is not None)
@@ -249,6 +263,14 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if request.method != "POST":
         return method_not_allowed("POST")
     return await _serve(lambda state: _chat(request, state), "chat_completions")
+
+
+async def chat_completion_on_loop(
+    request: HttpRequest, state: CallState, sink: RelaySink
+) -> HttpResponseBase:
+    """``chat_completions`` for the lean route (a POST; ``NotOnLoop`` when it cannot be
+    admitted on the loop). ``state`` is told by the lean route when the client leaves."""
+    return await _serve(lambda state: _chat(request, state, sink), "chat_completions", state)
 
 
 @csrf_exempt

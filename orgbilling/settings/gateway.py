@@ -100,6 +100,10 @@ LLM_REASONING_MODELS: list[str] = env.list(
     "LLM_REASONING_MODELS",
     default=["o1*", "o3*", "o4*", "gpt-5*", "*reason*", "*thinking*", "*-r1*", "qwq*"],
 )
+# POST /api/v1/llm/chat/completions from an API-key caller with a warm cache is served by the
+# lean route (billing/gateway/lean.py: a plain ASGI handler with the same middleware and answers,
+# without Django's request handling); off: every call takes the Django route below.
+LLM_GATEWAY_LEAN_ROUTE: bool = env.bool("LLM_GATEWAY_LEAN_ROUTE", default=True)
 # The middleware of the gateway's endpoints (/api/v1/llm/, billing/gateway/asgi.py): each runs
 # on the event loop. Everything else is served with MIDDLEWARE.
 LLM_GATEWAY_MIDDLEWARE: list[str] = [
