@@ -10,7 +10,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from scripts.free_port import free_port
 
@@ -70,3 +73,14 @@ class RedisServer:
         self.thaw()
         subprocess.run([str(REDIS_SCRIPT), "destroy", str(self.directory)], capture_output=True, timeout=60)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real Redis, started; the test may stop, freeze and start it again."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()

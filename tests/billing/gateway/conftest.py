@@ -6,16 +6,19 @@ The server opens its own database connections, so every test that calls it needs
 ``transactional_db`` (committed data, flushed afterwards).
 """
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
+from django.test import RequestFactory
 from openai import OpenAI
 
 from billing.models import ModelPrice
 from organizations.models import User
 from organizations.services import create_api_key
 from tests.fake_upstream import FakeUpstream, running_upstream
+from tests.redis_server import redis_server  # noqa: F401 (fixture)
 from tests.served import served_in_thread
 
 MODEL = "gw-test-model"
@@ -92,3 +95,14 @@ def allow_byok(settings, org) -> None:
 
     settings.LLM_BYOK_ENABLED = True
     Organization.objects.filter(pk=org.id).update(byok_enabled=True)
+
+
+def chat_request(raw_key: str, max_tokens: int = 16):
+    """A chat completion request as the gateway's views get it, for in-process tests."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens}
+    return RequestFactory().post(
+        "/api/v1/llm/chat/completions",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
+    )

@@ -4,10 +4,8 @@ one round trip each, without Django's connection (which refuses to run on the lo
 else goes back to the database threads."""
 
 import asyncio
-import json
 
 import pytest
-from django.test import RequestFactory
 
 from billing.gateway import on_loop, pg
 from billing.gateway.admission import admit_chat
@@ -16,20 +14,10 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services.gateway_calls import cache
 from billing.services.gateway_calls.holds import settle_call, settlement_terms
 from orgbilling.errors import DatabaseUnavailable
-from tests.billing.gateway.conftest import MODEL, api_key
+from tests.billing.gateway.conftest import api_key, chat_request
 from tests.round_trips import round_trips
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("model_price")]
-
-
-def chat_request(raw_key: str, max_tokens: int = 16):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens}
-    return RequestFactory().post(
-        "/api/v1/llm/chat/completions",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
-    )
 
 
 def warm(settings, make_funded_member, **member):

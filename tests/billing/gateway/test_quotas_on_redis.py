@@ -4,7 +4,6 @@ for both, the same refusals, give-backs and fail-open as counting one bucket at 
 chat admission on the event loop with Redis."""
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -16,7 +15,6 @@ import pytest
 import redis
 from django.core.cache import cache
 from django.core.exceptions import SynchronousOnlyOperation
-from django.test import RequestFactory
 
 from billing.errors import QuotaExceeded, RateLimitExceeded
 from billing.gateway import on_loop, pg
@@ -26,7 +24,7 @@ from billing.services.gateway_calls import cache as gateway_cache
 from billing.services.gateway_calls.holds import settle_call, settlement_terms
 from billing.services.gateway_calls.quotas import QuotaTicket, atake_quota, take_quota
 from billing.services.subscriptions import change_subscription_plan, create_subscription
-from tests.billing.gateway.conftest import MODEL, api_key
+from tests.billing.gateway.conftest import api_key, chat_request
 from tests.factories import UserFactory
 from tests.redis_server import RedisServer
 
@@ -35,16 +33,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TIERS = {"tiny": {"rpm": 3, "tpm": 1_000}, "open": {"rpm": 0, "tpm": 0}}
 NOON = datetime(2026, 3, 10, 12, 0, 5, tzinfo=UTC)
 KEY_PREFIX = "quota-test"
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture
@@ -357,16 +345,6 @@ def test_with_redis_stopped_calls_are_admitted_uncounted(
 
     assert [take(org_id=org.id, now=NOON) for _ in range(5)] == [None] * 5
     give_back(ticket)  # not given back, not raised
-
-
-def chat_request(raw_key: str):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
-    return RequestFactory().post(
-        "/api/v1/llm/chat/completions",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
-    )
 
 
 async def _admit_twice_on_the_loop(raw_key: str):

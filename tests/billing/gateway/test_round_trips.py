@@ -2,10 +2,7 @@
 PostgreSQL each once the process's cache is warm (``ledger_hold`` checks the cache generation
 in the statement that takes the hold), and the cache still never answers from a stale entry."""
 
-import json
-
 import pytest
-from django.test import RequestFactory
 from rest_framework.exceptions import PermissionDenied
 
 from billing.gateway.admission import admit_chat
@@ -14,20 +11,10 @@ from billing.selectors.reconciliation import find_all_drifts
 from billing.services.gateway_calls import cache
 from billing.services.gateway_calls.holds import settle_call
 from organizations.models import ApiKey
-from tests.billing.gateway.conftest import MODEL, api_key
+from tests.billing.gateway.conftest import api_key, chat_request
 from tests.round_trips import django_round_trips
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("model_price")]
-
-
-def chat_request(raw_key: str):
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
-    return RequestFactory().post(
-        "/api/v1/llm/chat/completions",
-        data=json.dumps(body),
-        content_type="application/json",
-        HTTP_AUTHORIZATION=f"Bearer {raw_key}",
-    )
 
 
 def test_admission_and_settlement_are_one_round_trip_each_once_warm(settings, make_funded_member):
