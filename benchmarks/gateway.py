@@ -525,7 +525,9 @@ def main() -> None:
             "DJANGO_SECURE_SSL_REDIRECT": "false",
             "DJANGO_SECURE_COOKIES": "false",
             "LOG_LEVEL": "WARNING",
-            **({"CACHE_URL": cache_server.url} if cache_server else {}),
+            # Explicitly: a CACHE_URL in the environment or in .env (make run writes one) must not
+            # turn the in-process run into one against a Redis that may not even be running.
+            "CACHE_URL": cache_server.url if cache_server else "locmemcache://gateway-benchmark",
         }
         subprocess.run([sys.executable, str(ROOT / "manage.py"), "migrate", "--noinput"], env=env, check=True,
                        capture_output=True)  # fmt: skip

@@ -200,6 +200,9 @@ class _Launcher:
     def start(self, database_url: str | None) -> tuple[_Running, str | None]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
         env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")  # no fetch from the internet
+        # The proxy loads the first .env above its package, which is ours when the virtualenv is in
+        # the checkout (make run writes DATABASE_URL there): the configuration is what we pass.
+        env["PYTHON_DOTENV_DISABLED"] = "true"
         if database_url:
             env["DATABASE_URL"] = database_url
         command = [
