@@ -303,8 +303,10 @@ def test_a_json_call_whose_client_gave_up_is_still_charged_on_the_lean_route(
 def test_a_stream_whose_writes_fail_on_the_lean_route_still_settles_with_the_upstreams_usage(
     caller, upstream, django_routed
 ):
-    # given: a client whose connection fails once the first event is written to it
+    # given: a client whose connection fails once the first event is written to it, and an
+    # upstream whose events come apart (one read each), so the failing write is mid-stream
     upstream.behaviour.completion_tokens = 30
+    upstream.behaviour.token_delay = 0.01
     request_id = f"lean-write-fails-{uuid.uuid4()}"
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
