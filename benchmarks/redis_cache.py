@@ -15,7 +15,6 @@ import contextlib
 import shutil
 import subprocess
 import tempfile
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_SCRIPT = ROOT / "scripts" / "redis.sh"
-END_OF_BLOCK = "end-of-benchmark-block"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,28 +57,12 @@ def round_trips(url: str, calls: int, send: Callable[[], None]) -> tuple[float, 
     """Commands sent to Redis per call over ``calls`` runs of ``send``: the total and by command."""
     import redis
 
+    from tests.round_trips import client_commands
+
     client = redis.Redis.from_url(url)
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with client.monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if command["command"] == f"ECHO {END_OF_BLOCK}":
-                    return
-                if command["client_type"] != "lua":
-                    seen.append(command["command"].split()[0].lower())
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    ready.wait(5)
-    client.ping()  # our own connection's set-up ends here
-    for _ in range(calls):
-        send()
-    client.echo(END_OF_BLOCK)
-    watcher.join(10)
+    with client_commands(client) as seen:
+        for _ in range(calls):
+            send()
     client.close()
-    del seen[: seen.index("ping") + 1]
     by_command = Counter(seen)
     return len(seen) / calls, {name: count / calls for name, count in sorted(by_command.items())}

@@ -1,14 +1,19 @@
 """Counting round trips to PostgreSQL on one connection, from libpq's own protocol trace: each
 round trip ends with the server's ``ReadyForQuery`` (a simple query, or an extended-protocol
 exchange up to its ``Sync``). Used by the tests that pin the gateway's units to one round trip
-each, and by ``benchmarks/gateway.py``."""
+each, and by ``benchmarks/gateway.py``; and the commands sent to Redis (``client_commands``)."""
 
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg import pq
+
+if TYPE_CHECKING:
+    import redis
 
 
 class RoundTrips:
@@ -45,3 +50,31 @@ def django_round_trips() -> Iterator[RoundTrips]:
     connection.ensure_connection()
     with round_trips(connection.connection) as counted:
         yield counted
+
+
+@contextmanager
+def client_commands(client: "redis.Redis") -> Iterator[list[str]]:
+    """The commands clients send Redis inside the block, one per round trip (MONITOR; commands
+    a script runs are left out)."""
+    seen: list[str] = []
+    ready = threading.Event()
+
+    def watch() -> None:
+        with client.monitor() as monitor:
+            ready.set()
+            for command in monitor.listen():
+                if command["command"] == "ECHO end-of-block":
+                    return
+                if command["client_type"] != "lua":
+                    seen.append(command["command"].split()[0].lower())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    ready.wait(5)
+    client.ping()  # MONITOR is on once its own connection sees this
+    try:
+        yield seen
+    finally:
+        client.echo("end-of-block")
+        watcher.join(5)
+        del seen[: seen.index("ping") + 1]  # our own connection's set-up, if it had none yet

@@ -5,10 +5,8 @@ chat admission on the event loop with Redis."""
 
 import asyncio
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -27,6 +25,7 @@ from billing.services.subscriptions import change_subscription_plan, create_subs
 from tests.billing.gateway.conftest import api_key, chat_request
 from tests.factories import UserFactory
 from tests.redis_server import RedisServer
+from tests.round_trips import client_commands
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,34 +92,6 @@ PATHS = pytest.mark.parametrize(
     [(sync_take, sync_give_back), (async_take, async_give_back)],
     ids=["thread", "loop"],
 )
-
-
-@contextmanager
-def client_commands(client: redis.Redis) -> Iterator[list[str]]:
-    """The commands clients send Redis inside the block, one per round trip (MONITOR; commands
-    a script runs are left out)."""
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with client.monitor() as monitor:
-            ready.set()
-            for command in monitor.listen():
-                if command["command"] == "ECHO end-of-block":
-                    return
-                if command["client_type"] != "lua":
-                    seen.append(command["command"].split()[0].lower())
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    ready.wait(5)
-    client.ping()  # MONITOR is on once its own connection sees this
-    try:
-        yield seen
-    finally:
-        client.echo("end-of-block")
-        watcher.join(5)
-        del seen[: seen.index("ping") + 1]  # our own connection's set-up, if it had none yet
 
 
 def counters(client: redis.Redis) -> dict[str, int]:
